@@ -1,0 +1,28 @@
+// Core types shared by the whole library.
+#pragma once
+
+#include <Eigen/Core>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace ift {
+
+using Index = Eigen::Index;
+
+/// Column vector of scalars: parameters w, hyperparameters λ, and every solver iterate.
+template <class S>
+using Vector = Eigen::Matrix<S, Eigen::Dynamic, 1>;
+
+/// Column-major dense matrix. Data sets are n × d (one example per row).
+template <class S>
+using Matrix = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>;
+
+using LabelVector = Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1>;
+
+/// Thrown for misuse: bad parameters, dimension mismatches. The message names the field.
+inline void require(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument(what);
+}
+
+}  // namespace ift

@@ -1,0 +1,5 @@
+#pragma once
+namespace ift {
+/// Library version, "major.minor.patch".
+const char* version();
+}  // namespace ift
