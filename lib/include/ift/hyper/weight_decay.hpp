@@ -1,0 +1,95 @@
+// Weight-decay hyperparameter families, log-parametrised so that λ is unconstrained:
+//   global:      R(λ, w) = ½ exp(λ) Σ_i w_i²          (one hyperparameter)
+//   per-weight:  R(λ, w) = ½ Σ_i exp(λ_i) w_i²       (one hyperparameter per weight)
+// A family knows how λ enters L_T: the penalty, its w-gradient, its w-Hessian (diagonal) and the
+// mixed partial v ↦ vᵀ ∂²R/∂w∂λᵀ = ∂/∂λ (vᵀ ∇_w R).
+#pragma once
+
+#include <cmath>
+#include <string>
+
+#include "ift/core.hpp"
+
+namespace ift {
+
+enum class DecayKind { Global, PerWeight };
+
+inline DecayKind parse_decay_kind(const std::string& s) {
+  if (s == "global") return DecayKind::Global;
+  if (s == "per-weight") return DecayKind::PerWeight;
+  throw std::invalid_argument("unknown weight-decay family '" + s +
+                              "' (expected global or per-weight)");
+}
+
+template <class S>
+class WeightDecay {
+ public:
+  WeightDecay(DecayKind kind, Index num_params) : kind_(kind), num_params_(num_params) {}
+
+  DecayKind kind() const { return kind_; }
+  Index num_hyper() const { return kind_ == DecayKind::Global ? 1 : num_params_; }
+
+  S penalty(const Vector<S>& lambda, const Vector<S>& w) const {
+    check(lambda, w.size());
+    if (kind_ == DecayKind::Global) return S(0.5) * std::exp(lambda(0)) * w.squaredNorm();
+    return S(0.5) * (lambda.array().exp() * w.array().square()).sum();
+  }
+  /// g += ∇_w R = exp(λ) ⊙ w.
+  void add_gradient(const Vector<S>& lambda, const Vector<S>& w, Vector<S>& g) const {
+    check(lambda, w.size());
+    if (kind_ == DecayKind::Global)
+      g.noalias() += std::exp(lambda(0)) * w;
+    else
+      g.array() += lambda.array().exp() * w.array();
+  }
+  /// out += ∇²_w R v = exp(λ) ⊙ v.
+  void add_hvp(const Vector<S>& lambda, const Vector<S>& v, Vector<S>& out) const {
+    add_gradient(lambda, v, out);
+  }
+  /// H += diag(exp(λ)).
+  void add_hessian(const Vector<S>& lambda, Matrix<S>& H) const {
+    check(lambda, H.rows());
+    if (kind_ == DecayKind::Global)
+      H.diagonal().array() += std::exp(lambda(0));
+    else
+      H.diagonal().array() += lambda.array().exp();
+  }
+  /// The diagonal of ∇²_w R (length num_params).
+  Vector<S> hessian_diagonal(const Vector<S>& lambda) const {
+    if (kind_ == DecayKind::Global) return Vector<S>::Constant(num_params_, std::exp(lambda(0)));
+    return lambda.array().exp().matrix();
+  }
+  /// out = ∂R/∂λ.
+  void gradient_lambda(const Vector<S>& lambda, const Vector<S>& w, Vector<S>& out) const {
+    check(lambda, w.size());
+    if (kind_ == DecayKind::Global) {
+      out.resize(1);
+      out(0) = S(0.5) * std::exp(lambda(0)) * w.squaredNorm();
+    } else {
+      out = S(0.5) * (lambda.array().exp() * w.array().square()).matrix();
+    }
+  }
+  /// out = vᵀ ∂²R/∂w∂λᵀ: per-weight out_i = v_i exp(λ_i) w_i; global out = exp(λ) vᵀ w.
+  void mixed_product(const Vector<S>& lambda, const Vector<S>& w, const Vector<S>& v,
+                     Vector<S>& out) const {
+    check(lambda, w.size());
+    if (kind_ == DecayKind::Global) {
+      out.resize(1);
+      out(0) = std::exp(lambda(0)) * v.dot(w);
+    } else {
+      out = (v.array() * lambda.array().exp() * w.array()).matrix();
+    }
+  }
+
+ private:
+  void check(const Vector<S>& lambda, Index n) const {
+    require(n == num_params_, "WeightDecay: vector of size " + std::to_string(n) + ", expected " +
+                                  std::to_string(num_params_));
+    require(lambda.size() == num_hyper(), "WeightDecay: λ has " + std::to_string(lambda.size()) +
+                                              " entries, expected " + std::to_string(num_hyper()));
+  }
+  DecayKind kind_;
+  Index num_params_;
+};
+
+}  // namespace ift

@@ -1,0 +1,45 @@
+// Binary logistic regression (labels 0/1, bias as a feature) with exact derivatives.
+// p = σ(X w); loss = mean[softplus(z) − y z]; H = Xᵀ diag(p(1 − p)) X / n (= Gauss-Newton).
+#pragma once
+
+#include <vector>
+
+#include "ift/core.hpp"
+#include "ift/dataset.hpp"
+#include "ift/models/kronecker_factors.hpp"
+
+namespace ift {
+
+template <class S>
+class LogisticRegression {
+ public:
+  using Scalar = S;
+  struct Cache {
+    Vector<S> probs;     ///< n, σ(x_i · w).
+    Vector<S> residual;  ///< n, (p − y) / n.
+    Vector<S> work;      ///< n scratch.
+    Matrix<S> work_x;    ///< n × F scratch for the dense Hessian.
+  };
+
+  explicit LogisticRegression(Index num_features);
+  Index num_features() const { return num_features_; }
+  Index num_params() const { return num_features_; }
+
+  S evaluate(const Dataset<S>& data, const Vector<S>& w, Cache& cache, Vector<S>* gradient) const;
+  void hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
+           Vector<S>& out) const;
+  void gauss_newton_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
+                            const Vector<S>& v, Vector<S>& out) const;
+  void fisher_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
+                      Vector<S>& out) const;
+  void hessian(const Dataset<S>& data, const Vector<S>& w, Cache& cache, Matrix<S>& H) const;
+  std::vector<KroneckerFactors<S>> kfac_factors(const Dataset<S>& data, const Vector<S>& w,
+                                                Cache& cache) const;
+  double accuracy(const Dataset<S>& data, const Cache& cache) const;
+
+ private:
+  void check_data(const Dataset<S>& data, const Vector<S>& w) const;
+  Index num_features_;
+};
+
+}  // namespace ift

@@ -1,0 +1,93 @@
+// Multilayer perceptron with exact first and second derivatives.
+//
+// Layer l maps A_{l−1} (n × in) to Z_l = A_{l−1} W_l + 1 b_lᵀ; hidden layers apply σ elementwise.
+// Parameter layout: layer l owns the column-major vec of the (in+1) × out matrix [W_l; b_lᵀ]
+// (bias row last) starting at offset(l) — the layout KFAC's G ⊗ A blocks assume.
+// Output: softmax cross-entropy (mean over rows) or squared error (1/2n) Σ ||z − t||².
+// HVPs use Pearlmutter's R-operator on the cached forward and backward passes; Gauss-Newton
+// products are Jᵀ H_out J v; the dense Hessian is built column by column from HVPs.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ift/core.hpp"
+#include "ift/dataset.hpp"
+#include "ift/models/kronecker_factors.hpp"
+
+namespace ift {
+
+enum class Activation { Tanh, Sigmoid, Softplus, Relu };
+enum class OutputLoss { SoftmaxCrossEntropy, SquaredError };
+
+Activation parse_activation(const std::string& name);
+const char* to_string(Activation a);
+
+template <class S>
+class Mlp {
+ public:
+  using Scalar = S;
+
+  struct Cache {
+    std::vector<Matrix<S>> A;   ///< A[l]: n × width of layer l's output after σ (hidden layers).
+    std::vector<Matrix<S>> D1;  ///< σ'(Z_l) for hidden layers.
+    std::vector<Matrix<S>> D2;  ///< σ''(Z_l) for hidden layers.
+    std::vector<Matrix<S>> E;   ///< E[l] = δ_{l+1} W_{l+1}ᵀ: backprop before the σ' factor.
+    std::vector<Matrix<S>> delta;  ///< δ_l = ∂L/∂Z_l (mean loss).
+    Matrix<S> out;              ///< n × k: probabilities (cross-entropy) or outputs (squared error).
+    // Scratch for R-operator passes, reused across calls.
+    std::vector<Matrix<S>> RZ, Rdelta;
+    Matrix<S> work;
+    bool has_backward = false;
+  };
+
+  /// widths = {inputs, hidden..., outputs}; at least two entries.
+  Mlp(std::vector<Index> widths, Activation activation, OutputLoss loss);
+
+  Index num_layers() const { return static_cast<Index>(widths_.size()) - 1; }
+  Index num_params() const { return offsets_.back(); }
+  Index offset(Index layer) const { return offsets_[static_cast<std::size_t>(layer)]; }
+  const std::vector<Index>& widths() const { return widths_; }
+  Activation activation() const { return activation_; }
+  OutputLoss output_loss() const { return loss_; }
+
+  /// Glorot-uniform weights, zero biases, from a seeded generator (deterministic).
+  Vector<S> initial_weights(std::uint64_t seed) const;
+
+  /// Mean loss; fills the forward (and, always, the backward) caches; optional gradient.
+  S evaluate(const Dataset<S>& data, const Vector<S>& w, Cache& cache, Vector<S>* gradient) const;
+  void hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
+           Vector<S>& out) const;
+  void gauss_newton_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
+                            const Vector<S>& v, Vector<S>& out) const;
+  void fisher_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
+                      Vector<S>& out) const;
+  /// Dense Hessian, one HVP per column, symmetrised.
+  void hessian(const Dataset<S>& data, const Vector<S>& w, Cache& cache, Matrix<S>& H) const;
+  /// Dense Gauss-Newton matrix, one product per column.
+  void gauss_newton_matrix(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
+                           Matrix<S>& G) const;
+  /// KFAC factors per layer with exact output-side curvature (G_l = E[J_lᵀ H_out J_l], KFLR).
+  std::vector<KroneckerFactors<S>> kfac_factors(const Dataset<S>& data, const Vector<S>& w,
+                                                Cache& cache) const;
+  double accuracy(const Dataset<S>& data, const Cache& cache) const;
+
+ private:
+  void check_data(const Dataset<S>& data, const Vector<S>& w) const;
+  const Matrix<S>& input(const Dataset<S>& data, const Cache& cache, Index layer) const;
+  /// R{Z_l} for every layer given direction v (R-operator forward pass).
+  void r_forward(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v) const;
+  /// R{δ_L} = H_out R{Z_L} / n into cache.Rdelta.back().
+  void output_curvature(Cache& cache) const;
+  /// Backprop of output-side gradients `delta_L` through the linearised network (no σ'' terms),
+  /// accumulating Jᵀ-products into out (layout of w).
+  void linear_backward(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
+                       std::vector<Matrix<S>>& deltas, Vector<S>& out) const;
+
+  std::vector<Index> widths_;
+  std::vector<Index> offsets_;
+  Activation activation_;
+  OutputLoss loss_;
+};
+
+}  // namespace ift

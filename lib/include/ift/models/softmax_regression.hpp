@@ -1,0 +1,62 @@
+// Multinomial logistic regression (softmax, bias as a feature) with exact derivatives.
+//
+// Parameters are class-major: w[c * F + j] = W[c, j] (DESIGN.md P1), i.e. w is the column-major
+// vec of the F × C matrix Wᵀ. Logits Z = X Wᵀ (n × C). The loss is the mean cross-entropy.
+// With S_n = diag(p_n) − p_n p_nᵀ the Hessian is H = (1/n) Σ_n S_n ⊗ x_n x_nᵀ: block (c, c') is
+// Xᵀ diag(s_cc') X / n. It equals the Gauss-Newton matrix (the logits are linear in w).
+#pragma once
+
+#include <vector>
+
+#include "ift/core.hpp"
+#include "ift/dataset.hpp"
+#include "ift/models/kronecker_factors.hpp"
+
+namespace ift {
+
+template <class S>
+class SoftmaxRegression {
+ public:
+  using Scalar = S;
+
+  /// Forward quantities at (data, w), reused by gradient, HVP, Gauss-Newton and Fisher products.
+  struct Cache {
+    Matrix<S> probs;     ///< n × C softmax probabilities.
+    Matrix<S> residual;  ///< n × C, (P − Y) / n: the gradient of the mean loss w.r.t. the logits.
+    Matrix<S> work;      ///< n × C scratch for products (reused, never reallocated when sizes match).
+    Matrix<S> work_x;    ///< n × F scratch for the dense Hessian build.
+  };
+
+  SoftmaxRegression(Index num_features, Index num_classes);
+
+  Index num_features() const { return num_features_; }
+  Index num_classes() const { return num_classes_; }
+  Index num_params() const { return num_features_ * num_classes_; }
+
+  /// Mean cross-entropy at w; fills the cache; writes the gradient when `gradient` is non-null.
+  S evaluate(const Dataset<S>& data, const Vector<S>& w, Cache& cache, Vector<S>* gradient) const;
+
+  /// Hessian-vector product H v from a cache filled by evaluate() at the same w (R-operator).
+  void hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
+           Vector<S>& out) const;
+  /// Gauss-Newton product Jᵀ H_out J v; identical to hvp() for this model.
+  void gauss_newton_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
+                            const Vector<S>& v, Vector<S>& out) const;
+  /// Empirical Fisher product (1/n) Σ_n g_n g_nᵀ v from per-example gradients, matrix-free.
+  void fisher_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
+                      Vector<S>& out) const;
+  /// Dense Hessian by its Kronecker-block formula (one GEMM per block pair c ≤ c', symmetric fill).
+  void hessian(const Dataset<S>& data, const Vector<S>& w, Cache& cache, Matrix<S>& H) const;
+  /// KFAC factors: one block, A = XᵀX / n (F × F, the bias is already a feature), G = mean S_n.
+  std::vector<KroneckerFactors<S>> kfac_factors(const Dataset<S>& data, const Vector<S>& w,
+                                                Cache& cache) const;
+  /// Fraction of rows whose arg-max probability is the label (cache from evaluate()).
+  double accuracy(const Dataset<S>& data, const Cache& cache) const;
+
+ private:
+  void check_data(const Dataset<S>& data, const Vector<S>& w) const;
+  Index num_features_;
+  Index num_classes_;
+};
+
+}  // namespace ift

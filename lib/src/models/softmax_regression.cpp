@@ -1,0 +1,172 @@
+#include "ift/models/softmax_regression.hpp"
+
+#include <cmath>
+
+namespace ift {
+
+template <class S>
+SoftmaxRegression<S>::SoftmaxRegression(Index num_features, Index num_classes)
+    : num_features_(num_features), num_classes_(num_classes) {
+  require(num_features > 0, "SoftmaxRegression: num_features must be positive");
+  require(num_classes >= 2, "SoftmaxRegression: num_classes must be at least 2");
+}
+
+template <class S>
+void SoftmaxRegression<S>::check_data(const Dataset<S>& data, const Vector<S>& w) const {
+  require(data.num_features() == num_features_,
+          "SoftmaxRegression: data has " + std::to_string(data.num_features()) +
+              " features, the model expects " + std::to_string(num_features_));
+  require(data.labels.size() == data.size(), "SoftmaxRegression: data needs one label per row");
+  require(w.size() == num_params(), "SoftmaxRegression: w has " + std::to_string(w.size()) +
+                                        " entries, expected " + std::to_string(num_params()));
+  require(data.size() > 0, "SoftmaxRegression: empty data set");
+  require(data.labels.minCoeff() >= 0 && data.labels.maxCoeff() < num_classes_,
+          "SoftmaxRegression: labels must lie in [0, " + std::to_string(num_classes_) + ")");
+}
+
+template <class S>
+S SoftmaxRegression<S>::evaluate(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
+                                 Vector<S>* gradient) const {
+  check_data(data, w);
+  const Index n = data.size(), C = num_classes_;
+  Eigen::Map<const Matrix<S>> Wt(w.data(), num_features_, C);
+  cache.probs.resize(n, C);
+  cache.probs.noalias() = data.X * Wt;
+  cache.residual.resize(n, C);
+  double total = 0;
+  const S inv_n = S(1) / S(n);
+#pragma omp parallel for reduction(+ : total) schedule(static) if (n * C > 20000)
+  for (Index i = 0; i < n; ++i) {
+    const S zmax = cache.probs.row(i).maxCoeff();
+    const Index y = data.labels(i);
+    const S shifted_true_logit = cache.probs(i, y) - zmax;
+    S sum = 0;
+    for (Index c = 0; c < C; ++c) {
+      const S e = std::exp(cache.probs(i, c) - zmax);
+      cache.probs(i, c) = e;
+      sum += e;
+    }
+    // Cross-entropy = log Σ exp(z − z_max) − (z_y − z_max): no overflow, no log(0).
+    total += static_cast<double>(std::log(sum) - shifted_true_logit);
+    const S inv_sum = S(1) / sum;
+    for (Index c = 0; c < C; ++c) {
+      cache.probs(i, c) *= inv_sum;
+      cache.residual(i, c) = (cache.probs(i, c) - (c == y ? S(1) : S(0))) * inv_n;
+    }
+  }
+  if (gradient) {
+    gradient->resize(num_params());
+    Eigen::Map<Matrix<S>> G(gradient->data(), num_features_, C);
+    G.noalias() = data.X.transpose() * cache.residual;
+  }
+  return static_cast<S>(total / static_cast<double>(n));
+}
+
+template <class S>
+void SoftmaxRegression<S>::hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
+                               const Vector<S>& v, Vector<S>& out) const {
+  check_data(data, w);
+  require(v.size() == num_params(), "SoftmaxRegression::hvp: v has the wrong size");
+  const Index n = data.size(), C = num_classes_;
+  require(cache.probs.rows() == n, "SoftmaxRegression::hvp: call evaluate() first");
+  Eigen::Map<const Matrix<S>> V(v.data(), num_features_, C);
+  // R{Z} = X V; R{∂L/∂Z} = (P ⊙ (R{Z} − rowsum(P ⊙ R{Z}))) / n; H v = Xᵀ R{∂L/∂Z}.
+  cache.work.resize(n, C);
+  cache.work.noalias() = data.X * V;
+  const S inv_n = S(1) / S(n);
+  for (Index i = 0; i < n; ++i) {
+    S mean = 0;
+    for (Index c = 0; c < C; ++c) mean += cache.probs(i, c) * cache.work(i, c);
+    for (Index c = 0; c < C; ++c)
+      cache.work(i, c) = cache.probs(i, c) * (cache.work(i, c) - mean) * inv_n;
+  }
+  out.resize(num_params());
+  Eigen::Map<Matrix<S>> Out(out.data(), num_features_, C);
+  Out.noalias() = data.X.transpose() * cache.work;
+}
+
+template <class S>
+void SoftmaxRegression<S>::gauss_newton_product(const Dataset<S>& data, const Vector<S>& w,
+                                                Cache& cache, const Vector<S>& v,
+                                                Vector<S>& out) const {
+  hvp(data, w, cache, v, out);
+}
+
+template <class S>
+void SoftmaxRegression<S>::fisher_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
+                                          const Vector<S>& v, Vector<S>& out) const {
+  check_data(data, w);
+  const Index n = data.size(), C = num_classes_;
+  require(cache.residual.rows() == n, "SoftmaxRegression::fisher_product: call evaluate() first");
+  // Per-example gradient g_i = (p_i − y_i) ⊗ x_i = n · residual_i ⊗ x_i, so
+  // g_iᵀ v = n · residual_iᵀ (X V)_i and (1/n) Σ g_i (g_iᵀ v) = Xᵀ diag(n s) residual.
+  Eigen::Map<const Matrix<S>> V(v.data(), num_features_, C);
+  cache.work.resize(n, C);
+  cache.work.noalias() = data.X * V;
+  for (Index i = 0; i < n; ++i) {
+    const S s = S(n) * cache.residual.row(i).dot(cache.work.row(i));
+    cache.work.row(i) = s * cache.residual.row(i);
+  }
+  out.resize(num_params());
+  Eigen::Map<Matrix<S>> Out(out.data(), num_features_, C);
+  Out.noalias() = data.X.transpose() * cache.work;
+}
+
+template <class S>
+void SoftmaxRegression<S>::hessian(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
+                                   Matrix<S>& H) const {
+  check_data(data, w);
+  const Index n = data.size(), C = num_classes_, F = num_features_;
+  require(cache.probs.rows() == n, "SoftmaxRegression::hessian: call evaluate() first");
+  H.resize(num_params(), num_params());
+  cache.work_x.resize(n, F);
+  const S inv_n = S(1) / S(n);
+  for (Index c = 0; c < C; ++c) {
+    for (Index c2 = c; c2 < C; ++c2) {
+      // s_i = (δ_cc' p_ic − p_ic p_ic') / n; block = Xᵀ diag(s) X.
+      for (Index i = 0; i < n; ++i) {
+        const S p = cache.probs(i, c);
+        const S s = ((c == c2 ? p : S(0)) - p * cache.probs(i, c2)) * inv_n;
+        cache.work_x.row(i) = s * data.X.row(i);
+      }
+      H.block(c * F, c2 * F, F, F).noalias() = data.X.transpose() * cache.work_x;
+      if (c2 != c) H.block(c2 * F, c * F, F, F) = H.block(c * F, c2 * F, F, F).transpose();
+    }
+  }
+}
+
+template <class S>
+std::vector<KroneckerFactors<S>> SoftmaxRegression<S>::kfac_factors(const Dataset<S>& data,
+                                                                    const Vector<S>& w,
+                                                                    Cache& cache) const {
+  check_data(data, w);
+  const Index n = data.size();
+  require(cache.probs.rows() == n, "SoftmaxRegression::kfac_factors: call evaluate() first");
+  KroneckerFactors<S> f;
+  f.offset = 0;
+  f.A.setZero(num_features_, num_features_);
+  f.A.template selfadjointView<Eigen::Lower>().rankUpdate(data.X.transpose(), S(1) / S(n));
+  f.A = f.A.template selfadjointView<Eigen::Lower>();
+  // G = mean_i (diag p_i − p_i p_iᵀ).
+  f.G = Matrix<S>(cache.probs.colwise().sum().transpose().asDiagonal());
+  f.G.noalias() -= cache.probs.transpose() * cache.probs;
+  f.G /= S(n);
+  return {f};
+}
+
+template <class S>
+double SoftmaxRegression<S>::accuracy(const Dataset<S>& data, const Cache& cache) const {
+  require(cache.probs.rows() == data.size(), "SoftmaxRegression::accuracy: call evaluate() first");
+  Index correct = 0;
+  for (Index i = 0; i < data.size(); ++i) {
+    Index best;
+    cache.probs.row(i).maxCoeff(&best);
+    correct += (best == data.labels(i));
+  }
+  return static_cast<double>(correct) / static_cast<double>(data.size());
+}
+
+template class SoftmaxRegression<float>;
+template class SoftmaxRegression<double>;
+
+}  // namespace ift
