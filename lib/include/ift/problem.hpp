@@ -17,7 +17,7 @@
 
 namespace ift {
 
-/// Losses and accuracies at the current point; accuracies absent for regression, test absent
+/// Losses (data terms only, without the penalty) and accuracies at the current point; accuracies absent for regression, test absent
 /// when the problem has no test set.
 struct Metrics {
   double train_loss = 0, val_loss = 0, test_loss = 0;
@@ -55,6 +55,9 @@ class BilevelProblem {
   /// the block; exact for global decay).
   virtual std::vector<KroneckerFactors<S>> kfac_factors(std::vector<S>& shift) = 0;
   virtual void mixed_product(const Vector<S>& v, Vector<S>& out) = 0;  ///< vᵀ ∂²L_T/∂w∂λᵀ
+  /// out = ∇²_w R v: the curvature of the hyperparameter-dependent penalty alone (zero for
+  /// families without one); kept exact by the outer-product and Fisher curvatures.
+  virtual void penalty_hvp(const Vector<S>& v, Vector<S>& out) = 0;
 
   virtual Metrics metrics() = 0;  ///< losses and accuracies at the current point
 };
@@ -144,6 +147,10 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar> {
   }
   void mixed_product(const Vector<S>& v, Vector<S>& out) override {
     decay_.mixed_product(lambda_, w_, v, out);
+  }
+  void penalty_hvp(const Vector<S>& v, Vector<S>& out) override {
+    out.setZero(v.size());
+    decay_.add_hvp(lambda_, v, out);
   }
 
   Metrics metrics() override {

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ift needs, only those missing (fast when all are present).
+# Usage: scripts/setup-deps.sh [--with-torch]
+set -euo pipefail
+packages=(build-essential cmake libeigen3-dev libspectra-dev libboost-program-options-dev
+          libbenchmark-dev libgtest-dev zlib1g-dev dataset-fashion-mnist
+          python3-matplotlib python3-numpy libopenblas0-pthread)
+if [[ "${1:-}" == "--with-torch" ]]; then packages+=(libtorch-dev); fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "ift: installing ${missing[*]}" >&2
+  sudo_cmd=()
+  if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,289 @@
+// The hypergradient engine against the mathematics: finite differences of λ ↦ L_V(w*(λ)), the
+// unification theorem, convergence and divergence of each approximation, and every status.
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "fixtures.hpp"
+#include "ift/hypergradient.hpp"
+#include "ift/inner.hpp"
+#include "ift/models/mlp.hpp"
+#include "ift/models/softmax_regression.hpp"
+
+namespace ift {
+namespace {
+
+using testing::rel_error;
+
+template <class S>
+std::shared_ptr<const Dataset<S>> shared(Dataset<S> d) {
+  return std::make_shared<const Dataset<S>>(std::move(d));
+}
+
+template <class S>
+RegularizedProblem<SoftmaxRegression<S>> logreg_problem(DecayKind kind, Index n_train = 40,
+                                                       std::uint64_t seed = 1) {
+  SoftmaxRegression<S> model(5, 3);
+  return RegularizedProblem<SoftmaxRegression<S>>(
+      model, WeightDecay<S>(kind, model.num_params()),
+      shared(testing::random_classification<S>(n_train, 4, 3, seed)),
+      shared(testing::random_classification<S>(30, 4, 3, seed + 100)));
+}
+
+RegularizedProblem<Mlp<double>> mlp_problem() {
+  Mlp<double> model({3, 4, 3}, Activation::Tanh, OutputLoss::SoftmaxCrossEntropy);
+  return RegularizedProblem<Mlp<double>>(
+      model, WeightDecay<double>(DecayKind::PerWeight, model.num_params()),
+      shared(testing::random_classification<double>(40, 3, 3, 7, false)),
+      shared(testing::random_classification<double>(30, 3, 3, 8, false)));
+}
+
+/// Puts the problem at (λ, w*(λ)) by Newton to ||∇L_T|| < 1e-12 and returns w*.
+template <class S>
+Vector<S> solve_inner(BilevelProblem<S>& problem, const Vector<S>& lambda,
+                      Vector<S> w = Vector<S>()) {
+  if (w.size() == 0) w = Vector<S>::Zero(problem.num_params());
+  NewtonParams p;
+  p.gradient_tolerance = std::is_same_v<S, double> ? 1e-12 : 1e-5;
+  const InnerResult r = newton_solve(problem, lambda, w, p);
+  EXPECT_TRUE(r.converged) << r.message;
+  return w;
+}
+
+template <class S>
+double outer_objective(BilevelProblem<S>& problem, const Vector<S>& lambda, const Vector<S>& w0) {
+  solve_inner(problem, lambda, w0);
+  return static_cast<double>(problem.val_loss());
+}
+
+MethodSpec spec(Method m, Index steps = 20, double alpha = 0) {
+  MethodSpec s;
+  s.method = m;
+  s.steps = steps;
+  s.alpha = alpha;
+  return s;
+}
+
+// ---- The IFT hypergradient equals the derivative of λ ↦ L_V(w*(λ)) ---------------------------
+
+void expect_matches_finite_differences(BilevelProblem<double>& problem, Vector<double> lambda,
+                                       const Vector<double>& w0, const std::vector<Index>& coords) {
+  const Vector<double> w_star = solve_inner(problem, lambda, w0);
+  const auto result = hypergradient(problem, spec(Method::Exact));
+  ASSERT_EQ(result.status, SolverStatus::Converged) << result.message;
+  ASSERT_LT(*result.relative_residual, 1e-10);
+  const double h = 1e-4;
+  for (Index j : coords) {
+    Vector<double> lp = lambda, lm = lambda;
+    lp(j) += h;
+    lm(j) -= h;
+    const double fd =
+        (outer_objective(problem, lp, w_star) - outer_objective(problem, lm, w_star)) / (2 * h);
+    EXPECT_NEAR(result.hypergradient(j), fd, 1e-6 * std::max(1e-3, std::abs(fd)))
+        << "coordinate " << j;
+  }
+}
+
+TEST(Hypergradient, ExactMatchesFiniteDifferencesGlobalDecayLogReg) {
+  auto problem = logreg_problem<double>(DecayKind::Global);
+  expect_matches_finite_differences(problem, Vector<double>::Constant(1, std::log(1e-2)),
+                                    Vector<double>::Zero(15), {0});
+}
+
+TEST(Hypergradient, ExactMatchesFiniteDifferencesPerWeightDecayLogReg) {
+  auto problem = logreg_problem<double>(DecayKind::PerWeight);
+  const Vector<double> lambda = testing::random_vector<double>(15, 3, 0.5).array() + std::log(1e-2);
+  expect_matches_finite_differences(problem, lambda, Vector<double>::Zero(15), {0, 4, 7, 14});
+}
+
+TEST(Hypergradient, ExactMatchesFiniteDifferencesPerWeightDecayMlpAtLocalMinimum) {
+  auto problem = mlp_problem();
+  const Vector<double> lambda = Vector<double>::Constant(problem.num_params(), std::log(3e-2));
+  const Vector<double> w0 = problem.model().initial_weights(5);
+  expect_matches_finite_differences(problem, lambda, w0, {0, 5, 13, 20, 30});
+}
+
+TEST(Hypergradient, MixedProductMatchesFiniteDifferences) {
+  for (DecayKind kind : {DecayKind::Global, DecayKind::PerWeight}) {
+    auto problem = logreg_problem<double>(kind);
+    const Index H = problem.num_hyper();
+    const Vector<double> lambda = testing::random_vector<double>(H, 4, 0.3);
+    const Vector<double> w = testing::random_vector<double>(15, 5);
+    const Vector<double> v = testing::random_vector<double>(15, 6);
+    problem.set_point(lambda, w);
+    Vector<double> mixed;
+    problem.mixed_product(v, mixed);
+    const double h = 1e-6;
+    for (Index j = 0; j < H; ++j) {
+      Vector<double> lp = lambda, lm = lambda;
+      lp(j) += h;
+      lm(j) -= h;
+      problem.set_point(lp, w);
+      const double up = v.dot(problem.train_gradient());
+      problem.set_point(lm, w);
+      const double down = v.dot(problem.train_gradient());
+      EXPECT_NEAR(mixed(j), (up - down) / (2 * h), 1e-7 * std::max(1.0, std::abs(mixed(j))));
+    }
+  }
+}
+
+// ---- Theorems and limits of the approximations -----------------------------------------------
+
+template <class S>
+class HypergradientTyped : public ::testing::Test {};
+using Precisions = ::testing::Types<double, float>;
+TYPED_TEST_SUITE(HypergradientTyped, Precisions);
+
+TYPED_TEST(HypergradientTyped, UnrolledFromOptimumEqualsNeumannWithOneTermFewer) {
+  // Lorraine et al. (2020): unrolled(i, α) started at w* equals neumann(i − 1, α).
+  using S = TypeParam;
+  auto problem = logreg_problem<S>(DecayKind::PerWeight);
+  const Vector<S> lambda = Vector<S>::Constant(15, static_cast<S>(std::log(1e-2)));
+  solve_inner(problem, lambda);
+  const double alpha = 0.5;
+  for (Index i : {1, 2, 5, 20}) {
+    const auto unrolled = hypergradient(problem, spec(Method::Unrolled, i, alpha));
+    const auto neumann = hypergradient(problem, spec(Method::Neumann, i - 1, alpha));
+    EXPECT_EQ(unrolled.hvps, neumann.hvps + 1) << "i = " << i;
+    const double tol = std::is_same_v<S, double> ? 1e-9 : 1e-3;
+    EXPECT_LT(rel_error(unrolled.hypergradient, neumann.hypergradient), tol)
+        << "i = " << i;
+  }
+}
+
+TYPED_TEST(HypergradientTyped, CgAndNeumannConvergeToExact) {
+  using S = TypeParam;
+  auto problem = logreg_problem<S>(DecayKind::PerWeight);
+  const Vector<S> lambda = Vector<S>::Constant(15, static_cast<S>(std::log(1e-1)));
+  solve_inner(problem, lambda);
+  const auto exact = hypergradient(problem, spec(Method::Exact));
+  ASSERT_EQ(exact.status, SolverStatus::Converged);
+  const double tol = std::is_same_v<S, double> ? 1e-8 : 1e-3;
+  // CG reaches the solution within D = 15 iterations.
+  const auto cg = hypergradient(problem, spec(Method::Cg, 15));
+  EXPECT_LE(cg.iterations, 15);
+  EXPECT_LT(rel_error(cg.hypergradient, exact.hypergradient), tol);
+  // Neumann's error falls as k grows (α < 2/λ_max chosen by power iteration).
+  double previous = 1e300;
+  for (Index k : {0, 5, 50}) {
+    const auto neumann = hypergradient(problem, spec(Method::Neumann, k));
+    const double err = rel_error(neumann.hypergradient, exact.hypergradient);
+    EXPECT_LT(err, previous) << "k = " << k;
+    previous = err;
+  }
+  const auto long_series = hypergradient(problem, spec(Method::Neumann, 3000));
+  EXPECT_LT(rel_error(long_series.hypergradient, exact.hypergradient), tol);
+}
+
+TEST(Hypergradient, NeumannReportsDivergenceWithSaferAlpha) {
+  auto problem = logreg_problem<double>(DecayKind::PerWeight);
+  const Vector<double> lambda = Vector<double>::Constant(15, std::log(1e-1));
+  solve_inner(problem, lambda);
+  Matrix<double> H;
+  problem.hessian(H);
+  const double lambda_max = Eigen::SelfAdjointEigenSolver<Matrix<double>>(H).eigenvalues().maxCoeff();
+  const auto r = hypergradient(problem, spec(Method::Neumann, 200, 3.0 / lambda_max));
+  EXPECT_EQ(r.status, SolverStatus::Diverged) << r.message;
+  ASSERT_TRUE(r.suggested_alpha.has_value());
+  EXPECT_NEAR(*r.suggested_alpha, 1.0 / lambda_max, 1e-3 / lambda_max);
+  EXPECT_TRUE(r.hypergradient.allFinite());
+}
+
+TEST(Hypergradient, IdentityIsNeumannZeroUpToAlphaAndZeroIsTheDirectTerm) {
+  auto problem = logreg_problem<double>(DecayKind::PerWeight);
+  const Vector<double> lambda = Vector<double>::Constant(15, std::log(1e-2));
+  solve_inner(problem, lambda);
+  const double alpha = 0.37;
+  const auto identity = hypergradient(problem, spec(Method::Identity));
+  const auto neumann0 = hypergradient(problem, spec(Method::Neumann, 0, alpha));
+  EXPECT_EQ(neumann0.hvps, 0);
+  EXPECT_LT(rel_error(neumann0.hypergradient, (alpha * identity.hypergradient).eval()), 1e-14);
+  const auto zero = hypergradient(problem, spec(Method::Zero));
+  EXPECT_EQ(zero.hypergradient, zero.direct);
+  EXPECT_GT(identity.hypergradient.norm(), 0);  // the comparison above is not between zeros
+}
+
+TEST(Hypergradient, GaussNewtonEqualsExactForLogisticRegression) {
+  auto problem = logreg_problem<double>(DecayKind::PerWeight);
+  const Vector<double> lambda = Vector<double>::Constant(15, std::log(1e-2));
+  solve_inner(problem, lambda);
+  const auto exact = hypergradient(problem, spec(Method::Exact));
+  MethodSpec gn = spec(Method::Exact);
+  gn.curvature = Curvature::GaussNewton;
+  EXPECT_LT(rel_error(hypergradient(problem, gn).hypergradient, exact.hypergradient), 1e-12);
+  gn.method = Method::Cg;
+  gn.steps = 15;
+  EXPECT_LT(rel_error(hypergradient(problem, gn).hypergradient, exact.hypergradient), 1e-8);
+}
+
+TEST(Hypergradient, KfacIsExactForOneTrainingExampleWithGlobalDecay) {
+  // One example: the curvature is exactly G ⊗ A, and global decay adds exactly e^λ I.
+  auto problem = logreg_problem<double>(DecayKind::Global, /*n_train=*/1);
+  const Vector<double> lambda = Vector<double>::Constant(1, std::log(1e-1));
+  solve_inner(problem, lambda);
+  const auto exact = hypergradient(problem, spec(Method::Exact));
+  const auto kfac = hypergradient(problem, spec(Method::Kfac));
+  EXPECT_EQ(kfac.status, SolverStatus::Converged) << kfac.message;
+  EXPECT_LT(rel_error(kfac.hypergradient, exact.hypergradient), 1e-10);
+  // Explicit damping changes the answer: it is really applied.
+  MethodSpec damped = spec(Method::Kfac);
+  damped.damping = 1.0;
+  EXPECT_GT(rel_error(hypergradient(problem, damped).hypergradient, exact.hypergradient), 1e-3);
+  // With many examples KFAC is an approximation, close but not equal.
+  auto big = logreg_problem<double>(DecayKind::Global, 60);
+  solve_inner(big, lambda);
+  const double err = rel_error(hypergradient(big, spec(Method::Kfac)).hypergradient,
+                               hypergradient(big, spec(Method::Exact)).hypergradient);
+  EXPECT_GT(err, 1e-8);
+  EXPECT_LT(err, 0.5);
+}
+
+TEST(Hypergradient, OuterProductAndFisherRunWithNeumannOnly) {
+  auto problem = logreg_problem<double>(DecayKind::PerWeight);
+  const Vector<double> lambda = Vector<double>::Constant(15, std::log(1e-2));
+  problem.set_point(lambda, testing::random_vector<double>(15, 9, 0.1));
+  for (Curvature c : {Curvature::OuterProduct, Curvature::Fisher}) {
+    MethodSpec s = spec(Method::Neumann, 2);
+    s.curvature = c;
+    const auto r = hypergradient(problem, s);
+    EXPECT_TRUE(r.hypergradient.allFinite());
+    EXPECT_NE(r.status, SolverStatus::Diverged);
+    s.method = Method::Cg;
+    EXPECT_THROW(s.check(), std::invalid_argument);
+  }
+  EXPECT_EQ(MethodSpec{}.name(), "exact");
+  MethodSpec named = spec(Method::Neumann);
+  named.curvature = Curvature::OuterProduct;
+  EXPECT_EQ(named.name(), "outer-product/neumann");
+}
+
+// ---- Statuses reach the caller ---------------------------------------------------------------
+
+TEST(Hypergradient, StatusesReportIndefiniteHessianAndTruncation) {
+  auto problem = mlp_problem();
+  // Far from a minimum, with tiny decay, the MLP's Hessian is indefinite.
+  const Vector<double> lambda = Vector<double>::Constant(problem.num_params(), std::log(1e-6));
+  problem.set_point(lambda, 3.0 * problem.model().initial_weights(9));
+  const auto exact = hypergradient(problem, spec(Method::Exact));
+  EXPECT_EQ(exact.status, SolverStatus::NotPositiveDefinite) << exact.message;
+  const auto cg = hypergradient(problem, spec(Method::Cg, 60));
+  EXPECT_TRUE(cg.status == SolverStatus::NegativeCurvature) << to_string(cg.status);
+  auto convex = logreg_problem<double>(DecayKind::PerWeight);
+  solve_inner<double>(convex, Vector<double>::Constant(15, std::log(1e-3)));
+  EXPECT_EQ(hypergradient(convex, spec(Method::Cg, 2)).status, SolverStatus::MaxIterations);
+  EXPECT_EQ(hypergradient(convex, spec(Method::Neumann, 2)).status, SolverStatus::MaxIterations);
+}
+
+TEST(Hypergradient, RejectsBadSpecs) {
+  EXPECT_THROW(parse_method("newton"), std::invalid_argument);
+  EXPECT_THROW(parse_curvature("fim"), std::invalid_argument);
+  MethodSpec s;
+  s.steps = -1;
+  EXPECT_THROW(s.check(), std::invalid_argument);
+  s = MethodSpec{};
+  s.alpha = -1;
+  EXPECT_THROW(HypergradientEngine<double>{s}, std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace ift
