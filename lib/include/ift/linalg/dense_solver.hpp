@@ -1,0 +1,155 @@
+// The exact method of DESIGN.md §1: v = H⁻¹ g by a dense factorisation, computed once and
+// reused for any number of right-hand sides.
+#pragma once
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include <Eigen/Cholesky>
+
+#include "ift/core.hpp"
+#include "ift/linalg/status.hpp"
+
+namespace ift {
+
+/// Which factorisation DenseSolver ended up using.
+enum class DenseFactorization { None, Cholesky, LDLT };
+
+/// Dense symmetric solve. Cholesky (Eigen::LLT) first; if H is not numerically positive
+/// definite, Eigen::LDLT (symmetric diagonal pivoting) classifies it:
+///  - a pivot |d_i| <= n·eps·max|d| (or a non-finite factor/solution): H is singular →
+///    status NumericalIssue. Decision: singular is a numerical failure of the exact method,
+///    not a question of definiteness; x is LDLT's solution with zero pivots dropped when finite,
+///    else 0, and the message says so.
+///  - otherwise some d_i < 0: H is indefinite → status NotPositiveDefinite, x = LDLT's solution
+///    (a stationary point's Newton direction, not a descent one), message says H is indefinite.
+///  - Cholesky succeeded but its reciprocal condition estimate is <= eps: H is numerically
+///    singular → NumericalIssue (x returned when finite): the paper notes exact inversion
+///    eventually fails numerically, and this reports it instead of hiding it.
+/// Only the lower triangle of H is read (Eigen's convention), also for the residual.
+///
+/// Memory: the solver keeps a *reference* to H (no copy: at D = 7850 a copy is 490 MB) for the
+/// relative residual ||H x − g|| / ||g||, plus one n×n factor. H must outlive the solver and not
+/// change between compute() and solve(); binding to a temporary is refused at compile time.
+template <class S>
+class DenseSolver {
+ public:
+  DenseSolver() = default;
+  explicit DenseSolver(const Matrix<S>& H) { compute(H); }
+  explicit DenseSolver(Matrix<S>&&) = delete;
+
+  /// Factorises H (O(n³/3)). Throws std::invalid_argument if H is not square.
+  DenseSolver& compute(const Matrix<S>& H) {
+    require(H.rows() == H.cols(), "DenseSolver::compute: H must be square (" +
+                                      std::to_string(H.rows()) + "x" + std::to_string(H.cols()) + ")");
+    H_ = &H;
+    llt_ = Eigen::LLT<Matrix<S>>();
+    ldlt_ = Eigen::LDLT<Matrix<S>>();
+    message_.clear();
+    rcond_ = 0;
+    if (!H.allFinite()) {
+      factorization_ = DenseFactorization::None;
+      status_ = SolverStatus::NumericalIssue;
+      message_ = "H is not finite";
+      return *this;
+    }
+    const S eps = std::numeric_limits<S>::epsilon();
+    llt_.compute(H);
+    if (llt_.info() == Eigen::Success) {
+      factorization_ = DenseFactorization::Cholesky;
+      rcond_ = static_cast<double>(llt_.rcond());
+      if (!(rcond_ > eps)) {
+        status_ = SolverStatus::NumericalIssue;
+        message_ = "Cholesky succeeded but H is numerically singular (rcond ≈ " +
+                   std::to_string(rcond_) + " <= eps): the solution is not trustworthy";
+      } else {
+        status_ = SolverStatus::Converged;
+        message_ = "Cholesky (rcond ≈ " + std::to_string(rcond_) + ")";
+      }
+      return *this;
+    }
+    llt_ = Eigen::LLT<Matrix<S>>();  // release the failed factor before allocating LDLT's
+    ldlt_.compute(H);
+    factorization_ = DenseFactorization::LDLT;
+    const Vector<S> d = ldlt_.vectorD();
+    const S scale = d.size() > 0 ? d.cwiseAbs().maxCoeff() : S(0);
+    const S tiny = static_cast<S>(H.rows()) * eps * scale;
+    Index zero_pivots = 0, negative_pivots = 0;
+    for (Index i = 0; i < d.size(); ++i) {
+      if (!(std::abs(d[i]) > tiny)) {
+        ++zero_pivots;
+      } else if (d[i] < 0) {
+        ++negative_pivots;
+      }
+    }
+    if (!d.allFinite()) {
+      status_ = SolverStatus::NumericalIssue;
+      message_ = "LDLT produced non-finite pivots";
+    } else if (zero_pivots > 0) {
+      status_ = SolverStatus::NumericalIssue;
+      message_ = "H is singular: LDLT found " + std::to_string(zero_pivots) +
+                 " zero pivot(s) (and " + std::to_string(negative_pivots) +
+                 " negative); x drops the zero pivots, it is not H⁻¹g";
+    } else {
+      status_ = SolverStatus::NotPositiveDefinite;
+      message_ = "H is indefinite: LDLT found " + std::to_string(negative_pivots) +
+                 " negative pivot(s); x = H⁻¹g from LDLT";
+    }
+    return *this;
+  }
+
+  /// x = H⁻¹ g from the stored factorisation (O(n²)), with the relative residual (one more
+  /// O(n²) product with H). hvps = 0, iterations = 0.
+  SolveResult<Vector<S>> solve(const Vector<S>& g) const {
+    require(H_ != nullptr, "DenseSolver::solve: compute(H) was not called");
+    require(g.size() == H_->rows(), "DenseSolver::solve: g has size " + std::to_string(g.size()) +
+                                        ", expected " + std::to_string(H_->rows()));
+    SolveResult<Vector<S>> result;
+    result.status = status_;
+    result.message = message_;
+    result.x = Vector<S>::Zero(g.size());
+    if (factorization_ == DenseFactorization::None) return result;
+    if (!g.allFinite()) {
+      result.status = SolverStatus::NumericalIssue;
+      result.message = "g is not finite; x = 0";
+      return result;
+    }
+    if (factorization_ == DenseFactorization::Cholesky) {
+      result.x = llt_.solve(g);
+    } else {
+      result.x = ldlt_.solve(g);
+    }
+    if (!result.x.allFinite()) {
+      result.x.setZero();
+      result.status = SolverStatus::NumericalIssue;
+      result.message += "; the solution is not finite, x = 0";
+      return result;
+    }
+    const double g_norm = static_cast<double>(g.norm());
+    Vector<S> r = g;
+    r.noalias() -= H_->template selfadjointView<Eigen::Lower>() * result.x;
+    result.relative_residual = g_norm > 0 ? static_cast<double>(r.norm()) / g_norm : 0.0;
+    return result;
+  }
+
+  DenseFactorization factorization() const { return factorization_; }
+  /// Status of the factorisation (what solve() reports for finite right-hand sides).
+  SolverStatus status() const { return status_; }
+  const std::string& message() const { return message_; }
+  /// Cholesky's reciprocal condition estimate in the 1-norm (0 when LDLT was used).
+  double rcond() const { return rcond_; }
+  Index rows() const { return H_ ? H_->rows() : 0; }
+  Index cols() const { return rows(); }
+
+ private:
+  const Matrix<S>* H_ = nullptr;
+  Eigen::LLT<Matrix<S>> llt_;
+  Eigen::LDLT<Matrix<S>> ldlt_;
+  DenseFactorization factorization_ = DenseFactorization::None;
+  SolverStatus status_ = SolverStatus::NumericalIssue;
+  double rcond_ = 0;
+  std::string message_ = "compute(H) was not called";
+};
+
+}  // namespace ift
