@@ -168,8 +168,8 @@ void HypergradientEngine<S>::solve(BilevelProblem<S>& problem, const Vector<S>& 
       else
         problem.hessian(dense_);
       if (spec_.damping != 0) dense_.diagonal().array() += static_cast<S>(spec_.damping);
-      DenseSolver<S> solver(dense_);
-      copy_diagnostics(solver.solve(g), out);
+      dense_solver_.compute(dense_);
+      copy_diagnostics(dense_solver_.solve(g), out);
       return;
     }
     case Method::Cg: {
@@ -198,19 +198,16 @@ void HypergradientEngine<S>::solve(BilevelProblem<S>& problem, const Vector<S>& 
     case Method::Kfac: {
       std::vector<S> shift;
       const auto factors = problem.kfac_factors(shift);
-      std::vector<KroneckerBlock<S>> blocks;
       double shift_sum = 0;
       Index covered = 0;
       for (std::size_t b = 0; b < factors.size(); ++b) {
-        blocks.push_back({factors[b].offset, factors[b].A, factors[b].G});
-        const Index size = factors[b].A.rows() * factors[b].G.rows();
-        shift_sum += static_cast<double>(shift[b]) * static_cast<double>(size);
-        covered += size;
+        shift_sum += static_cast<double>(shift[b]) * static_cast<double>(factors[b].size());
+        covered += factors[b].size();
       }
       // The penalty's curvature enters as damping, by its size-weighted mean over the blocks
       // (exact for global decay); the explicit damping is added on top.
       const double damping = spec_.damping + (covered ? shift_sum / double(covered) : 0.0);
-      KfacInverseOperator<S> inverse(problem.num_params(), blocks, damping,
+      KfacInverseOperator<S> inverse(problem.num_params(), factors, damping,
                                      spec_.kfac_damping_mode);
       if (spec_.compute_residual) {
         const auto op = curvature_operator(problem, spec_);

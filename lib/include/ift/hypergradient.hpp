@@ -7,6 +7,7 @@
 #include <string>
 
 #include "ift/core.hpp"
+#include "ift/linalg/dense_solver.hpp"
 #include "ift/linalg/kfac.hpp"
 #include "ift/linalg/status.hpp"
 #include "ift/problem.hpp"
@@ -82,11 +83,17 @@ class HypergradientEngine {
   /// problem is returned to its original point afterwards.
   HypergradientResult<S> compute(BilevelProblem<S>& problem, const Vector<S>* start = nullptr);
 
+  /// The exact method's factorised curvature from the last compute() (for reuse, e.g. solves
+  /// with other right-hand sides or inverse iteration); empty before an exact compute().
+  const DenseSolver<S>& dense_solver() const { return dense_solver_; }
+  const Matrix<S>& dense_curvature() const { return dense_; }
+
  private:
   void solve(BilevelProblem<S>& problem, const Vector<S>& g, HypergradientResult<S>& out);
   void unrolled(BilevelProblem<S>& problem, const Vector<S>& start, HypergradientResult<S>& out);
   MethodSpec spec_;
   Matrix<S> dense_;
+  DenseSolver<S> dense_solver_;
 };
 
 /// Convenience: one hypergradient with a fresh engine.

@@ -19,20 +19,10 @@
 
 #include "ift/core.hpp"
 #include "ift/linalg/operators.hpp"
+#include "ift/models/kronecker_factors.hpp"
 #include "ift/linalg/status.hpp"
 
 namespace ift {
-
-template <class S>
-struct KroneckerBlock {
-  Index offset = 0;  ///< first parameter of the block
-  Matrix<S> A;       ///< (in+1)×(in+1) input factor, bias column appended; symmetric PSD
-  Matrix<S> G;       ///< out×out output-side factor; symmetric PSD
-
-  Index inputs() const { return A.rows(); }
-  Index outputs() const { return G.rows(); }
-  Index size() const { return A.rows() * G.rows(); }
-};
 
 /// How damping δ enters.
 ///  Exact:    (G ⊗ A + δ I)⁻¹, through A = Ua Da Uaᵀ, G = Ug Dg Ugᵀ:

@@ -86,6 +86,21 @@ SolverStatus largest_algebraic(Adapter& op, const SpectraParams& params, double&
 
 }  // namespace detail
 
+/// The largest (algebraic) eigenvalue of a symmetric operator through Spectra, with its status
+/// and operator applications. With the operator x ↦ H⁻¹x it gives 1/λ_min(H) in a few solves.
+template <LinearOperator Op>
+  requires std::same_as<typename Op::VectorType, Vector<typename Op::Scalar>>
+Spectrum largest_eigenvalue(const Op& A, SpectraParams params = {}) {
+  params.check();
+  Spectrum s;
+  SpectraAdapter<Op> adapter(A);
+  s.status = detail::largest_algebraic(adapter, params, s.lambda_max, s.message);
+  s.hvps = adapter.applications();
+  s.lambda_min = std::numeric_limits<double>::quiet_NaN();
+  s.condition_number = std::numeric_limits<double>::quiet_NaN();
+  return s;
+}
+
 /// λ_max and λ_min through Spectra::SymEigsSolver (largest algebraic). λ_min is found as
 /// λ_max − μ with μ the largest eigenvalue of λ_max·I − A: an exterior eigenvalue of the shifted
 /// operator, which Lanczos finds far faster than SmallestAlge. Spectra's NotConverging becomes
