@@ -2,6 +2,10 @@
 
 #include <cmath>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace ift {
 
 template <class S>
@@ -119,18 +123,47 @@ void SoftmaxRegression<S>::hessian(const Dataset<S>& data, const Vector<S>& w, C
   const Index n = data.size(), C = num_classes_, F = num_features_;
   require(cache.probs.rows() == n, "SoftmaxRegression::hessian: call evaluate() first");
   H.resize(num_params(), num_params());
-  cache.work_x.resize(n, F);
+  // Block (c, c') = Xᵀ diag(s) X with s_i = (δ_cc' p_ic − p_ic p_ic') / n is symmetric and of one
+  // sign (s ≥ 0 on the diagonal, s ≤ 0 off it), so it is a symmetric rank-n update (SYRK) of
+  // Y = diag(√|s|) X: half the flops of a GEMM. The C(C+1)/2 lower blocks are shared among the
+  // OpenMP threads (Eigen runs sequentially inside a parallel region: one thread pool, DESIGN.md
+  // §5); each thread mirrors its own block into the upper triangle.
+  const Index pairs = C * (C + 1) / 2;
+  int threads = 1;
+#ifdef _OPENMP
+  threads = omp_get_max_threads();
+#endif
+  cache.work_x.resize(n, F * threads);
   const S inv_n = S(1) / S(n);
-  for (Index c = 0; c < C; ++c) {
-    for (Index c2 = c; c2 < C; ++c2) {
-      // s_i = (δ_cc' p_ic − p_ic p_ic') / n; block = Xᵀ diag(s) X.
-      for (Index i = 0; i < n; ++i) {
-        const S p = cache.probs(i, c);
-        const S s = ((c == c2 ? p : S(0)) - p * cache.probs(i, c2)) * inv_n;
-        cache.work_x.row(i) = s * data.X.row(i);
+#pragma omp parallel num_threads(threads)
+  {
+    int tid = 0;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+#endif
+    auto Y = cache.work_x.middleCols(static_cast<Index>(tid) * F, F);
+    Vector<S> scale(n);
+#pragma omp for schedule(dynamic, 1)
+    for (Index pair = 0; pair < pairs; ++pair) {
+      Index c = 0, c2 = pair;  // pair ↦ (c, c2), c ≤ c2, row-major over the upper triangle
+      while (c2 >= C - c) {
+        c2 -= C - c;
+        ++c;
       }
-      H.block(c * F, c2 * F, F, F).noalias() = data.X.transpose() * cache.work_x;
-      if (c2 != c) H.block(c2 * F, c * F, F, F) = H.block(c * F, c2 * F, F, F).transpose();
+      c2 += c;
+      if (c == c2)
+        scale.array() = (cache.probs.col(c).array() * (S(1) - cache.probs.col(c).array()) * inv_n)
+                            .sqrt();
+      else
+        scale.array() = (cache.probs.col(c).array() * cache.probs.col(c2).array() * inv_n).sqrt();
+      Y.noalias() = scale.asDiagonal() * data.X;
+      auto block = H.block(c2 * F, c * F, F, F);  // lower block triangle (c2 ≥ c)
+      block.setZero();
+      block.template selfadjointView<Eigen::Lower>().rankUpdate(Y.transpose(),
+                                                                 c == c2 ? S(1) : S(-1));
+      for (Index j = 1; j < F; ++j)
+        for (Index i = 0; i < j; ++i) block(i, j) = block(j, i);
+      if (c2 != c) H.block(c * F, c2 * F, F, F) = block.transpose();
     }
   }
 }
