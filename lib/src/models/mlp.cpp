@@ -187,6 +187,7 @@ void Mlp<S>::r_forward(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
   require(v.size() == num_params(), "Mlp: direction v has the wrong size");
   const Index L = num_layers(), n = data.size();
   cache.RZ.resize(static_cast<std::size_t>(L));
+  cache.Rdelta.resize(static_cast<std::size_t>(L));
   for (Index l = 0; l < L; ++l) {
     const Index in = widths_[l], out = widths_[l + 1];
     const auto h = static_cast<std::size_t>(l);
@@ -197,9 +198,12 @@ void Mlp<S>::r_forward(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
     RZ.noalias() = input(data, cache, l) * V.topRows(in);
     RZ.rowwise() += V.row(in);
     if (l > 0) {
-      // R{A_{l−1}} = σ'(Z_{l−1}) ⊙ R{Z_{l−1}}.
-      cache.work = cache.D1[h - 1].cwiseProduct(cache.RZ[h - 1]);
-      RZ.noalias() += cache.work * W.topRows(in);
+      // R{A_{l−1}} = σ'(Z_{l−1}) ⊙ R{Z_{l−1}}, kept in Rdelta[l−1] (free until the backward pass
+      // overwrites it) so that hvp() does not recompute it.
+      Matrix<S>& RA = cache.Rdelta[h - 1];
+      RA.resize(n, in);
+      RA.array() = cache.D1[h - 1].array() * cache.RZ[h - 1].array();
+      RZ.noalias() += RA * W.topRows(in);
     }
   }
 }
@@ -238,9 +242,9 @@ void Mlp<S>::hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const
     O.topRows(in).noalias() = input(data, cache, l).transpose() * cache.Rdelta[h];
     O.row(in) = cache.Rdelta[h].colwise().sum();
     if (l > 0) {
-      // R{A_{l−1}}ᵀ δ_l: the input of this layer moves with v too.
-      cache.work = cache.D1[h - 1].cwiseProduct(cache.RZ[h - 1]);
-      O.topRows(in).noalias() += cache.work.transpose() * cache.delta[h];
+      // R{A_{l−1}}ᵀ δ_l: the input of this layer moves with v too (R{A_{l−1}} from r_forward,
+      // still in Rdelta[l−1]; overwritten just below).
+      O.topRows(in).noalias() += cache.Rdelta[h - 1].transpose() * cache.delta[h];
       Eigen::Map<const Matrix<S>> W(w.data() + offset(l), in + 1, width);
       Eigen::Map<const Matrix<S>> V(v.data() + offset(l), in + 1, width);
       // R{δ_{l−1}} = (R{δ_l} Wᵀ + δ_l Vᵀ) ⊙ σ' + (δ_l Wᵀ) ⊙ σ'' ⊙ R{Z_{l−1}}.
