@@ -99,6 +99,17 @@ class DenseSolver {
     return *this;
   }
 
+  /// x = H⁻¹ g from the stored factorisation, nothing else (no residual, no checks beyond sizes):
+  /// the operator x ↦ H⁻¹ x for inverse iteration or Lanczos on H⁻¹. Requires a factorisation.
+  void apply_inverse(const Vector<S>& g, Vector<S>& x) const {
+    require(factorization_ != DenseFactorization::None && g.size() == H_->rows(),
+            "DenseSolver::apply_inverse: no factorisation, or g has the wrong size");
+    if (factorization_ == DenseFactorization::Cholesky)
+      x = llt_.solve(g);
+    else
+      x = ldlt_.solve(g);
+  }
+
   /// x = H⁻¹ g from the stored factorisation (O(n²)), with the relative residual (one more
   /// O(n²) product with H). hvps = 0, iterations = 0.
   SolveResult<Vector<S>> solve(const Vector<S>& g) const {

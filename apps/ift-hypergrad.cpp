@@ -1,0 +1,299 @@
+// ift-hypergrad: problem P1 of DESIGN.md §2. Per-weight weight decay on multinomial logistic
+// regression over Fashion-MNIST; w* by Newton; the hypergradient at w* by any inverse
+// approximation, with its relative error and cosine to the exact one.
+//
+//   ift-hypergrad --method exact                    one method, summary.csv + .npy files
+//   ift-hypergrad --sweep --sweep-steps 0,5,20,50   every method for each k (problem P3)
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <limits>
+#include <sstream>
+
+#include "ift/data/fashion_mnist.hpp"
+#include "ift/hypergradient.hpp"
+#include "ift/inner.hpp"
+#include "ift/io/csv_writer.hpp"
+#include "ift/io/npy.hpp"
+#include "ift/linalg/operators.hpp"
+#include "ift/linalg/power_iteration.hpp"
+#include "ift/linalg/spectrum.hpp"
+#include "ift/models/softmax_regression.hpp"
+
+namespace po = boost::program_options;
+using namespace ift;
+
+namespace {
+
+constexpr Index kFeatures = 785, kClasses = 10;
+constexpr Index kTrainRows = 60000, kTestRows = 10000;
+
+/// Class-major w (w[c·785 + j] = W[c, j]) as the 10 × 785 matrix W, for .npy files.
+Matrix<double> as_class_matrix(const Vector<double>& w) {
+  return Eigen::Map<const Matrix<double>>(w.data(), kFeatures, kClasses).transpose();
+}
+
+std::vector<Index> parse_steps(const std::string& list) {
+  std::vector<Index> steps;
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    std::size_t used = 0;
+    long long k = -1;
+    try {
+      k = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || k < 0)
+      throw std::invalid_argument("--sweep-steps: '" + item +
+                                  "' is not a non-negative integer (expected e.g. 0,5,20,50)");
+    steps.push_back(static_cast<Index>(k));
+  }
+  if (steps.empty()) throw std::invalid_argument("--sweep-steps: empty list");
+  return steps;
+}
+
+const std::vector<std::string> kHeader = {
+    "method", "curvature", "steps", "alpha", "damping", "train_objective", "val_loss",
+    "train_accuracy", "val_accuracy", "test_accuracy", "hypergradient_norm", "relative_error",
+    "cosine", "status", "iterations", "hvps", "seconds"};
+
+struct Row {
+  MethodSpec spec;
+  HypergradientResult<double> result;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Index n_train = 1000, n_val = 1000, n_test = 1000, steps = 20;
+  double log_decay = std::log(1e-3), alpha = 0, damping = 0, grad_tol = 1e-10;
+  std::string method = "exact", curvature = "hessian", out_dir = "results/hypergrad",
+              sweep_steps = "0,1,2,5,10,20,50", data_dir, w_start;
+  bool sweep = false, quiet = false;
+  po::options_description opts(
+      "ift-hypergrad: the P1 hypergradient (DESIGN.md §2) at w*(λ) for one inverse "
+      "approximation, or every approximation with --sweep.\nOptions");
+  opts.add_options()("help,h", "show this help")
+      ("n-train", po::value(&n_train)->default_value(n_train), "training rows: [0, n-train) of the train file")
+      ("n-val", po::value(&n_val)->default_value(n_val), "validation rows: the next n-val rows of the train file")
+      ("n-test", po::value(&n_test)->default_value(n_test), "test rows: [0, n-test) of the t10k file")
+      ("log-decay", po::value(&log_decay)->default_value(log_decay), "initial λ_i for every weight (log of the decay)")
+      ("method", po::value(&method)->default_value(method), "exact|cg|neumann|identity|zero|kfac|unrolled")
+      ("curvature", po::value(&curvature)->default_value(curvature), "hessian|gauss-newton|outer-product|fisher (outer-product and fisher: neumann only)")
+      ("steps", po::value(&steps)->default_value(steps), "k: CG iterations, Neumann terms, unrolled steps (>= 0)")
+      ("alpha", po::value(&alpha), "Neumann/unrolled step size (> 0); default 1/λ_max from Spectra")
+      ("damping", po::value(&damping)->default_value(damping), "δ added to the curvature (>= 0); KFAC's damping")
+      ("grad-tol", po::value(&grad_tol)->default_value(grad_tol), "Newton stops at ||∇_w L_T|| below this")
+      ("sweep", po::bool_switch(&sweep), "run every method for each k in --sweep-steps (problem P3)")
+      ("sweep-steps", po::value(&sweep_steps)->default_value(sweep_steps), "comma-separated k for --sweep")
+      ("w-start", po::value(&w_start), "start Newton from this w_star.npy (e.g. of an earlier run with the same data and decay) instead of 0")
+      ("data-dir", po::value(&data_dir), "Fashion-MNIST folder (default /usr/share/datasets/fashion-mnist)")
+      ("out", po::value(&out_dir)->default_value(out_dir), "output folder: summary.csv, hypergradient.npy, w_star.npy")
+      ("quiet", po::bool_switch(&quiet), "print only the summary table");
+  try {
+    po::variables_map vm;
+    po::store(po::parse_command_line(argc, argv, opts), vm);
+    if (vm.count("help")) {
+      std::cout << opts << "\nOutputs (in --out):\n"
+                << "  summary.csv        one row per method: " << [] {
+                     std::string s;
+                     for (const auto& h : kHeader) s += (s.empty() ? "" : ",") + h;
+                     return s;
+                   }() << "\n  hypergradient.npy  float64 (10, 785): dL_V/dλ for the weight W[c, j]"
+                << " (the exact one with --sweep)\n  w_star.npy         float64 (10, 785): w*(λ)\n";
+      return 0;
+    }
+    po::notify(vm);
+    require(n_train > 0 && n_val > 0 && n_test > 0, "--n-train, --n-val and --n-test must be positive");
+    require(n_train + n_val <= kTrainRows, "--n-train + --n-val must be at most 60000 (the train file's rows)");
+    require(n_test <= kTestRows, "--n-test must be at most 10000 (the t10k file's rows)");
+    require(steps >= 0, "--steps must be >= 0");
+    require(!vm.count("alpha") || alpha > 0, "--alpha must be > 0 (omit it to choose 1/λ_max)");
+    require(damping >= 0, "--damping must be >= 0");
+    require(std::isfinite(log_decay), "--log-decay must be finite");
+    require(grad_tol > 0, "--grad-tol must be > 0");
+
+    MethodSpec base;
+    base.method = parse_method(method);
+    base.curvature = parse_curvature(curvature);
+    base.steps = steps;
+    base.alpha = alpha;
+    base.damping = damping;
+    base.compute_residual = true;
+    base.check();
+    const std::vector<Index> ks = sweep ? parse_steps(sweep_steps) : std::vector<Index>{};
+
+    // ---- Problem P1 ----------------------------------------------------------------------------
+    auto splits = data_dir.empty() ? load_fashion_mnist<double>(n_train, n_val, n_test, true)
+                                   : load_fashion_mnist<double>(n_train, n_val, n_test, true, data_dir);
+    SoftmaxRegression<double> model(kFeatures, kClasses);
+    const Index D = model.num_params();
+    RegularizedProblem<SoftmaxRegression<double>> problem(
+        model, WeightDecay<double>(DecayKind::PerWeight, D),
+        std::make_shared<const Dataset<double>>(std::move(splits.train)),
+        std::make_shared<const Dataset<double>>(std::move(splits.val)),
+        std::make_shared<const Dataset<double>>(std::move(splits.test)));
+    const Vector<double> lambda = Vector<double>::Constant(D, log_decay);
+    Vector<double> w = Vector<double>::Zero(D);
+    if (!w_start.empty()) {
+      const Matrix<double> W = io::load_npy_matrix<double>(w_start);
+      require(W.rows() == kClasses && W.cols() == kFeatures,
+              "--w-start " + w_start + ": expected a (10, 785) float64 array, found (" +
+                  std::to_string(W.rows()) + ", " + std::to_string(W.cols()) + ")");
+      const Matrix<double> Wt = W.transpose();
+      w = Eigen::Map<const Vector<double>>(Wt.data(), D);
+    }
+
+    const auto t0 = std::chrono::steady_clock::now();
+    NewtonParams newton;
+    newton.gradient_tolerance = grad_tol;
+    const InnerResult inner = newton_solve<double>(
+        problem, lambda, w, newton, [&](Index it, double loss, double gnorm) {
+          if (!quiet) std::fprintf(stderr, "  Newton %2lld: L_T = %.12f  ||grad|| = %.3e\n",
+                                   static_cast<long long>(it), loss, gnorm);
+        });
+    const double newton_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!inner.converged) {
+      std::cerr << "ift-hypergrad: warning: " << inner.message
+                << "; the IFT hypergradient assumes a stationary point\n";
+    }
+    const Metrics m = problem.metrics();
+    std::printf("P1: n_train=%lld n_val=%lld n_test=%lld D=%lld log-decay=%.6f\n",
+                static_cast<long long>(n_train), static_cast<long long>(n_val),
+                static_cast<long long>(n_test), static_cast<long long>(D), log_decay);
+    std::printf("w*: %lld Newton iterations, %.1f s, ||grad L_T|| = %.3e\n",
+                static_cast<long long>(inner.iterations), newton_seconds, inner.gradient_norm);
+    std::printf("L_T = %.10f  L_V = %.10f\naccuracy: train %.4f  val %.4f  test %.4f\n",
+                static_cast<double>(problem.train_loss()), m.val_loss, m.train_accuracy,
+                m.val_accuracy, m.test_accuracy);
+
+    // ---- The exact hypergradient: the yardstick of every other method --------------------------
+    HypergradientEngine<double> exact_engine([] {
+      MethodSpec s;
+      s.compute_residual = true;
+      return s;
+    }());
+    const HypergradientResult<double> exact = exact_engine.compute(problem);
+    std::printf("exact: ||h|| = %.6e  status %s  relative residual %.2e  (%.1f s)\n",
+                exact.hypergradient.norm(), to_string(exact.status),
+                exact.relative_residual.value_or(-1), exact.seconds);
+    if (exact.status != SolverStatus::Converged)
+      std::printf("exact: %s\n", exact.message.c_str());
+
+    // Spectrum of H: λ_max by Lanczos (Spectra) on the matrix-free HVP operator; λ_min as
+    // 1/λ_max(H⁻¹) by Lanczos on solves with the exact method's Cholesky factor (Lanczos on H
+    // itself needs thousands of HVPs to resolve λ_min at κ in the thousands).
+    FunctionOperator<Vector<double>> hessian_op(
+        D, [&problem](const Vector<double>& x, Vector<double>& y) { problem.hvp(x, y); });
+    SpectraParams lanczos;
+    lanczos.tolerance = 1e-8;  // κ and α need a few digits, not 1e-10
+    lanczos.max_restarts = 200;
+    const Spectrum top = largest_eigenvalue(hessian_op, lanczos);
+    double lambda_min = std::numeric_limits<double>::quiet_NaN();
+    if (exact.status == SolverStatus::Converged) {
+      const DenseSolver<double>& factor = exact_engine.dense_solver();
+      FunctionOperator<Vector<double>> inverse_op(
+          D, [&factor](const Vector<double>& x, Vector<double>& y) { factor.apply_inverse(x, y); });
+      // Power iteration: its Rayleigh quotient settles even where λ_min sits in a cluster (the
+      // softmax's 785-dimensional null space makes λ_min = e^λ a multiple eigenvalue), where
+      // Lanczos keeps restarting to converge the Ritz vector.
+      PowerIterationParams power;
+      power.max_iterations = 100;
+      power.tolerance = 1e-7;
+      const PowerIterationResult inv = power_iteration(inverse_op, power);
+      if (inv.eigenvalue > 0) lambda_min = 1 / inv.eigenvalue;
+    }
+    std::printf("spectrum of H: λ_max = %.6e (%s, %lld HVPs)  λ_min = %.6e  κ = %.1f\n",
+                top.lambda_max, to_string(top.status), static_cast<long long>(top.hvps),
+                lambda_min, top.lambda_max / lambda_min);
+    Spectrum spectrum = top;
+    spectrum.lambda_min = lambda_min;
+    const double auto_alpha = spectrum.lambda_max > 0 ? 1.0 / spectrum.lambda_max : 0.0;
+
+    // ---- The requested method(s) ---------------------------------------------------------------
+    std::vector<MethodSpec> specs;
+    if (sweep) {
+      auto add = [&](Method mt, Curvature c, Index k) {
+        MethodSpec s = base;
+        s.method = mt;
+        s.curvature = c;
+        s.steps = k;
+        if (s.alpha == 0 && (mt == Method::Neumann || mt == Method::Unrolled) &&
+            c == Curvature::Hessian)
+          s.alpha = auto_alpha;  // one α for every k, as in the paper's comparison
+        specs.push_back(s);
+      };
+      add(Method::Exact, Curvature::GaussNewton, 0);
+      add(Method::Identity, Curvature::Hessian, 0);
+      add(Method::Zero, Curvature::Hessian, 0);
+      add(Method::Kfac, Curvature::Hessian, 0);
+      for (Index k : ks) {
+        add(Method::Cg, Curvature::Hessian, k);
+        add(Method::Neumann, Curvature::Hessian, k);
+        add(Method::Unrolled, Curvature::Hessian, k);
+        add(Method::Cg, Curvature::GaussNewton, k);
+        add(Method::Neumann, Curvature::GaussNewton, k);
+        add(Method::Neumann, Curvature::OuterProduct, k);
+        add(Method::Neumann, Curvature::Fisher, k);
+      }
+    } else {
+      MethodSpec s = base;
+      if (s.alpha == 0 && (s.method == Method::Neumann || s.method == Method::Unrolled) &&
+          s.curvature == Curvature::Hessian)
+        s.alpha = auto_alpha;
+      specs.push_back(s);
+    }
+
+    io::CsvWriter csv(out_dir + "/summary.csv", kHeader);
+    csv.add_comment("ift-hypergrad P1: n_train=" + std::to_string(n_train) + " n_val=" +
+                    std::to_string(n_val) + " n_test=" + std::to_string(n_test) +
+                    " log_decay=" + std::to_string(log_decay) + " D=" + std::to_string(D));
+    csv.add_comment("w*: Newton " + std::to_string(inner.iterations) +
+                    " iterations, ||grad|| = " + std::to_string(inner.gradient_norm) +
+                    "; lambda_max = " + std::to_string(spectrum.lambda_max) +
+                    ", lambda_min = " + std::to_string(spectrum.lambda_min));
+    std::printf("\n%-24s %5s %11s %13s %11s %9s %-22s %6s %8s\n", "method", "k", "alpha", "||h||",
+                "rel.error", "cosine", "status", "HVPs", "seconds");
+    const double exact_norm = exact.hypergradient.norm();
+    HypergradientResult<double> last;
+    for (const MethodSpec& s : specs) {
+      HypergradientResult<double> r = (s.method == Method::Exact && s.curvature == Curvature::Hessian)
+                                          ? exact
+                                          : HypergradientEngine<double>(s).compute(problem);
+      const double norm = r.hypergradient.norm();
+      const double rel = (r.hypergradient - exact.hypergradient).norm() / exact_norm;
+      const double cosine = norm > 0 ? r.hypergradient.dot(exact.hypergradient) / (norm * exact_norm) : 0.0;
+      const bool uses_k = s.method == Method::Cg || s.method == Method::Neumann || s.method == Method::Unrolled;
+      std::printf("%-24s %5s %11.4e %13.6e %11.3e %9.6f %-22s %6lld %8.3f\n", s.name().c_str(),
+                  uses_k ? std::to_string(s.steps).c_str() : "-", r.alpha, norm, rel, cosine,
+                  to_string(r.status), static_cast<long long>(r.hvps), r.seconds);
+      csv.add_row({s.name(), to_string(s.curvature), uses_k ? static_cast<long long>(s.steps) : 0LL,
+                   r.alpha, s.damping, static_cast<double>(problem.train_loss()), m.val_loss,
+                   m.train_accuracy, m.val_accuracy, m.test_accuracy, norm, rel, cosine,
+                   to_string(r.status), static_cast<long long>(r.iterations),
+                   static_cast<long long>(r.hvps), r.seconds});
+      last = std::move(r);
+    }
+    if (!sweep && specs.size() == 1 && specs[0].method == Method::Exact && exact.status == SolverStatus::Converged)
+      std::printf("\n||h|| = %.10e (exact)\n", exact_norm);
+    std::filesystem::create_directories(out_dir);
+    csv.save();
+    io::save_npy(out_dir + "/hypergradient.npy",
+                 as_class_matrix(sweep ? exact.hypergradient : last.hypergradient));
+    io::save_npy(out_dir + "/w_star.npy", as_class_matrix(problem.w()));
+    std::printf("wrote %s/summary.csv, %s/hypergradient.npy, %s/w_star.npy\n", out_dir.c_str(),
+                out_dir.c_str(), out_dir.c_str());
+    return 0;
+  } catch (const po::error& e) {
+    std::cerr << "ift-hypergrad: " << e.what() << " (see --help)\n";
+  } catch (const std::exception& e) {
+    std::cerr << "ift-hypergrad: " << e.what() << "\n";
+  }
+  return 2;
+}
