@@ -60,6 +60,17 @@ class BilevelProblem {
   virtual void penalty_hvp(const Vector<S>& v, Vector<S>& out) = 0;
 
   virtual Metrics metrics() = 0;  ///< losses and accuracies at the current point
+
+  /// Training examples that minibatches may draw from; 0 when the problem supports full-batch
+  /// gradients only (the default).
+  virtual Index num_train_examples() const { return 0; }
+  /// ∇_w L_T at (λ, w) with the data term averaged over the training rows `rows` only (a
+  /// minibatch for the inner optimiser of Algorithm 2); returns that L_T. Does not move the
+  /// problem's point or touch its caches.
+  virtual S batch_train_gradient(const Vector<S>& /*lambda*/, const Vector<S>& /*w*/,
+                                 const std::vector<Index>& /*rows*/, Vector<S>& /*gradient*/) {
+    throw std::invalid_argument("this problem does not support minibatch gradients");
+  }
 };
 
 /// L_T = mean loss(train) + weight-decay penalty; L_V = mean loss(val); optional test set for
@@ -153,6 +164,20 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar> {
     decay_.add_hvp(lambda_, v, out);
   }
 
+  Index num_train_examples() const override { return train_->size(); }
+  S batch_train_gradient(const Vector<S>& lambda, const Vector<S>& w,
+                         const std::vector<Index>& rows, Vector<S>& gradient) override {
+    require(!rows.empty(), "RegularizedProblem::batch_train_gradient: empty batch");
+    for (const Index r : rows)
+      require(r >= 0 && r < train_->size(),
+              "RegularizedProblem::batch_train_gradient: row " + std::to_string(r) +
+                  " outside the training set");
+    batch_ = train_->gather(rows);
+    const S loss = model_.evaluate(batch_, w, batch_cache_, &gradient) + decay_.penalty(lambda, w);
+    decay_.add_gradient(lambda, w, gradient);
+    return loss;
+  }
+
   Metrics metrics() override {
     Metrics m;
     m.train_loss = static_cast<double>(model_.evaluate(*train_, w_, scratch_cache_, nullptr));
@@ -183,7 +208,8 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar> {
   Vector<S> lambda_, w_, train_gradient_, val_gradient_;
   S train_loss_ = 0, val_loss_ = 0;
   bool val_valid_ = false;
-  typename Model::Cache train_cache_, val_cache_, scratch_cache_;
+  typename Model::Cache train_cache_, val_cache_, scratch_cache_, batch_cache_;
+  Dataset<S> batch_;
 };
 
 }  // namespace ift

@@ -1,0 +1,58 @@
+// Checkpoints of the bilevel loop (Algorithm 2): everything a resumed run needs to continue to
+// bitwise the same result as an uninterrupted one — w, λ, both optimisers' states, the minibatch
+// RNG, the step count and the per-hyper-step records (so an app can rebuild its CSV).
+//
+// File format (binary, native byte order; version kCheckpointFormatVersion):
+//   "IFTCKPT\n" | u32 version | u32 sizeof(scalar) | fields in the order of Checkpoint below,
+//   strings and vectors length-prefixed (u64) | "END\n".
+// Files are written atomically (io::write_file_atomically), so a kill never leaves half of one.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ift/core.hpp"
+#include "ift/optimizers.hpp"
+#include "ift/problem.hpp"
+
+namespace ift {
+
+inline constexpr std::uint32_t kCheckpointFormatVersion = 1;
+
+/// What the loop reports after each hyper-step (one CSV row in the apps).
+struct HyperStepRecord {
+  Index step = 0;                 ///< hyper-steps completed, 1-based
+  Metrics metrics;                ///< at (λ, w) where the hypergradient was taken (before the outer step)
+  double hypergradient_norm = 0;  ///< ||dL_V*/dλ||₂ (NaN when not finite; status says why)
+  std::string status;             ///< SolverStatus name ("converged", "numerical-issue", …)
+  Index iterations = 0;           ///< solver iterations (CG steps, Neumann terms)
+  Index hvps = 0;                 ///< curvature-vector products, power iterations included
+  double hypergradient_seconds = 0;  ///< time spent in the hypergradient alone
+  double elapsed_seconds = 0;     ///< wall time since the run started (carried over on resume)
+  std::string message;            ///< the solver's explanation, plus what the loop did about it
+  bool restored = false;          ///< replayed from a checkpoint on resume (not stored)
+};
+
+template <class S>
+struct Checkpoint {
+  std::string fingerprint;  ///< the run's configuration (BilevelParams::fingerprint())
+  Index step = 0;           ///< hyper-steps completed
+  bool finished = false;    ///< the run ended early (target reached or stopped by a failure)
+  std::string finish_message;
+  Vector<S> w, lambda;
+  OptimizerState<S> inner, outer;
+  std::string rng_state;  ///< std::mt19937_64's textual state
+  std::vector<HyperStepRecord> records;
+};
+
+/// Writes atomically; throws std::runtime_error naming the path on failure.
+template <class S>
+void save_checkpoint(const std::string& path, const Checkpoint<S>& checkpoint);
+
+/// Throws std::runtime_error naming the path for a missing, truncated or foreign file, another
+/// format version, or another scalar type.
+template <class S>
+Checkpoint<S> load_checkpoint(const std::string& path);
+
+}  // namespace ift

@@ -1,0 +1,198 @@
+#include "ift/checkpoint.hpp"
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "ift/io/atomic_file.hpp"
+
+namespace ift {
+
+namespace {
+
+constexpr char kMagic[] = "IFTCKPT\n";
+constexpr char kEnd[] = "END\n";
+
+// Raw bytes in native order: doubles round-trip exactly, which a bitwise resume needs.
+class Writer {
+ public:
+  explicit Writer(std::ostream& out) : out_(out) {}
+  template <class T>
+  void pod(const T& v) {
+    out_.write(reinterpret_cast<const char*>(&v), sizeof v);
+  }
+  void u64(std::uint64_t v) { pod(v); }
+  void str(const std::string& s) {
+    u64(s.size());
+    out_.write(s.data(), static_cast<std::streamsize>(s.size()));
+  }
+  template <class S>
+  void vec(const Vector<S>& v) {
+    u64(static_cast<std::uint64_t>(v.size()));
+    out_.write(reinterpret_cast<const char*>(v.data()),
+               static_cast<std::streamsize>(sizeof(S) * static_cast<std::size_t>(v.size())));
+  }
+
+ private:
+  std::ostream& out_;
+};
+
+class Reader {
+ public:
+  Reader(const std::string& bytes, const std::string& path) : bytes_(bytes), path_(path) {}
+  void raw(void* dst, std::size_t n) {
+    if (n > bytes_.size() - pos_) fail("truncated");
+    std::memcpy(dst, bytes_.data() + pos_, n);
+    pos_ += n;
+  }
+  template <class T>
+  T pod() {
+    T v;
+    raw(&v, sizeof v);
+    return v;
+  }
+  std::uint64_t u64() { return pod<std::uint64_t>(); }
+  std::size_t length() {
+    const std::uint64_t n = u64();
+    if (n > bytes_.size() - pos_) fail("truncated (a length runs past the end)");
+    return static_cast<std::size_t>(n);
+  }
+  std::string str() {
+    const std::size_t n = length();
+    std::string s(bytes_.data() + pos_, n);
+    pos_ += n;
+    return s;
+  }
+  template <class S>
+  Vector<S> vec() {
+    const std::uint64_t n = u64();
+    if (n > (bytes_.size() - pos_) / sizeof(S)) fail("truncated (a vector runs past the end)");
+    Vector<S> v(static_cast<Index>(n));
+    raw(v.data(), sizeof(S) * n);
+    return v;
+  }
+  bool at(const char* token) {
+    const std::size_t n = std::strlen(token);
+    if (bytes_.compare(pos_, n, token) != 0) return false;
+    pos_ += n;
+    return true;
+  }
+  bool done() const { return pos_ == bytes_.size(); }
+  [[noreturn]] void fail(const std::string& why) const {
+    throw std::runtime_error("checkpoint " + path_ + ": " + why);
+  }
+
+ private:
+  const std::string& bytes_;
+  const std::string& path_;
+  std::size_t pos_ = 0;
+};
+
+void write_metrics(Writer& w, const Metrics& m) {
+  w.pod(m.train_loss), w.pod(m.val_loss), w.pod(m.test_loss);
+  w.pod(m.train_accuracy), w.pod(m.val_accuracy), w.pod(m.test_accuracy);
+  w.pod(static_cast<std::uint8_t>(m.has_accuracy)), w.pod(static_cast<std::uint8_t>(m.has_test));
+}
+
+Metrics read_metrics(Reader& r) {
+  Metrics m;
+  m.train_loss = r.pod<double>(), m.val_loss = r.pod<double>(), m.test_loss = r.pod<double>();
+  m.train_accuracy = r.pod<double>(), m.val_accuracy = r.pod<double>();
+  m.test_accuracy = r.pod<double>();
+  m.has_accuracy = r.pod<std::uint8_t>() != 0;
+  m.has_test = r.pod<std::uint8_t>() != 0;
+  return m;
+}
+
+}  // namespace
+
+template <class S>
+void save_checkpoint(const std::string& path, const Checkpoint<S>& c) {
+  io::write_file_atomically(path, [&](std::ostream& out) {
+    Writer w(out);
+    out.write(kMagic, sizeof kMagic - 1);
+    w.pod(kCheckpointFormatVersion);
+    w.pod(static_cast<std::uint32_t>(sizeof(S)));
+    w.str(c.fingerprint);
+    w.pod(static_cast<std::int64_t>(c.step));
+    w.pod(static_cast<std::uint8_t>(c.finished));
+    w.str(c.finish_message);
+    w.vec(c.w);
+    w.vec(c.lambda);
+    for (const OptimizerState<S>* s : {&c.inner, &c.outer}) {
+      w.vec(s->first);
+      w.vec(s->second);
+      w.pod(s->steps);
+    }
+    w.str(c.rng_state);
+    w.u64(c.records.size());
+    for (const HyperStepRecord& r : c.records) {
+      w.pod(static_cast<std::int64_t>(r.step));
+      write_metrics(w, r.metrics);
+      w.pod(r.hypergradient_norm);
+      w.str(r.status);
+      w.pod(static_cast<std::int64_t>(r.iterations));
+      w.pod(static_cast<std::int64_t>(r.hvps));
+      w.pod(r.hypergradient_seconds);
+      w.pod(r.elapsed_seconds);
+      w.str(r.message);
+    }
+    out.write(kEnd, sizeof kEnd - 1);
+  });
+}
+
+template <class S>
+Checkpoint<S> load_checkpoint(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("checkpoint " + path + ": cannot open the file");
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  const std::string bytes = buffer.str();
+  Reader r(bytes, path);
+  if (!r.at(kMagic)) r.fail("not an ift checkpoint (bad magic bytes)");
+  const auto version = r.pod<std::uint32_t>();
+  if (version != kCheckpointFormatVersion)
+    r.fail("format version " + std::to_string(version) + ", this build reads version " +
+           std::to_string(kCheckpointFormatVersion));
+  const auto scalar = r.pod<std::uint32_t>();
+  if (scalar != sizeof(S))
+    r.fail("written with " + std::to_string(scalar) + "-byte scalars, expected " +
+           std::to_string(sizeof(S)));
+  Checkpoint<S> c;
+  c.fingerprint = r.str();
+  c.step = static_cast<Index>(r.pod<std::int64_t>());
+  c.finished = r.pod<std::uint8_t>() != 0;
+  c.finish_message = r.str();
+  c.w = r.vec<S>();
+  c.lambda = r.vec<S>();
+  for (OptimizerState<S>* s : {&c.inner, &c.outer}) {
+    s->first = r.vec<S>();
+    s->second = r.vec<S>();
+    s->steps = r.pod<std::int64_t>();
+  }
+  c.rng_state = r.str();
+  const std::uint64_t n = r.u64();
+  if (n > bytes.size()) r.fail("truncated (implausible record count)");
+  c.records.resize(static_cast<std::size_t>(n));
+  for (HyperStepRecord& rec : c.records) {
+    rec.step = static_cast<Index>(r.pod<std::int64_t>());
+    rec.metrics = read_metrics(r);
+    rec.hypergradient_norm = r.pod<double>();
+    rec.status = r.str();
+    rec.iterations = static_cast<Index>(r.pod<std::int64_t>());
+    rec.hvps = static_cast<Index>(r.pod<std::int64_t>());
+    rec.hypergradient_seconds = r.pod<double>();
+    rec.elapsed_seconds = r.pod<double>();
+    rec.message = r.str();
+  }
+  if (!r.at(kEnd) || !r.done()) r.fail("truncated or trailing bytes after the records");
+  return c;
+}
+
+template void save_checkpoint<float>(const std::string&, const Checkpoint<float>&);
+template void save_checkpoint<double>(const std::string&, const Checkpoint<double>&);
+template Checkpoint<float> load_checkpoint<float>(const std::string&);
+template Checkpoint<double> load_checkpoint<double>(const std::string&);
+
+}  // namespace ift
