@@ -1,0 +1,272 @@
+// Algorithm 2 (the bilevel loop): it lowers the validation loss with every inverse
+// approximation, leaves λ alone with the zero approximation (whose hypergradient vanishes for
+// weight decay), resumes from a checkpoint to bitwise the same result, refuses a checkpoint from
+// another configuration, and overfits a small validation set (DESIGN.md P4).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "ift/bilevel.hpp"
+#include "ift/checkpoint.hpp"
+#include "ift/data/synthetic.hpp"
+#include "ift/models/softmax_regression.hpp"
+#include "ift/optimizers.hpp"
+
+namespace {
+
+using namespace ift;
+using Problem = RegularizedProblem<SoftmaxRegression<double>>;
+
+/// Few training rows, many features: the unregularised fit overfits, so tuning λ helps.
+struct Fixture {
+  std::unique_ptr<Problem> problem;
+  Vector<double> w0, lambda0;
+};
+
+Fixture make_fixture(Index n_train, Index n_val, Index d, double log_decay, std::uint64_t seed) {
+  const Index classes = 3;
+  Dataset<double> all = make_blobs<double>(n_train + n_val, d, classes, 2.0, seed);
+  all.append_bias_column();
+  auto train = std::make_shared<const Dataset<double>>(all.slice(0, n_train));
+  auto val = std::make_shared<const Dataset<double>>(all.slice(n_train, n_val));
+  SoftmaxRegression<double> model(d + 1, classes);
+  Fixture f;
+  f.problem = std::make_unique<Problem>(
+      model, WeightDecay<double>(DecayKind::PerWeight, model.num_params()), train, val, val);
+  f.w0 = Vector<double>::Zero(model.num_params());
+  f.lambda0 = Vector<double>::Constant(model.num_params(), log_decay);
+  return f;
+}
+
+BilevelParams base_params(Method method) {
+  BilevelParams p;
+  p.method.method = method;
+  p.method.steps = 20;
+  p.hyper_steps = 25;
+  p.inner_steps = 30;
+  p.warmup_steps = 300;
+  p.inner = {OptimizerKind::Adam, 0.05};
+  p.outer = {OptimizerKind::Adam, 0.1};
+  return p;
+}
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() /
+          ("ift_test_bilevel_" + std::to_string(::getpid()) + "_" + name))
+      .string();
+}
+
+class BilevelLowersValidationLoss : public ::testing::TestWithParam<Method> {};
+
+TEST_P(BilevelLowersValidationLoss, OnSyntheticBlobs) {
+  Fixture f = make_fixture(30, 60, 20, std::log(1e-3), 7);
+  BilevelLoop<double> loop(base_params(GetParam()));
+  Index observed = 0;
+  loop.add_observer([&](const HyperStepRecord& r) {
+    ++observed;
+    EXPECT_EQ(r.step, observed);
+    EXPECT_TRUE(std::isfinite(r.hypergradient_norm)) << r.message;
+    EXPECT_TRUE(r.status == "converged" || r.status == "max-iterations") << r.status;
+  });
+  const auto result = loop.run(*f.problem, f.w0, f.lambda0);
+  ASSERT_EQ(result.reason, StopReason::Completed);
+  ASSERT_EQ(result.steps, 25);
+  ASSERT_EQ(observed, 25);
+  const double first = result.records.front().metrics.val_loss;
+  const double last = result.records.back().metrics.val_loss;
+  EXPECT_LT(last, first - 1e-3) << to_string(GetParam()) << ": " << first << " -> " << last;
+  EXPECT_GT((result.lambda - f.lambda0).norm(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Methods, BilevelLowersValidationLoss,
+                         ::testing::Values(Method::Exact, Method::Cg, Method::Neumann,
+                                           Method::Identity, Method::Kfac),
+                         [](const auto& info) { return std::string(to_string(info.param)); });
+
+TEST(Bilevel, ZeroMethodLeavesWeightDecayUnchanged) {
+  // For weight decay ∂L_V/∂λ = 0, so dropping the indirect term gives a zero hypergradient and
+  // the outer optimiser (Adam: m = v = 0) must not move λ at all.
+  Fixture f = make_fixture(30, 60, 20, std::log(1e-3), 7);
+  for (const OptimizerKind outer : {OptimizerKind::Adam, OptimizerKind::Sgd}) {
+    BilevelParams p = base_params(Method::Zero);
+    p.hyper_steps = 5;
+    p.outer.kind = outer;
+    const auto result = BilevelLoop<double>(p).run(*f.problem, f.w0, f.lambda0);
+    for (const auto& r : result.records) EXPECT_EQ(r.hypergradient_norm, 0.0);
+    EXPECT_TRUE(result.lambda == f.lambda0);
+  }
+}
+
+void expect_same_records(const std::vector<HyperStepRecord>& a,
+                         const std::vector<HyperStepRecord>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    // Everything but the wall-clock columns must agree bit for bit.
+    EXPECT_EQ(a[i].step, b[i].step);
+    EXPECT_EQ(a[i].metrics.train_loss, b[i].metrics.train_loss) << "step " << a[i].step;
+    EXPECT_EQ(a[i].metrics.val_loss, b[i].metrics.val_loss) << "step " << a[i].step;
+    EXPECT_EQ(a[i].metrics.test_loss, b[i].metrics.test_loss);
+    EXPECT_EQ(a[i].metrics.train_accuracy, b[i].metrics.train_accuracy);
+    EXPECT_EQ(a[i].metrics.val_accuracy, b[i].metrics.val_accuracy);
+    EXPECT_EQ(a[i].hypergradient_norm, b[i].hypergradient_norm) << "step " << a[i].step;
+    EXPECT_EQ(a[i].status, b[i].status);
+    EXPECT_EQ(a[i].iterations, b[i].iterations);
+    EXPECT_EQ(a[i].hvps, b[i].hvps);
+    EXPECT_EQ(a[i].message, b[i].message);
+  }
+}
+
+class BilevelResume : public ::testing::TestWithParam<Index> {};
+
+TEST_P(BilevelResume, KillAndResumeIsBitwiseIdentical) {
+  const Index batch_size = GetParam();  // 0: full batch; else minibatches from the seeded RNG
+  Fixture f = make_fixture(30, 40, 10, std::log(1e-3), 11);
+  BilevelParams p = base_params(Method::Neumann);  // α from λ_max: power iteration every step
+  p.hyper_steps = 12;
+  p.inner_steps = 7;
+  p.warmup_steps = 20;
+  p.batch_size = batch_size;
+  p.seed = 1234;
+  p.inner = {OptimizerKind::Momentum, 0.05};
+  p.checkpoint_every = 2;
+  p.configuration = "test=resume\n";
+
+  p.checkpoint_path = temp_path("full_" + std::to_string(batch_size));
+  const auto full = BilevelLoop<double>(p).run(*f.problem, f.w0, f.lambda0);
+  ASSERT_EQ(full.steps, 12);
+
+  // Interrupted after hyper-step 5 (as a signal flag would): a checkpoint is written on the way
+  // out, at step 5, although the periodic ones fall on even steps.
+  p.checkpoint_path = temp_path("cut_" + std::to_string(batch_size));
+  BilevelLoop<double> first(p);
+  Index seen = 0;
+  first.add_observer([&](const HyperStepRecord&) { ++seen; });
+  first.set_stop_request([&] { return seen >= 5; });
+  const auto cut = first.run(*f.problem, f.w0, f.lambda0);
+  ASSERT_EQ(cut.reason, StopReason::StopRequested);
+  ASSERT_EQ(cut.steps, 5);
+  ASSERT_TRUE(cut.checkpoint_written);
+
+  const Checkpoint<double> checkpoint = load_checkpoint<double>(p.checkpoint_path);
+  EXPECT_EQ(checkpoint.step, 5);
+  BilevelLoop<double> second(p);
+  Index replayed = 0, fresh = 0;
+  second.add_observer([&](const HyperStepRecord& r) { ++(r.restored ? replayed : fresh); });
+  // A fresh problem object: nothing may survive in the old one's caches.
+  Fixture g = make_fixture(30, 40, 10, std::log(1e-3), 11);
+  const auto resumed = second.resume(*g.problem, checkpoint);
+  EXPECT_EQ(replayed, 5);
+  EXPECT_EQ(fresh, 7);
+  ASSERT_EQ(resumed.steps, 12);
+  EXPECT_TRUE(resumed.w == full.w);
+  EXPECT_TRUE(resumed.lambda == full.lambda);
+  expect_same_records(resumed.records, full.records);
+  // Elapsed time carries over from the first session.
+  EXPECT_GE(resumed.records.back().elapsed_seconds, resumed.records[4].elapsed_seconds);
+
+  std::filesystem::remove(temp_path("full_" + std::to_string(batch_size)));
+  std::filesystem::remove(p.checkpoint_path);
+}
+
+INSTANTIATE_TEST_SUITE_P(Batches, BilevelResume, ::testing::Values(Index(0), Index(8)));
+
+TEST(BilevelCheckpoint, RefusesAnotherConfiguration) {
+  Fixture f = make_fixture(20, 20, 5, std::log(1e-3), 3);
+  BilevelParams p = base_params(Method::Identity);
+  p.hyper_steps = 2;
+  p.checkpoint_path = temp_path("refuse");
+  BilevelLoop<double>(p).run(*f.problem, f.w0, f.lambda0);
+  const auto checkpoint = load_checkpoint<double>(p.checkpoint_path);
+
+  BilevelParams other = p;
+  other.inner.learning_rate = 0.07;
+  try {
+    BilevelLoop<double>(other).resume(*f.problem, checkpoint);
+    FAIL() << "a checkpoint from another configuration was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("inner=adam lr=0.070000000000000007"), std::string::npos)
+        << e.what();
+  }
+  BilevelParams shorter = p;
+  shorter.hyper_steps = 1;
+  EXPECT_THROW(BilevelLoop<double>(shorter).resume(*f.problem, checkpoint), std::invalid_argument);
+  // Extending a finished run is allowed: hyper_steps is not part of the fingerprint.
+  BilevelParams longer = p;
+  longer.hyper_steps = 4;
+  EXPECT_EQ(BilevelLoop<double>(longer).resume(*f.problem, checkpoint).steps, 4);
+  std::filesystem::remove(p.checkpoint_path);
+}
+
+TEST(Checkpoint, RejectsForeignAndTruncatedFiles) {
+  const std::string path = temp_path("foreign");
+  { std::ofstream(path) << "not a checkpoint"; }
+  EXPECT_THROW(load_checkpoint<double>(path), std::runtime_error);
+
+  Checkpoint<double> c;
+  c.fingerprint = "x=1\n";
+  c.step = 1;
+  c.w = Vector<double>::LinSpaced(5, 0, 1);
+  c.lambda = Vector<double>::Constant(5, -3);
+  c.records.resize(1);
+  c.records[0].message = "hello, world";
+  save_checkpoint(path, c);
+  const auto back = load_checkpoint<double>(path);
+  EXPECT_TRUE(back.w == c.w);
+  EXPECT_EQ(back.records[0].message, "hello, world");
+  EXPECT_THROW(load_checkpoint<float>(path), std::runtime_error);  // another scalar type
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 10);
+  EXPECT_THROW(load_checkpoint<double>(path), std::runtime_error);
+  std::filesystem::remove(path);
+}
+
+TEST(Bilevel, OverfitsASmallValidationSet) {
+  // DESIGN.md P4 in miniature: identity inverse, inner Adam, log λ = −4; per-weight decay has
+  // enough freedom to fit every validation point.
+  Fixture f = make_fixture(20, 20, 30, -4.0, 5);
+  BilevelParams p = base_params(Method::Identity);
+  p.hyper_steps = 1000;
+  p.inner_steps = 10;
+  p.warmup_steps = 100;
+  p.target_accuracy = 1.0;
+  const auto result = BilevelLoop<double>(p).run(*f.problem, f.w0, f.lambda0);
+  ASSERT_EQ(result.reason, StopReason::TargetReached) << result.message;
+  EXPECT_EQ(result.records.back().metrics.train_accuracy, 1.0);
+  EXPECT_EQ(result.records.back().metrics.val_accuracy, 1.0);
+  EXPECT_LT(result.records.front().metrics.val_accuracy, 1.0);  // it was not fitted from the start
+}
+
+TEST(Problem, BatchGradientOverAllRowsIsTheFullGradient) {
+  Fixture f = make_fixture(25, 10, 6, -2.0, 9);
+  const Vector<double> w = Vector<double>::LinSpaced(f.w0.size(), -0.5, 0.5);
+  f.problem->set_point(f.lambda0, w);
+  std::vector<Index> rows(25);
+  for (Index i = 0; i < 25; ++i) rows[static_cast<std::size_t>(i)] = i;
+  Vector<double> g;
+  const double loss = f.problem->batch_train_gradient(f.lambda0, w, rows, g);
+  EXPECT_NEAR(loss, f.problem->train_loss(), 1e-12);
+  EXPECT_LT((g - f.problem->train_gradient()).norm(), 1e-12 * f.problem->train_gradient().norm());
+  EXPECT_THROW(f.problem->batch_train_gradient(f.lambda0, w, {25}, g), std::invalid_argument);
+}
+
+TEST(Optimizers, StepsMatchTheirDefinitions) {
+  const Vector<double> g = (Vector<double>(3) << 2.0, -0.5, 0.0).finished();
+  Vector<double> x = Vector<double>::Zero(3);
+  Optimizer<double> adam({OptimizerKind::Adam, 0.1}, 3);
+  adam.step(x, g);  // first bias-corrected Adam step is lr · g / (|g| + ε)
+  EXPECT_NEAR(x(0), -0.1, 1e-8);
+  EXPECT_NEAR(x(1), 0.1, 1e-8);
+  EXPECT_EQ(x(2), 0.0);
+  x.setZero();
+  Optimizer<double> momentum({OptimizerKind::Momentum, 0.1, 0.5}, 3);
+  momentum.step(x, g);
+  momentum.step(x, g);  // m = g, then 1.5 g: x = −0.1 · 2.5 g
+  EXPECT_NEAR(x(0), -0.5, 1e-15);
+  EXPECT_THROW(Optimizer<double>({OptimizerKind::Sgd, 0.0}, 3), std::invalid_argument);
+  EXPECT_THROW(parse_optimizer("adagrad"), std::invalid_argument);
+}
+
+}  // namespace
