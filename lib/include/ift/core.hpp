@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace ift {
 
@@ -23,6 +24,17 @@ using LabelVector = Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1>;
 /// Thrown for misuse: bad parameters, dimension mismatches. The message names the field.
 inline void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument(what);
+}
+/// Same for a literal message: no string is built unless the check fails.
+inline void require(bool ok, const char* what) {
+  if (!ok) throw std::invalid_argument(what);
+}
+/// Same with the message built by `message()` only on failure: for checks on hot paths (every
+/// HVP checks its sizes), which must not allocate.
+template <class F>
+  requires std::is_invocable_r_v<std::string, F>
+inline void require(bool ok, F&& message) {
+  if (!ok) throw std::invalid_argument(message());
 }
 
 }  // namespace ift

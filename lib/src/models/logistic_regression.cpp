@@ -11,9 +11,10 @@ LogisticRegression<S>::LogisticRegression(Index num_features) : num_features_(nu
 
 template <class S>
 void LogisticRegression<S>::check_data(const Dataset<S>& data, const Vector<S>& w) const {
-  require(data.num_features() == num_features_,
-          "LogisticRegression: data has " + std::to_string(data.num_features()) +
-              " features, the model expects " + std::to_string(num_features_));
+  require(data.num_features() == num_features_, [&] {
+    return std::string("LogisticRegression: data has " + std::to_string(data.num_features()) +
+                       " features, the model expects " + std::to_string(num_features_));
+  });
   require(data.size() > 0 && data.labels.size() == data.size(),
           "LogisticRegression: data needs at least one row and one label per row");
   require(data.labels.minCoeff() >= 0 && data.labels.maxCoeff() <= 1,
@@ -67,9 +68,8 @@ void LogisticRegression<S>::gauss_newton_product(const Dataset<S>& data, const V
 }
 
 template <class S>
-void LogisticRegression<S>::fisher_product(const Dataset<S>& data, const Vector<S>& w,
-                                           Cache& cache, const Vector<S>& v,
-                                           Vector<S>& out) const {
+void LogisticRegression<S>::fisher_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
+                                           const Vector<S>& v, Vector<S>& out) const {
   check_data(data, w);
   const Index n = data.size();
   // g_i = (p_i − y_i) x_i = n r_i x_i;  (1/n) Σ g_i g_iᵀ v = Xᵀ (n r ⊙ r ⊙ X v).
@@ -86,7 +86,8 @@ void LogisticRegression<S>::hessian(const Dataset<S>& data, const Vector<S>& w, 
   check_data(data, w);
   const Index n = data.size();
   cache.work_x = data.X;
-  for (Index i = 0; i < n; ++i) cache.work_x.row(i) *= cache.probs(i) * (S(1) - cache.probs(i)) / S(n);
+  for (Index i = 0; i < n; ++i)
+    cache.work_x.row(i) *= cache.probs(i) * (S(1) - cache.probs(i)) / S(n);
   H.resize(num_params(), num_params());
   H.noalias() = data.X.transpose() * cache.work_x;
 }

@@ -16,10 +16,14 @@ Activation parse_activation(const std::string& name) {
 
 const char* to_string(Activation a) {
   switch (a) {
-    case Activation::Tanh: return "tanh";
-    case Activation::Sigmoid: return "sigmoid";
-    case Activation::Softplus: return "softplus";
-    case Activation::Relu: return "relu";
+    case Activation::Tanh:
+      return "tanh";
+    case Activation::Sigmoid:
+      return "sigmoid";
+    case Activation::Softplus:
+      return "softplus";
+    case Activation::Relu:
+      return "relu";
   }
   return "?";
 }
@@ -91,19 +95,25 @@ Vector<S> Mlp<S>::initial_weights(std::uint64_t seed) const {
 
 template <class S>
 void Mlp<S>::check_data(const Dataset<S>& data, const Vector<S>& w) const {
-  require(data.num_features() == widths_.front(),
-          "Mlp: data has " + std::to_string(data.num_features()) + " features, the network expects " +
-              std::to_string(widths_.front()));
-  require(w.size() == num_params(), "Mlp: w has " + std::to_string(w.size()) +
-                                        " entries, expected " + std::to_string(num_params()));
+  require(data.num_features() == widths_.front(), [&] {
+    return std::string("Mlp: data has " + std::to_string(data.num_features()) +
+                       " features, the network expects " + std::to_string(widths_.front()));
+  });
+  require(w.size() == num_params(), [&] {
+    return std::string("Mlp: w has " + std::to_string(w.size()) + " entries, expected " +
+                       std::to_string(num_params()));
+  });
   require(data.size() > 0, "Mlp: empty data set");
   if (loss_ == OutputLoss::SoftmaxCrossEntropy) {
     require(data.labels.size() == data.size(), "Mlp: cross-entropy needs one label per row");
-    require(data.labels.minCoeff() >= 0 && data.labels.maxCoeff() < widths_.back(),
-            "Mlp: labels must lie in [0, " + std::to_string(widths_.back()) + ")");
+    require(data.labels.minCoeff() >= 0 && data.labels.maxCoeff() < widths_.back(), [&] {
+      return std::string("Mlp: labels must lie in [0, " + std::to_string(widths_.back()) + ")");
+    });
   } else {
-    require(data.targets.rows() == data.size() && data.targets.cols() == widths_.back(),
-            "Mlp: squared error needs an n × " + std::to_string(widths_.back()) + " target matrix");
+    require(data.targets.rows() == data.size() && data.targets.cols() == widths_.back(), [&] {
+      return std::string("Mlp: squared error needs an n × " + std::to_string(widths_.back()) +
+                         " target matrix");
+    });
   }
 }
 

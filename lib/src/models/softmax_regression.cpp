@@ -17,15 +17,20 @@ SoftmaxRegression<S>::SoftmaxRegression(Index num_features, Index num_classes)
 
 template <class S>
 void SoftmaxRegression<S>::check_data(const Dataset<S>& data, const Vector<S>& w) const {
-  require(data.num_features() == num_features_,
-          "SoftmaxRegression: data has " + std::to_string(data.num_features()) +
-              " features, the model expects " + std::to_string(num_features_));
+  require(data.num_features() == num_features_, [&] {
+    return std::string("SoftmaxRegression: data has " + std::to_string(data.num_features()) +
+                       " features, the model expects " + std::to_string(num_features_));
+  });
   require(data.labels.size() == data.size(), "SoftmaxRegression: data needs one label per row");
-  require(w.size() == num_params(), "SoftmaxRegression: w has " + std::to_string(w.size()) +
-                                        " entries, expected " + std::to_string(num_params()));
+  require(w.size() == num_params(), [&] {
+    return std::string("SoftmaxRegression: w has " + std::to_string(w.size()) +
+                       " entries, expected " + std::to_string(num_params()));
+  });
   require(data.size() > 0, "SoftmaxRegression: empty data set");
-  require(data.labels.minCoeff() >= 0 && data.labels.maxCoeff() < num_classes_,
-          "SoftmaxRegression: labels must lie in [0, " + std::to_string(num_classes_) + ")");
+  require(data.labels.minCoeff() >= 0 && data.labels.maxCoeff() < num_classes_, [&] {
+    return std::string("SoftmaxRegression: labels must lie in [0, " + std::to_string(num_classes_) +
+                       ")");
+  });
 }
 
 template <class S>
@@ -152,15 +157,15 @@ void SoftmaxRegression<S>::hessian(const Dataset<S>& data, const Vector<S>& w, C
       }
       c2 += c;
       if (c == c2)
-        scale.array() = (cache.probs.col(c).array() * (S(1) - cache.probs.col(c).array()) * inv_n)
-                            .sqrt();
+        scale.array() =
+            (cache.probs.col(c).array() * (S(1) - cache.probs.col(c).array()) * inv_n).sqrt();
       else
         scale.array() = (cache.probs.col(c).array() * cache.probs.col(c2).array() * inv_n).sqrt();
       Y.noalias() = scale.asDiagonal() * data.X;
       auto block = H.block(c2 * F, c * F, F, F);  // lower block triangle (c2 ≥ c)
       block.setZero();
       block.template selfadjointView<Eigen::Lower>().rankUpdate(Y.transpose(),
-                                                                 c == c2 ? S(1) : S(-1));
+                                                                c == c2 ? S(1) : S(-1));
       for (Index j = 1; j < F; ++j)
         for (Index i = 0; i < j; ++i) block(i, j) = block(j, i);
       if (c2 != c) H.block(c * F, c2 * F, F, F) = block.transpose();

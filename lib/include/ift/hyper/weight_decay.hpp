@@ -83,10 +83,14 @@ class WeightDecay {
 
  private:
   void check(const Vector<S>& lambda, Index n) const {
-    require(n == num_params_, "WeightDecay: vector of size " + std::to_string(n) + ", expected " +
-                                  std::to_string(num_params_));
-    require(lambda.size() == num_hyper(), "WeightDecay: λ has " + std::to_string(lambda.size()) +
-                                              " entries, expected " + std::to_string(num_hyper()));
+    require(n == num_params_, [&] {
+      return std::string("WeightDecay: vector of size " + std::to_string(n) + ", expected " +
+                         std::to_string(num_params_));
+    });
+    require(lambda.size() == num_hyper(), [&] {
+      return std::string("WeightDecay: λ has " + std::to_string(lambda.size()) +
+                         " entries, expected " + std::to_string(num_hyper()));
+    });
   }
   DecayKind kind_;
   Index num_params_;
