@@ -1,0 +1,240 @@
+#include <cstdio>
+#include <filesystem>
+#include <random>
+
+#include "ift/data/fashion_mnist.hpp"
+#include "ift/torch/models.hpp"
+#include "ift/torch/training.hpp"
+
+namespace ift::deep {
+
+namespace F = ::torch::nn::functional;
+
+// ---- Models ---------------------------------------------------------------------------------
+
+AffineLayerImpl::AffineLayerImpl(std::int64_t in_, std::int64_t out_) : in(in_), out(out_) {
+  require(in > 0 && out > 0, "AffineLayer: widths must be positive");
+  // Glorot-uniform weights and zero bias (ift::Mlp::initial_weights draws its own stream; the
+  // cross-checks copy weights across instead of relying on equal initialisation).
+  const double bound = std::sqrt(6.0 / static_cast<double>(in + out));
+  Tensor init = ::torch::empty({out, in + 1}).uniform_(-bound, bound);
+  init.select(1, in).zero_();
+  weight = register_parameter("weight", init);
+}
+
+Tensor AffineLayerImpl::forward(const Tensor& x) {
+  Tensor y = ::torch::addmm(weight.select(1, in), x, weight.narrow(1, 0, in).t());
+  if (KfacTape* tape = KfacTape::active()) {
+    TapeEntry e;
+    e.kind = TapeEntry::Kind::Linear;
+    e.weight = weight;
+    e.bias_merged = true;
+    e.input = x.detach();
+    e.output = y;
+    tape->record(std::move(e));
+  }
+  return y;
+}
+
+AffineMlpImpl::AffineMlpImpl(const std::vector<std::int64_t>& widths, Activation activation)
+    : activation_(activation) {
+  require(widths.size() >= 2, "AffineMlp: at least an input and an output width");
+  for (std::size_t l = 0; l + 1 < widths.size(); ++l)
+    layers_.push_back(register_module("layer" + std::to_string(l),
+                                      AffineLayer(widths[l], widths[l + 1])));
+}
+
+Tensor AffineMlpImpl::forward(const Tensor& x) {
+  Tensor a = x.flatten(1);
+  for (std::size_t l = 0; l < layers_.size(); ++l) {
+    a = layers_[l]->forward(a);
+    if (l + 1 == layers_.size()) break;
+    switch (activation_) {
+      case Activation::Tanh: a = ::torch::tanh(a); break;
+      case Activation::Sigmoid: a = ::torch::sigmoid(a); break;
+      case Activation::Softplus: a = F::softplus(a); break;
+      case Activation::Relu: a = ::torch::relu(a); break;
+    }
+  }
+  return a;
+}
+
+SoftmaxRegressionNetImpl::SoftmaxRegressionNetImpl(std::int64_t features, std::int64_t classes) {
+  linear = register_module(
+      "linear", ::torch::nn::Linear(::torch::nn::LinearOptions(features, classes).bias(false)));
+  ::torch::NoGradGuard no_grad;
+  linear->weight.zero_();  // w = 0, the start of P1's Newton solve
+}
+
+Tensor SoftmaxRegressionNetImpl::forward(const Tensor& x) { return tapped(linear, x.flatten(1)); }
+
+SmallCnnImpl::SmallCnnImpl(std::int64_t channels, std::int64_t height, std::int64_t width,
+                           std::int64_t classes, std::int64_t filters, bool smooth_)
+    : smooth(smooth_) {
+  require(height % 4 == 0 && width % 4 == 0, "SmallCnn: image sides must be multiples of 4");
+  conv1 = register_module(
+      "conv1", ::torch::nn::Conv2d(::torch::nn::Conv2dOptions(channels, filters, 3).padding(1)));
+  conv2 = register_module(
+      "conv2", ::torch::nn::Conv2d(::torch::nn::Conv2dOptions(filters, 2 * filters, 3).padding(1)));
+  fc = register_module("fc", ::torch::nn::Linear(2 * filters * (height / 4) * (width / 4), classes));
+}
+
+Tensor SmallCnnImpl::forward(const Tensor& x) {
+  auto block = [this](const Tensor& z) {
+    return smooth ? F::avg_pool2d(F::softplus(z), F::AvgPool2dFuncOptions(2))
+                  : F::max_pool2d(::torch::relu(z), F::MaxPool2dFuncOptions(2));
+  };
+  Tensor a = block(tapped(conv1, x));
+  a = block(tapped(conv2, a));
+  return tapped(fc, a.flatten(1));
+}
+
+UNetImpl::UNetImpl(std::int64_t channels, std::int64_t filters, bool smooth_) : smooth(smooth_) {
+  using ::torch::nn::Conv2d;
+  using ::torch::nn::Conv2dOptions;
+  enc1 = register_module("enc1", Conv2d(Conv2dOptions(2 * channels, filters, 3).padding(1)));
+  enc2 = register_module("enc2", Conv2d(Conv2dOptions(filters, 2 * filters, 3).padding(1)));
+  dec = register_module("dec", Conv2d(Conv2dOptions(3 * filters, filters, 3).padding(1)));
+  out = register_module("out", Conv2d(Conv2dOptions(filters, channels, 1)));
+  // Start near the identity augmentation x' ≈ x, but not exactly at it: a zero last layer
+  // would make every hypergradient entry of the earlier layers vanish at the first step.
+  ::torch::NoGradGuard no_grad;
+  out->weight.mul_(0.01);
+  out->bias.zero_();
+}
+
+Tensor UNetImpl::forward(const Tensor& x, const Tensor& noise) {
+  auto act = [this](const Tensor& z) { return smooth ? F::softplus(z) : ::torch::relu(z); };
+  const Tensor input = ::torch::cat({x, noise}, 1);
+  const Tensor e1 = act(enc1->forward(input));
+  const Tensor e2 = act(enc2->forward(F::avg_pool2d(e1, F::AvgPool2dFuncOptions(2))));
+  const Tensor up = F::interpolate(
+      e2, F::InterpolateFuncOptions().size(std::vector<std::int64_t>{e1.size(2), e1.size(3)})
+              .mode(::torch::kNearest));
+  const Tensor d = act(dec->forward(::torch::cat({up, e1}, 1)));
+  return x + out->forward(d);
+}
+
+// ---- Optimisers -----------------------------------------------------------------------------
+
+void FlatOptimizer::check() const {
+  require(kind == "sgd" || kind == "adam",
+          "FlatOptimizer::kind must be sgd or adam (got '" + kind + "')");
+  require(learning_rate > 0 && std::isfinite(learning_rate),
+          "FlatOptimizer::learning_rate must be > 0");
+  require(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1,
+          "FlatOptimizer::beta1 and beta2 must lie in [0, 1)");
+  require(epsilon > 0, "FlatOptimizer::epsilon must be > 0");
+}
+
+void FlatOptimizer::step(Tensor& x, const Tensor& g) {
+  ::torch::NoGradGuard no_grad;
+  ++t;
+  if (kind == "sgd") {
+    x.add_(g, -learning_rate);
+    return;
+  }
+  if (!m.defined()) {
+    m = ::torch::zeros_like(x);
+    v = ::torch::zeros_like(x);
+  }
+  m.mul_(beta1).add_(g, 1 - beta1);
+  v.mul_(beta2).addcmul_(g, g, 1 - beta2);
+  const double c1 = 1 - std::pow(beta1, static_cast<double>(t));
+  const double c2 = 1 - std::pow(beta2, static_cast<double>(t));
+  x.addcdiv_(m, (v / c2).sqrt_().add_(epsilon), -learning_rate / c1);
+}
+
+void FlatOptimizer::save(std::map<std::string, Tensor>& state, const std::string& prefix) const {
+  state[prefix + ".t"] = ::torch::tensor(t, ::torch::kLong);
+  state[prefix + ".m"] = m.defined() ? m.detach().cpu() : ::torch::zeros({0});
+  state[prefix + ".v"] = v.defined() ? v.detach().cpu() : ::torch::zeros({0});
+}
+
+void FlatOptimizer::load(const std::map<std::string, Tensor>& state, const std::string& prefix,
+                         const ::torch::TensorOptions& options) {
+  t = state.at(prefix + ".t").item<std::int64_t>();
+  const Tensor& sm = state.at(prefix + ".m");
+  const Tensor& sv = state.at(prefix + ".v");
+  m = sm.numel() ? sm.to(options) : Tensor();
+  v = sv.numel() ? sv.to(options) : Tensor();
+}
+
+// ---- Data -----------------------------------------------------------------------------------
+
+namespace {
+
+TensorData images_from(const Dataset<float>& data) {
+  const std::int64_t n = data.size();
+  require(data.num_features() == 784, "Fashion-MNIST: expected 784 pixels per image");
+  // X is n × 784 column-major: the transposed view is row-major per image.
+  Tensor x = ::torch::from_blob(const_cast<float*>(data.X.data()), {784, n}, ::torch::kFloat)
+                 .t()
+                 .to(::torch::kDouble)
+                 .contiguous()
+                 .view({n, 1, 28, 28});
+  Tensor y = ::torch::empty({n}, ::torch::kLong);
+  for (std::int64_t i = 0; i < n; ++i) y[i] = static_cast<std::int64_t>(data.labels(i));
+  return {x, y};
+}
+
+}  // namespace
+
+TensorSplits load_fashion_mnist_images(std::int64_t n_train, std::int64_t n_val,
+                                       std::int64_t n_test, const std::string& dir) {
+  const Splits<float> s = load_fashion_mnist<float>(n_train, n_val, n_test, false, dir);
+  return {images_from(s.train), images_from(s.val), images_from(s.test)};
+}
+
+TensorSplits synthetic_images(std::int64_t n_train, std::int64_t n_val, std::int64_t n_test,
+                              std::uint64_t seed) {
+  auto generator = at::detail::createCPUGenerator(seed);
+  const auto options = ::torch::TensorOptions().dtype(::torch::kDouble);
+  // One smooth random template per class; examples are template + noise, clipped to [0, 1].
+  const Tensor templates =
+      F::avg_pool2d(::torch::rand({10, 1, 28, 28}, generator, options),
+                    F::AvgPool2dFuncOptions(5).stride(1).padding(2));
+  auto make = [&](std::int64_t n) {
+    Tensor labels = ::torch::randint(0, 10, {n}, generator, ::torch::TensorOptions().dtype(::torch::kLong));
+    Tensor x = templates.index_select(0, labels) +
+               0.35 * ::torch::randn({n, 1, 28, 28}, generator, options);
+    return TensorData{x.clamp(0, 1), labels};
+  };
+  return {make(n_train), make(n_val), make(n_test)};
+}
+
+// ---- Checkpoints ----------------------------------------------------------------------------
+
+void save_checkpoint(const std::string& path, const std::map<std::string, Tensor>& state) {
+  ::torch::serialize::OutputArchive archive;
+  for (const auto& [name, tensor] : state) archive.write(name, tensor.detach().cpu());
+  const std::string temporary = path + ".tmp";
+  archive.save_to(temporary);
+  std::error_code error;
+  std::filesystem::rename(temporary, path, error);
+  if (error)
+    throw std::runtime_error("save_checkpoint: cannot rename " + temporary + " to " + path +
+                             ": " + error.message());
+}
+
+std::map<std::string, Tensor> load_checkpoint(const std::string& path,
+                                              const std::vector<std::string>& names) {
+  if (!std::filesystem::exists(path))
+    throw std::runtime_error("load_checkpoint: " + path + " not found");
+  ::torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("load_checkpoint: " + path + " is not a checkpoint: " + e.what());
+  }
+  std::map<std::string, Tensor> state;
+  for (const std::string& name : names) {
+    Tensor t;
+    if (!archive.try_read(name, t))
+      throw std::runtime_error("load_checkpoint: " + path + " has no entry '" + name + "'");
+    state[name] = t;
+  }
+  return state;
+}
+
+}  // namespace ift::deep
