@@ -1,0 +1,351 @@
+// ift-accuracy: problem P3 of DESIGN.md §2. At a fixed (λ, w*), every inverse approximation of
+// DESIGN.md §1 for k = 0..K steps, with its relative error and cosine to the exact IFT
+// hypergradient dL_V*/dλ = ∂L_V/∂λ − vᵀ ∂²L_T/∂w∂λᵀ, v = H⁻¹ ∂L_V/∂w.
+//
+//   ift-accuracy --model logreg     P1 set-up: softmax regression on Fashion-MNIST, per-weight decay
+//   ift-accuracy --model mlp        784-h-10 tanh MLP at a local minimum found by Newton
+//
+// Output DIR/accuracy.csv, one row per (method, k), header kCsvHeader below. Each (method, k) is
+// computed by its own HypergradientEngine call, so every row is cg(k) / neumann(k) exactly as the
+// library defines it (one definition everywhere, DESIGN.md §1) and its hvps/seconds are its own.
+// The price is O(K²) HVPs per k-dependent method (1,275 for K = 50; unrolled also a gradient and
+// a mixed product per step); the library exposes no partial sums to share, and the run prints
+// the time this costs per method. Measured on 2 shared cores (load ≈ 5–10): the logreg default
+// took 33 min wall for 9.6 min of CPU: Newton 11 iterations (175 s wall), exact 22 s, and the
+// seven k-sweeps the rest. --steps-list 0,1,2,5,10,20,50 cuts the sweep about 20-fold.
+//
+// The MLP's w* is found by newton_solve from Mlp::initial_weights(--seed): every Newton
+// iteration builds the dense Hessian from D HVPs and factorises it, and from a random start it
+// takes tens of iterations. Hence the default --hidden 2 (D = 1,600): at --hidden 4 (D = 3,190) a
+// Newton iteration took 5–7 s on 300 rows under load, so the 1,000-row default would take
+// tens of minutes. Larger h works, given the time.
+// GCC 12 reports -Wuninitialized false positives inside its own AVX-512 intrinsics
+// (`__m512d __Y = __Y;` in _mm512_undefined_pd) when Eigen's vectorised exp is inlined here
+// (WeightDecay's exp(λ)); the project already silences the -Wmaybe- twin for the same reason.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "app_common.hpp"
+#include "ift/hypergradient.hpp"
+#include "ift/inner.hpp"
+#include "ift/io/csv_writer.hpp"
+#include "ift/models/mlp.hpp"
+#include "ift/models/softmax_regression.hpp"
+#include "ift/problem.hpp"
+
+namespace po = boost::program_options;
+using namespace ift;
+namespace app = ift::app;
+
+namespace {
+
+const std::vector<std::string> kCsvHeader = {"model",  "method", "k",    "relative_error",
+                                             "cosine", "status", "hvps", "seconds"};
+
+/// Every method the sweep knows, in CSV order. k-independent ones get one row with k empty.
+const std::vector<std::string> kAllMethods = {
+    "exact",         "gauss-newton/exact",    "kfac",           "identity",
+    "cg",            "neumann",               "gauss-newton/cg", "gauss-newton/neumann",
+    "outer-product/neumann", "fisher/neumann", "unrolled"};
+
+std::string join(const std::vector<std::string>& items, const char* sep = ",") {
+  std::string s;
+  for (const auto& x : items) s += (s.empty() ? "" : sep) + x;
+  return s;
+}
+
+std::vector<std::string> split(const std::string& list) {
+  std::vector<std::string> out;
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(item);
+  return out;
+}
+
+/// A comma-separated list of non-negative integers.
+std::vector<Index> parse_steps(const std::string& option, const std::string& list) {
+  std::vector<Index> steps;
+  for (const std::string& item : split(list)) {
+    std::size_t used = 0;
+    long long k = -1;
+    try {
+      k = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    app::require_option(!item.empty() && used == item.size() && k >= 0, option,
+                        "'" + item + "' is not a non-negative integer (expected e.g. 0,1,5,20,50)");
+    steps.push_back(static_cast<Index>(k));
+  }
+  app::require_option(!steps.empty(), option, "empty list");
+  return steps;
+}
+
+/// The spec of a method named as in the CSV ("gauss-newton/cg", "kfac", …).
+MethodSpec spec_from_name(const std::string& name, Index k, double kfac_damping) {
+  MethodSpec s;
+  const auto slash = name.find('/');
+  s.curvature = slash == std::string::npos ? Curvature::Hessian
+                                           : parse_curvature(name.substr(0, slash));
+  s.method = parse_method(slash == std::string::npos ? name : name.substr(slash + 1));
+  s.steps = k;
+  s.tolerance = 0;  // cg(k) means k iterations: no early stop (DESIGN.md §1)
+  if (s.method == Method::Kfac) s.damping = kfac_damping;
+  return s;
+}
+
+bool uses_steps(Method m) { return m == Method::Cg || m == Method::Neumann || m == Method::Unrolled; }
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+struct Options {
+  app::CommonOptions common;  // --seed (MLP initial weights), --threads, --out, --data
+  std::string model = "logreg", methods = join(kAllMethods), steps_list;
+  Index n_train = 1000, n_val = 1000, max_steps = 50, hidden = 2;
+  double log_decay = std::log(1e-3), grad_tol = 1e-10, kfac_damping = 0;
+  std::string activation = "tanh";
+  bool quiet = false;
+};
+
+/// Runs the sweep on a problem already at (λ, w*); returns the number of rows written.
+int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector<Index>& ks,
+          const std::vector<std::string>& methods, io::CsvWriter& csv, bool progress) {
+  const auto t_total = std::chrono::steady_clock::now();
+  const HypergradientResult<double> exact =
+      HypergradientEngine<double>(spec_from_name("exact", 0, 0)).compute(problem);
+  const double exact_norm = exact.hypergradient.norm();
+  std::printf("exact: ||h|| = %.6e  status %s  (%.1f s)  %s\n", exact_norm, to_string(exact.status),
+              exact.seconds, exact.message.c_str());
+  // The relative error needs h_exact ≠ 0 and a trustworthy solve. An indefinite H (a saddle,
+  // possible for the MLP) still defines the IFT hypergradient, so only a numerical failure stops.
+  if (!(exact_norm > 0) || exact.status == SolverStatus::NumericalIssue ||
+      exact.status == SolverStatus::Diverged)
+    throw std::runtime_error("the exact hypergradient is unusable (" +
+                             std::string(to_string(exact.status)) + ": " + exact.message +
+                             "); no relative error can be measured");
+  csv.add_comment("exact: status " + std::string(to_string(exact.status)) + " (" + exact.message +
+                  "), ||h_exact|| = " + std::to_string(exact_norm) +
+                  (exact.status == SolverStatus::Converged ? "; H at w* is positive definite"
+                                                           : "; H at w* is NOT positive definite"));
+
+  // One α per curvature for neumann and unrolled at every k: 1/λ_max by power iteration (the
+  // engine's automatic choice, DESIGN.md §1), computed once so the k-sweep is one series.
+  std::map<Curvature, double> alpha;
+  auto alpha_for = [&](Curvature c) {
+    if (!alpha.count(c)) {
+      MethodSpec s;
+      s.method = Method::Neumann;
+      s.curvature = c;
+      s.steps = 0;
+      const auto r = HypergradientEngine<double>(s).compute(problem);
+      alpha[c] = r.alpha;
+      csv.add_comment(std::string("alpha(") + to_string(c) + ") = 1/lambda_max = " +
+                      std::to_string(r.alpha) + " (power iteration, " + std::to_string(r.hvps) +
+                      " HVPs)");
+      std::printf("α for %s: %.6e (1/λ_max by power iteration)\n", to_string(c), r.alpha);
+    }
+    return alpha[c];
+  };
+
+  std::printf("\n%-24s %4s %11s %10s %-16s %7s %8s\n", "method", "k", "rel.error", "cosine", "status",
+              "HVPs", "seconds");
+  int rows = 0;
+  for (const std::string& name : methods) {
+    const MethodSpec probe = spec_from_name(name, 0, opt.kfac_damping);
+    const std::vector<Index> method_ks = uses_steps(probe.method) ? ks : std::vector<Index>{0};
+    double method_seconds = 0;
+    long long method_hvps = 0;
+    for (Index k : method_ks) {
+      MethodSpec s = spec_from_name(name, k, opt.kfac_damping);
+      if (s.method == Method::Neumann) s.alpha = alpha_for(s.curvature);
+      if (s.method == Method::Unrolled) s.alpha = alpha_for(Curvature::Hessian);
+      // Unrolled from w*: w_0 = w*, so unrolled(k) = neumann(k − 1) (Lorraine et al. 2020).
+      const HypergradientResult<double> r =
+          name == "exact" ? exact : HypergradientEngine<double>(s).compute(problem);
+      const double norm = r.hypergradient.norm();
+      const double rel = (r.hypergradient - exact.hypergradient).norm() / exact_norm;
+      const double cosine = norm > 0 ? r.hypergradient.dot(exact.hypergradient) / (norm * exact_norm)
+                                     : 0.0;  // zero hypergradient (unrolled(0)): no direction
+      const bool has_k = uses_steps(s.method);
+      csv.add_row({opt.model, name, has_k ? io::CsvCell(static_cast<long long>(k)) : io::CsvCell(""),
+                   rel, cosine, to_string(r.status), static_cast<long long>(r.hvps), r.seconds});
+      ++rows;
+      method_seconds += r.seconds;
+      method_hvps += static_cast<long long>(r.hvps);
+      const bool last = k == method_ks.back();
+      if (!opt.quiet && (last || k % 10 == 0 || !has_k))
+        std::printf("%-24s %4s %11.3e %10.6f %-16s %7lld %8.3f\n", name.c_str(),
+                    has_k ? std::to_string(k).c_str() : "-", rel, cosine, to_string(r.status),
+                    static_cast<long long>(r.hvps), r.seconds);
+      if (progress)
+        std::fprintf(stderr, "\r  %-24s k = %3lld (%.1f s)\033[K", name.c_str(),
+                     static_cast<long long>(k), method_seconds);
+    }
+    if (progress) std::fprintf(stderr, "\r\033[K");
+    if (method_ks.size() > 1)
+      std::printf("%-24s all k: %lld HVPs, %.2f s\n", name.c_str(), method_hvps, method_seconds);
+  }
+  std::printf("sweep: %.1f s\n", seconds_since(t_total));
+  return rows;
+}
+
+template <class Model>
+RegularizedProblem<Model> make_problem(Model model, Splits<double>& splits) {
+  const Index D = model.num_params();
+  return RegularizedProblem<Model>(std::move(model), WeightDecay<double>(DecayKind::PerWeight, D),
+                                   std::make_shared<const Dataset<double>>(std::move(splits.train)),
+                                   std::make_shared<const Dataset<double>>(std::move(splits.val)));
+}
+
+int run(int argc, char** argv) {
+  Options opt;
+  opt.common.out = "results/accuracy";
+  po::options_description desc("Options");
+  app::add_common_options(desc, opt.common);
+  desc.add_options()
+      ("model", po::value(&opt.model)->default_value(opt.model),
+       "logreg (softmax regression, 785 features, D = 7850) or mlp (784-hidden-10)")
+      ("train", po::value(&opt.n_train)->default_value(opt.n_train),
+       "training rows: [0, train) of the Fashion-MNIST train file")
+      ("val", po::value(&opt.n_val)->default_value(opt.n_val),
+       "validation rows: the next val rows of the train file")
+      ("hidden", po::value(&opt.hidden)->default_value(opt.hidden),
+       "mlp hidden width h (D = 795 h + 10; the exact method factorises a dense D × D Hessian "
+       "built from D HVPs, and so does every Newton iteration)")
+      ("activation", po::value(&opt.activation)->default_value(opt.activation),
+       "mlp activation: tanh, sigmoid or softplus (relu has no second derivative)")
+      ("log-decay", po::value(&opt.log_decay)->default_value(opt.log_decay, "log(1e-3)"),
+       "λ_i for every weight (per-weight decay ½ Σ exp(λ_i) w_i²)")
+      ("max-steps", po::value(&opt.max_steps)->default_value(opt.max_steps),
+       "K: k runs over 0..K (>= 0)")
+      ("steps-list", po::value(&opt.steps_list),
+       "comma-separated k instead of 0..K, e.g. 0,1,2,5,10,20,50")
+      ("methods", po::value(&opt.methods)->default_value(opt.methods),
+       "comma-separated subset of the methods listed (the exact one is always computed)")
+      ("kfac-damping", po::value(&opt.kfac_damping)->default_value(opt.kfac_damping),
+       "KFAC's explicit damping on top of the penalty's curvature (>= 0)")
+      ("grad-tol", po::value(&opt.grad_tol)->default_value(opt.grad_tol),
+       "Newton stops when ||∇_w L_T|| is below this (> 0)")
+      ("quiet", po::bool_switch(&opt.quiet), "print only the summary lines");
+  const std::string usage =
+      "ift-accuracy: hypergradient accuracy sweep (DESIGN.md §2 P3). At (λ, w*) with w* by Newton "
+      "to ||∇_w L_T|| < --grad-tol, every inverse approximation for k = 0..--max-steps, with "
+      "relative error and cosine to the exact IFT hypergradient.\n\nOutput: OUT/accuracy.csv "
+      "with header\n  " + join(kCsvHeader) +
+      "\none row per (method, k); k is empty for k-independent methods (exact, "
+      "gauss-newton/exact, kfac, identity); status is the solver's (converged, max-iterations, "
+      "diverged, not-positive-definite, ...); '#' lines echo the parameters.";
+  po::variables_map vm;
+  if (!app::parse_options(argc, argv, desc, usage, vm)) return 0;
+  app::apply_common_options(opt.common);
+  app::require_option(opt.model == "logreg" || opt.model == "mlp", "model",
+                      "must be logreg or mlp (got '" + opt.model + "')");
+  app::check_sizes(opt.common, opt.n_train, opt.n_val, 0);
+  app::require_option(opt.hidden > 0, "hidden", "must be positive");
+  app::require_option(opt.max_steps >= 0, "max-steps", "must be >= 0");
+  app::require_option(std::isfinite(opt.log_decay), "log-decay", "must be finite");
+  app::require_option(opt.grad_tol > 0, "grad-tol", "must be > 0");
+  app::require_option(opt.kfac_damping >= 0, "kfac-damping", "must be >= 0");
+  Activation activation = Activation::Tanh;
+  try {
+    activation = parse_activation(opt.activation);
+  } catch (const std::invalid_argument& e) {
+    throw app::UsageError(std::string("--activation: ") + e.what());
+  }
+  app::require_option(activation != Activation::Relu, "activation",
+                      "relu has a zero second derivative almost everywhere; use tanh, sigmoid or "
+                      "softplus");
+  std::vector<Index> ks;
+  if (vm.count("steps-list")) {
+    ks = parse_steps("steps-list", opt.steps_list);
+  } else {
+    for (Index k = 0; k <= opt.max_steps; ++k) ks.push_back(k);
+  }
+  const std::vector<std::string> methods = split(opt.methods);
+  app::require_option(!methods.empty(), "methods", "empty list");
+  for (const auto& m : methods)
+    app::require_option(std::find(kAllMethods.begin(), kAllMethods.end(), m) != kAllMethods.end(),
+                        "methods", "unknown method '" + m + "' (expected some of " +
+                                       join(kAllMethods) + ")");
+  const bool progress = !opt.quiet && isatty(fileno(stderr));
+  std::filesystem::create_directories(opt.common.out);
+
+  const bool logreg = opt.model == "logreg";
+  Splits<double> splits = app::load_data(opt.common, opt.n_train, opt.n_val, 0);
+  std::unique_ptr<BilevelProblem<double>> problem;
+  Vector<double> w;
+  if (logreg) {
+    SoftmaxRegression<double> model(splits.train.num_features(), 10);
+    w = Vector<double>::Zero(model.num_params());  // P1: Newton from w = 0 (convex)
+    problem = std::make_unique<RegularizedProblem<SoftmaxRegression<double>>>(
+        make_problem(model, splits));
+  } else {
+    // The MLP has its own biases: drop the bias feature load_data appends.
+    for (Dataset<double>* d : {&splits.train, &splits.val})
+      d->X.conservativeResize(Eigen::NoChange, d->X.cols() - 1);
+    Mlp<double> model({splits.train.num_features(), opt.hidden, 10}, activation,
+                      OutputLoss::SoftmaxCrossEntropy);
+    w = model.initial_weights(opt.common.seed);  // non-convex: Newton finds a local minimum
+    problem = std::make_unique<RegularizedProblem<Mlp<double>>>(make_problem(model, splits));
+  }
+  const Index D = problem->num_params();
+  const Vector<double> lambda = Vector<double>::Constant(D, opt.log_decay);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  NewtonParams newton;
+  newton.gradient_tolerance = opt.grad_tol;
+  newton.max_iterations = 200;
+  const InnerResult inner = newton_solve<double>(
+      *problem, lambda, w, newton, [&](Index it, double loss, double gnorm) {
+        if (progress)
+          std::fprintf(stderr, "\r  Newton %3lld: L_T = %.10f  ||grad|| = %.3e (%.0f s)\033[K",
+                       static_cast<long long>(it), loss, gnorm, seconds_since(t0));
+      });
+  if (progress) std::fprintf(stderr, "\r\033[K");
+  const double newton_seconds = seconds_since(t0);
+  std::printf("P3 %s (%s): train=%lld val=%lld D=%lld log-decay=%.6f\n", opt.model.c_str(),
+              opt.common.data.c_str(), static_cast<long long>(opt.n_train),
+              static_cast<long long>(opt.n_val), static_cast<long long>(D), opt.log_decay);
+  std::printf("w*: %s (%lld iterations, %.1f s)\n", inner.message.c_str(),
+              static_cast<long long>(inner.iterations), newton_seconds);
+  std::fflush(stdout);
+  if (!inner.converged)
+    std::cerr << "ift-accuracy: warning: " << inner.message
+              << "; the IFT hypergradient assumes a stationary point\n";
+
+  io::CsvWriter csv(opt.common.out + "/accuracy.csv", kCsvHeader);
+  csv.add_comment("ift-accuracy (DESIGN.md P3), D = " + std::to_string(D) + ", options:\n" +
+                  app::describe_options(vm));
+  csv.add_comment("w*: " + inner.message + " after " + std::to_string(inner.iterations) +
+                  " Newton iterations (" + std::to_string(newton_seconds) + " s)" +
+                  (inner.converged ? "" : " -- NOT CONVERGED"));
+  csv.add_comment("columns: relative_error = ||h - h_exact|| / ||h_exact||, cosine = "
+                  "<h, h_exact> / (||h|| ||h_exact||) (0 when h = 0); k empty for "
+                  "k-independent methods; unrolled(k) starts at w*");
+  const int rows = sweep(*problem, opt, ks, methods, csv, progress);
+  csv.save();
+  std::printf("wrote %s (%d rows); total %.1f s\n", csv.path().c_str(), rows, seconds_since(t0));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return app::run_main("ift-accuracy", [&] { return run(argc, argv); });
+}
