@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "ift/core.hpp"
-#include "ift/hypergradient.hpp"  // Method, Curvature, MethodSpec (declarations only)
+#include "ift/method.hpp"
 #include "ift/linalg/cg.hpp"
 #include "ift/linalg/dense_solver.hpp"
 #include "ift/linalg/kfac.hpp"
@@ -100,7 +100,15 @@ concept HasKfacSolve = requires(P& p, const ProblemVector<P>& cv, const MethodSp
   { p.kfac_solve(cv, spec) } -> std::same_as<SolveResult<ProblemVector<P>>>;
 };
 
-/// HypergradientResult on any vector type (same fields, same meaning).
+/// The exact method's dense curvature and its factorisation, kept between calls by a caller that
+/// wants no D² reallocation per hypergradient and reuse of the factor (HypergradientEngine).
+template <class S>
+struct DenseWorkspace {
+  Matrix<S> matrix;
+  DenseSolver<S> solver;
+};
+
+/// The hypergradient and the solver's diagnostics, on any vector type.
 template <class V>
 struct Result {
   V hypergradient;  ///< dL_V*/dλ
@@ -191,25 +199,27 @@ void copy_diagnostics(SolveResult<V>&& r, Result<V>& out) {
 /// v ≈ H⁻¹ g by the spec's method (every method but unrolled).
 template <HypergradientProblem P>
 void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
-           Result<ProblemVector<P>>& out) {
+           Result<ProblemVector<P>>& out,
+           DenseWorkspace<typename VectorSpace<ProblemVector<P>>::Scalar>* workspace) {
   using V = ProblemVector<P>;
   switch (spec.method) {
     case Method::Exact:
       if constexpr (HasDenseHessian<P>) {
         using S = typename VectorSpace<V>::Scalar;
-        Matrix<S> dense;
+        DenseWorkspace<S> local;
+        DenseWorkspace<S>& ws = workspace ? *workspace : local;
         if (spec.curvature == Curvature::GaussNewton) {
           if constexpr (HasDenseGaussNewton<P>) {
-            problem.gauss_newton_matrix(dense);
+            problem.gauss_newton_matrix(ws.matrix);
           } else {
             throw std::invalid_argument("exact: this problem has no dense Gauss-Newton matrix");
           }
         } else {
-          problem.hessian(dense);
+          problem.hessian(ws.matrix);
         }
-        if (spec.damping != 0) dense.diagonal().array() += static_cast<S>(spec.damping);
-        DenseSolver<S> solver(dense);
-        copy_diagnostics(solver.solve(g), out);
+        if (spec.damping != 0) ws.matrix.diagonal().array() += static_cast<S>(spec.damping);
+        ws.solver.compute(ws.matrix);
+        copy_diagnostics(ws.solver.solve(g), out);
         return;
       } else {
         throw std::invalid_argument(
@@ -246,19 +256,16 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
         using S = typename VectorSpace<V>::Scalar;
         std::vector<S> shift;
         const auto factors = problem.kfac_factors(shift);
-        std::vector<KroneckerBlock<S>> blocks;
         double shift_sum = 0;
         Index covered = 0;
         for (std::size_t b = 0; b < factors.size(); ++b) {
-          blocks.push_back(KroneckerBlock<S>{factors[b].offset, factors[b].A, factors[b].G});
-          const Index size = factors[b].A.rows() * factors[b].G.rows();
-          shift_sum += static_cast<double>(shift[b]) * static_cast<double>(size);
-          covered += size;
+          shift_sum += static_cast<double>(shift[b]) * static_cast<double>(factors[b].size());
+          covered += factors[b].size();
         }
         // The penalty's curvature enters as damping, by its size-weighted mean over the blocks
         // (exact for global decay); the explicit damping is added on top.
         const double damping = spec.damping + (covered ? shift_sum / double(covered) : 0.0);
-        KfacInverseOperator<S> inverse(problem.num_params(), blocks, damping,
+        KfacInverseOperator<S> inverse(problem.num_params(), factors, damping,
                                        spec.kfac_damping_mode);
         if (spec.compute_residual) {
           const auto op = curvature_operator(problem, spec);
@@ -345,9 +352,11 @@ void unrolled(P& problem, const MethodSpec& spec, const ProblemVector<P>& start,
 /// `unrolled`, `start` is w_0 of the unrolled trajectory (default: the current w); the problem
 /// is returned to its original point afterwards. Misuse (bad spec, a method or curvature the
 /// problem cannot provide) throws std::invalid_argument; numerical trouble is a status.
+/// `workspace` (optional, Eigen problems) keeps the exact method's matrix and factorisation.
 template <HypergradientProblem P>
-Result<ProblemVector<P>> hypergradient(P& problem, const MethodSpec& spec,
-                                       const ProblemVector<P>* start = nullptr) {
+Result<ProblemVector<P>> hypergradient(
+    P& problem, const MethodSpec& spec, const ProblemVector<P>* start = nullptr,
+    DenseWorkspace<typename VectorSpace<ProblemVector<P>>::Scalar>* workspace = nullptr) {
   using V = ProblemVector<P>;
   using VS = VectorSpace<V>;
   using S = typename VS::Scalar;
@@ -359,7 +368,7 @@ Result<ProblemVector<P>> hypergradient(P& problem, const MethodSpec& spec,
     detail::unrolled(problem, spec, start ? *start : problem.w(), out);
   } else {
     const V g = detail::clone(problem.val_gradient());
-    detail::solve(problem, spec, g, out);
+    detail::solve(problem, spec, g, out, workspace);
     V mixed = VS::zeros_like(out.direct);
     problem.mixed_product(out.v, mixed);
     out.hypergradient = detail::clone(out.direct);
