@@ -200,7 +200,11 @@ TEST(TorchProblem, EveryMethodOnCnnIsFiniteAndReported) {
       SCOPED_TRACE(spec.name() + " on " + problem->family().name() + ": " + r.message);
       EXPECT_EQ(r.hypergradient.numel(), problem->num_hyper());
       EXPECT_TRUE(::torch::isfinite(r.hypergradient).all().item<bool>());
-      if (m != Method::Zero) {
+      if (r.status == SolverStatus::NegativeCurvature) {
+        // At random CNN weights H is indefinite: CG may meet pᵀHp <= 0 before its first step,
+        // and its best iterate is then v = 0. What matters is that it says so.
+        EXPECT_NE(r.message.find("not positive definite"), std::string::npos);
+      } else if (m != Method::Zero) {
         EXPECT_GT(r.hypergradient.norm().item<double>(), 0.0);
       }
     }
