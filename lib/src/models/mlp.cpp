@@ -326,34 +326,37 @@ void Mlp<S>::fisher_product(const Dataset<S>& data, const Vector<S>& w, Cache& c
   }
 }
 
-template <class S>
-void Mlp<S>::hessian(const Dataset<S>& data, const Vector<S>& w, Cache& cache, Matrix<S>& H) const {
-  const Index D = num_params();
-  H.resize(D, D);
+namespace {
+
+/// The dense symmetric matrix of a product x ↦ M x, one product per column; exact in real
+/// arithmetic, so only the rounding is symmetrised.
+template <class S, class Product>
+void dense_from_products(Index D, Product&& product, Matrix<S>& M) {
+  M.resize(D, D);
   Vector<S> e = Vector<S>::Zero(D), column(D);
   for (Index j = 0; j < D; ++j) {
     e(j) = S(1);
-    hvp(data, w, cache, e, column);
-    H.col(j) = column;
+    product(e, column);
+    M.col(j) = column;
     e(j) = S(0);
   }
-  // Exact in real arithmetic; symmetrise the rounding.
-  H = (S(0.5) * (H + H.transpose())).eval();
+  M = (S(0.5) * (M + M.transpose())).eval();
+}
+
+}  // namespace
+
+template <class S>
+void Mlp<S>::hessian(const Dataset<S>& data, const Vector<S>& w, Cache& cache, Matrix<S>& H) const {
+  dense_from_products<S>(
+      num_params(), [&](const Vector<S>& x, Vector<S>& y) { hvp(data, w, cache, x, y); }, H);
 }
 
 template <class S>
 void Mlp<S>::gauss_newton_matrix(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
                                  Matrix<S>& G) const {
-  const Index D = num_params();
-  G.resize(D, D);
-  Vector<S> e = Vector<S>::Zero(D), column(D);
-  for (Index j = 0; j < D; ++j) {
-    e(j) = S(1);
-    gauss_newton_product(data, w, cache, e, column);
-    G.col(j) = column;
-    e(j) = S(0);
-  }
-  G = (S(0.5) * (G + G.transpose())).eval();
+  dense_from_products<S>(
+      num_params(),
+      [&](const Vector<S>& x, Vector<S>& y) { gauss_newton_product(data, w, cache, x, y); }, G);
 }
 
 template <class S>
