@@ -41,6 +41,17 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// parse(text) with its std::invalid_argument re-thrown as UsageError("--<option>: …"), so a bad
+/// value names the option it came from.
+template <class Parse>
+auto parse_option(const std::string& option, Parse&& parse) -> decltype(parse()) {
+  try {
+    return parse();
+  } catch (const std::invalid_argument& e) {
+    throw UsageError("--" + option + ": " + e.what());
+  }
+}
+
 /// Throws UsageError("--<option>: <what>") unless ok.
 inline void require_option(bool ok, const std::string& option, const std::string& what) {
   if (!ok) throw UsageError("--" + option + ": " + what);

@@ -63,43 +63,42 @@ int run(int argc, char** argv) {
   Options o;
   po::options_description desc("Options");
   add_common_options(desc, o.common);
-  desc.add_options()
-      ("methods", po::value(&o.methods)->default_value(o.methods),
-       "comma-separated inverse approximations: exact, kfac, cg, neumann, identity, zero "
-       "(also unrolled)")
-      ("train", po::value(&o.train)->default_value(o.train), "training rows")
-      ("val", po::value(&o.val)->default_value(o.val), "validation rows (after the training rows)")
-      ("test", po::value(&o.test)->default_value(o.test), "test rows")
-      ("hyper-steps", po::value(&o.hyper_steps)->default_value(o.hyper_steps),
-       "outer iterations per method")
-      ("inner-steps", po::value(&o.inner_steps)->default_value(o.inner_steps),
-       "inner optimiser steps N per hyper-step (w is warm-started)")
-      ("warmup-steps", po::value(&o.warmup_steps)->default_value(o.warmup_steps),
-       "inner steps from w = 0 at λ0 before the first hyper-step (shared by all methods, so "
-       "the first hypergradient is taken near w*)")
-      ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size),
-       "rows per inner minibatch (0: full batch)")
-      ("inner-optimizer", po::value(&o.inner_optimizer)->default_value(o.inner_optimizer),
-       "sgd, momentum or adam")
-      ("inner-lr", po::value(&o.inner_lr)->default_value(o.inner_lr), "inner learning rate")
-      ("outer-optimizer", po::value(&o.outer_optimizer)->default_value(o.outer_optimizer),
-       "sgd, momentum or adam")
-      ("outer-lr", po::value(&o.outer_lr)->default_value(o.outer_lr), "outer learning rate")
-      ("init-log-decay", po::value(&o.init_log_decay)->default_value(o.init_log_decay),
-       "initial log weight decay of every weight (log 1e-3)")
-      ("steps", po::value(&o.steps)->default_value(o.steps), "CG iterations / Neumann terms k")
-      ("alpha", po::value(&o.alpha),
-       "Neumann step size, > 0 (default: 1/λ_max by power iteration at every hyper-step)")
-      ("damping", po::value(&o.damping)->default_value(o.damping),
-       "δ ≥ 0 added to the curvature by exact, cg, neumann and kfac")
-      ("on-failure", po::value(&o.on_failure)->default_value(o.on_failure),
-       "continue or stop a method's run when its hypergradient fails numerically")
-      ("checkpoint-every", po::value(&o.checkpoint_every)->default_value(o.checkpoint_every),
-       "hyper-steps between checkpoints (0: only at the end or on SIGINT/SIGTERM)")
-      ("resume", po::bool_switch(&o.resume), "continue from OUT/checkpoint-<method>.bin")
-      ("full", po::bool_switch(&o.full),
-       "the paper-size run: 200 hyper-steps (overrides --hyper-steps; the exact method then "
-       "takes most of an hour on 2 cores)");
+  desc.add_options()(
+      "methods", po::value(&o.methods)->default_value(o.methods),
+      "comma-separated inverse approximations: exact, kfac, cg, neumann, identity, zero "
+      "(also unrolled)")("train", po::value(&o.train)->default_value(o.train), "training rows")(
+      "val", po::value(&o.val)->default_value(o.val), "validation rows (after the training rows)")(
+      "test", po::value(&o.test)->default_value(o.test), "test rows")(
+      "hyper-steps", po::value(&o.hyper_steps)->default_value(o.hyper_steps),
+      "outer iterations per method")("inner-steps",
+                                     po::value(&o.inner_steps)->default_value(o.inner_steps),
+                                     "inner optimiser steps N per hyper-step (w is warm-started)")(
+      "warmup-steps", po::value(&o.warmup_steps)->default_value(o.warmup_steps),
+      "inner steps from w = 0 at λ0 before the first hyper-step (shared by all methods, so "
+      "the first hypergradient is taken near w*)")(
+      "batch-size", po::value(&o.batch_size)->default_value(o.batch_size),
+      "rows per inner minibatch (0: full batch)")(
+      "inner-optimizer", po::value(&o.inner_optimizer)->default_value(o.inner_optimizer),
+      "sgd, momentum or adam")("inner-lr", po::value(&o.inner_lr)->default_value(o.inner_lr),
+                               "inner learning rate")(
+      "outer-optimizer", po::value(&o.outer_optimizer)->default_value(o.outer_optimizer),
+      "sgd, momentum or adam")("outer-lr", po::value(&o.outer_lr)->default_value(o.outer_lr),
+                               "outer learning rate")(
+      "init-log-decay", po::value(&o.init_log_decay)->default_value(o.init_log_decay),
+      "initial log weight decay of every weight (log 1e-3)")(
+      "steps", po::value(&o.steps)->default_value(o.steps), "CG iterations / Neumann terms k")(
+      "alpha", po::value(&o.alpha),
+      "Neumann step size, > 0 (default: 1/λ_max by power iteration at every hyper-step)")(
+      "damping", po::value(&o.damping)->default_value(o.damping),
+      "δ ≥ 0 added to the curvature by exact, cg, neumann and kfac")(
+      "on-failure", po::value(&o.on_failure)->default_value(o.on_failure),
+      "continue or stop a method's run when its hypergradient fails numerically")(
+      "checkpoint-every", po::value(&o.checkpoint_every)->default_value(o.checkpoint_every),
+      "hyper-steps between checkpoints (0: only at the end or on SIGINT/SIGTERM)")(
+      "resume", po::bool_switch(&o.resume), "continue from OUT/checkpoint-<method>.bin")(
+      "full", po::bool_switch(&o.full),
+      "the paper-size run: 200 hyper-steps (overrides --hyper-steps; the exact method then "
+      "takes most of an hour on 2 cores)");
   po::variables_map vm;
   if (!parse_options(argc, argv, desc, kUsage, vm)) return 0;
 
@@ -136,21 +135,11 @@ int run(int argc, char** argv) {
   require_option(std::isfinite(o.init_log_decay), "init-log-decay", "must be finite");
   require_option(o.checkpoint_every >= 0, "checkpoint-every", "must be >= 0");
   BilevelParams base;
-  try {
-    base.inner = {parse_optimizer(o.inner_optimizer), o.inner_lr};
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(std::string("--inner-optimizer: ") + e.what());
-  }
-  try {
-    base.outer = {parse_optimizer(o.outer_optimizer), o.outer_lr};
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(std::string("--outer-optimizer: ") + e.what());
-  }
-  try {
-    base.on_failure = parse_on_failure(o.on_failure);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(std::string("--on-failure: ") + e.what());
-  }
+  base.inner = {parse_option("inner-optimizer", [&] { return parse_optimizer(o.inner_optimizer); }),
+                o.inner_lr};
+  base.outer = {parse_option("outer-optimizer", [&] { return parse_optimizer(o.outer_optimizer); }),
+                o.outer_lr};
+  base.on_failure = parse_option("on-failure", [&] { return parse_on_failure(o.on_failure); });
   base.hyper_steps = o.hyper_steps;
   base.inner_steps = o.inner_steps;
   base.batch_size = o.batch_size;

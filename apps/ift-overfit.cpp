@@ -61,9 +61,9 @@ int run_with(const Options& o, const po::variables_map& vm, Model model, Vector<
   for (const auto& c : record_columns()) header.push_back(c);
   namespace fs = std::filesystem;
   io::CsvWriter csv((fs::path(o.common.out) / "overfit.csv").string(), header);
-  csv.add_comment("ift-overfit (DESIGN.md P4): per-weight decay, D = " +
-                  std::to_string(model.num_params()) + ", " +
-                  std::to_string(effective_threads()) + " threads");
+  csv.add_comment(
+      "ift-overfit (DESIGN.md P4): per-weight decay, D = " + std::to_string(model.num_params()) +
+      ", " + std::to_string(effective_threads()) + " threads");
   csv.add_comment(describe_options(vm));
 
   BilevelLoop<double> loop(params);
@@ -94,10 +94,11 @@ int run_with(const Options& o, const po::variables_map& vm, Model model, Vector<
     return 0;
   }
   const Metrics& m = result.records.back().metrics;
-  std::printf("%s after %lld hyper-steps: train accuracy %.4f, validation accuracy %.4f, "
-              "test accuracy %.4f (test loss %.4f)\nwrote %s\n",
-              result.message.c_str(), static_cast<long long>(result.steps), m.train_accuracy,
-              m.val_accuracy, m.test_accuracy, m.test_loss, csv.path().c_str());
+  std::printf(
+      "%s after %lld hyper-steps: train accuracy %.4f, validation accuracy %.4f, "
+      "test accuracy %.4f (test loss %.4f)\nwrote %s\n",
+      result.message.c_str(), static_cast<long long>(result.steps), m.train_accuracy,
+      m.val_accuracy, m.test_accuracy, m.test_loss, csv.path().c_str());
   return 0;
 }
 
@@ -105,42 +106,42 @@ int run(int argc, char** argv) {
   Options o;
   po::options_description desc("Options");
   add_common_options(desc, o.common);
-  desc.add_options()
-      ("model", po::value(&o.model)->default_value(o.model),
-       "logreg (softmax regression, 785 features with the bias) or mlp (784-hidden-10)")
-      ("hidden", po::value(&o.hidden)->default_value(o.hidden), "MLP hidden units")
-      ("activation", po::value(&o.activation)->default_value(o.activation),
-       "MLP activation: tanh, sigmoid, softplus or relu")
-      ("method", po::value(&o.method)->default_value(o.method),
-       "inverse approximation: identity, exact, cg, neumann, kfac, zero or unrolled")
-      ("train", po::value(&o.train)->default_value(o.train), "training rows")
-      ("val", po::value(&o.val)->default_value(o.val), "validation rows (after the training rows)")
-      ("test", po::value(&o.test)->default_value(o.test), "test rows")
-      ("hyper-steps", po::value(&o.hyper_steps)->default_value(o.hyper_steps),
-       "most outer iterations")
-      ("target", po::value(&o.target)->default_value(o.target),
-       "stop once train and validation accuracy both reach this, in (0, 1]")
-      ("inner-steps", po::value(&o.inner_steps)->default_value(o.inner_steps),
-       "inner optimiser steps N per hyper-step (w is warm-started)")
-      ("warmup-steps", po::value(&o.warmup_steps)->default_value(o.warmup_steps),
-       "inner steps before the first hyper-step")
-      ("inner-optimizer", po::value(&o.inner_optimizer)->default_value(o.inner_optimizer),
-       "sgd, momentum or adam")
-      ("inner-lr", po::value(&o.inner_lr)->default_value(o.inner_lr), "inner learning rate")
-      ("outer-optimizer", po::value(&o.outer_optimizer)->default_value(o.outer_optimizer),
-       "sgd, momentum or adam")
-      ("outer-lr", po::value(&o.outer_lr)->default_value(o.outer_lr), "outer learning rate")
-      ("init-log-decay", po::value(&o.init_log_decay)->default_value(o.init_log_decay),
-       "initial log weight decay of every weight")
-      ("steps", po::value(&o.steps)->default_value(o.steps), "CG iterations / Neumann terms k")
-      ("alpha", po::value(&o.alpha), "Neumann step size, > 0 (default: 1/λ_max)")
-      ("damping", po::value(&o.damping)->default_value(o.damping),
-       "δ ≥ 0 added to the curvature by exact, cg, neumann and kfac")
-      ("on-failure", po::value(&o.on_failure)->default_value(o.on_failure),
-       "continue or stop when the hypergradient fails numerically")
-      ("checkpoint-every", po::value(&o.checkpoint_every)->default_value(o.checkpoint_every),
-       "hyper-steps between checkpoints (0: only at the end or on SIGINT/SIGTERM)")
-      ("resume", po::bool_switch(&o.resume), "continue from OUT/checkpoint-overfit.bin");
+  desc.add_options()(
+      "model", po::value(&o.model)->default_value(o.model),
+      "logreg (softmax regression, 785 features with the bias) or mlp (784-hidden-10)")(
+      "hidden", po::value(&o.hidden)->default_value(o.hidden), "MLP hidden units")(
+      "activation", po::value(&o.activation)->default_value(o.activation),
+      "MLP activation: tanh, sigmoid, softplus or relu")(
+      "method", po::value(&o.method)->default_value(o.method),
+      "inverse approximation: identity, exact, cg, neumann, kfac, zero or unrolled")(
+      "train", po::value(&o.train)->default_value(o.train), "training rows")(
+      "val", po::value(&o.val)->default_value(o.val), "validation rows (after the training rows)")(
+      "test", po::value(&o.test)->default_value(o.test), "test rows")(
+      "hyper-steps", po::value(&o.hyper_steps)->default_value(o.hyper_steps),
+      "most outer iterations")(
+      "target", po::value(&o.target)->default_value(o.target),
+      "stop once train and validation accuracy both reach this, in (0, 1]")(
+      "inner-steps", po::value(&o.inner_steps)->default_value(o.inner_steps),
+      "inner optimiser steps N per hyper-step (w is warm-started)")(
+      "warmup-steps", po::value(&o.warmup_steps)->default_value(o.warmup_steps),
+      "inner steps before the first hyper-step")(
+      "inner-optimizer", po::value(&o.inner_optimizer)->default_value(o.inner_optimizer),
+      "sgd, momentum or adam")("inner-lr", po::value(&o.inner_lr)->default_value(o.inner_lr),
+                               "inner learning rate")(
+      "outer-optimizer", po::value(&o.outer_optimizer)->default_value(o.outer_optimizer),
+      "sgd, momentum or adam")("outer-lr", po::value(&o.outer_lr)->default_value(o.outer_lr),
+                               "outer learning rate")(
+      "init-log-decay", po::value(&o.init_log_decay)->default_value(o.init_log_decay),
+      "initial log weight decay of every weight")(
+      "steps", po::value(&o.steps)->default_value(o.steps), "CG iterations / Neumann terms k")(
+      "alpha", po::value(&o.alpha), "Neumann step size, > 0 (default: 1/λ_max)")(
+      "damping", po::value(&o.damping)->default_value(o.damping),
+      "δ ≥ 0 added to the curvature by exact, cg, neumann and kfac")(
+      "on-failure", po::value(&o.on_failure)->default_value(o.on_failure),
+      "continue or stop when the hypergradient fails numerically")(
+      "checkpoint-every", po::value(&o.checkpoint_every)->default_value(o.checkpoint_every),
+      "hyper-steps between checkpoints (0: only at the end or on SIGINT/SIGTERM)")(
+      "resume", po::bool_switch(&o.resume), "continue from OUT/checkpoint-overfit.bin");
   po::variables_map vm;
   if (!parse_options(argc, argv, desc, kUsage, vm)) return 0;
 
@@ -149,17 +150,9 @@ int run(int argc, char** argv) {
                  "unknown model '" + o.model + "' (expected logreg or mlp)");
   require_option(o.hidden >= 1, "hidden", "must be >= 1");
   Activation activation;
-  try {
-    activation = parse_activation(o.activation);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(std::string("--activation: ") + e.what());
-  }
+  activation = parse_option("activation", [&] { return parse_activation(o.activation); });
   BilevelParams params;
-  try {
-    params.method.method = parse_method(o.method);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(std::string("--method: ") + e.what());
-  }
+  params.method.method = parse_option("method", [&] { return parse_method(o.method); });
   check_sizes(o.common, o.train, o.val, o.test);
   require_option(o.hyper_steps >= 0, "hyper-steps", "must be >= 0");
   require_option(o.inner_steps >= 0, "inner-steps", "must be >= 0");
@@ -173,21 +166,13 @@ int run(int argc, char** argv) {
   require_option(std::isfinite(o.outer_lr) && o.outer_lr > 0, "outer-lr", "must be > 0");
   require_option(std::isfinite(o.init_log_decay), "init-log-decay", "must be finite");
   require_option(o.checkpoint_every >= 0, "checkpoint-every", "must be >= 0");
-  try {
-    params.inner = {parse_optimizer(o.inner_optimizer), o.inner_lr};
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(std::string("--inner-optimizer: ") + e.what());
-  }
-  try {
-    params.outer = {parse_optimizer(o.outer_optimizer), o.outer_lr};
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(std::string("--outer-optimizer: ") + e.what());
-  }
-  try {
-    params.on_failure = parse_on_failure(o.on_failure);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(std::string("--on-failure: ") + e.what());
-  }
+  params.inner = {
+      parse_option("inner-optimizer", [&] { return parse_optimizer(o.inner_optimizer); }),
+      o.inner_lr};
+  params.outer = {
+      parse_option("outer-optimizer", [&] { return parse_optimizer(o.outer_optimizer); }),
+      o.outer_lr};
+  params.on_failure = parse_option("on-failure", [&] { return parse_on_failure(o.on_failure); });
   params.method.steps = o.steps;
   params.method.damping = o.damping;
   if (vm.count("alpha")) params.method.alpha = o.alpha;
@@ -197,7 +182,8 @@ int run(int argc, char** argv) {
   params.seed = o.common.seed;
   params.target_accuracy = o.target;
   params.checkpoint_every = o.checkpoint_every;
-  params.checkpoint_path = (std::filesystem::path(o.common.out) / "checkpoint-overfit.bin").string();
+  params.checkpoint_path =
+      (std::filesystem::path(o.common.out) / "checkpoint-overfit.bin").string();
   {
     std::ostringstream c;
     c << "app=ift-overfit\nmodel=" << o.model << "\nhidden=" << o.hidden
