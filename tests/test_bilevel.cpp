@@ -252,6 +252,27 @@ TEST(Problem, BatchGradientOverAllRowsIsTheFullGradient) {
   EXPECT_THROW(f.problem->batch_train_gradient(f.lambda0, w, {25}, g), std::invalid_argument);
 }
 
+// set_point forms ∇_w L_T lazily: after moving (and after curvature products that share the
+// training cache) train_gradient() is the gradient at the new point, never the old one.
+TEST(Problem, LazyTrainGradientFollowsTheCurrentPoint) {
+  Fixture f = make_fixture(25, 10, 6, -2.0, 9);
+  const Vector<double> w1 = Vector<double>::LinSpaced(f.w0.size(), -0.5, 0.5);
+  const Vector<double> w2 = Vector<double>::LinSpaced(f.w0.size(), 0.4, -0.3);
+  std::vector<Index> rows(25);
+  for (Index i = 0; i < 25; ++i) rows[static_cast<std::size_t>(i)] = i;
+  Vector<double> g1, g2, hv;
+  f.problem->batch_train_gradient(f.lambda0, w1, rows, g1);
+  f.problem->batch_train_gradient(f.lambda0, w2, rows, g2);
+  ASSERT_GT((g1 - g2).norm(), 1e-3 * g2.norm());  // the two points are distinguishable
+  f.problem->set_point(f.lambda0, w1);
+  EXPECT_LT((f.problem->train_gradient() - g1).norm(), 1e-12 * g1.norm());
+  f.problem->set_point(f.lambda0, w2);
+  f.problem->hvp(g1, hv);
+  f.problem->gauss_newton_product(g1, hv);
+  EXPECT_LT((f.problem->train_gradient() - g2).norm(), 1e-12 * g2.norm());
+  EXPECT_LT((f.problem->train_gradient() - g2).norm(), 1e-12 * g2.norm());  // cached: same value
+}
+
 TEST(Optimizers, StepsMatchTheirDefinitions) {
   const Vector<double> g = (Vector<double>(3) << 2.0, -0.5, 0.0).finished();
   Vector<double> x = Vector<double>::Zero(3);

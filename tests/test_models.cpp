@@ -1,6 +1,8 @@
 // Exact derivatives of every model against finite differences, dense twins and identities.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <Eigen/Eigenvalues>
 
 #include "fixtures.hpp"
@@ -119,6 +121,29 @@ TYPED_TEST(ModelDerivatives, HvpMatchesCentralDifferencesOfGradient) {
     const Vector<S> fd = (this->gradient(data, w + h * v) - this->gradient(data, w - h * v)) / (2 * h);
     EXPECT_LT(rel_error(this->hvp(data, w, v), fd), Tol<S>::fd) << "n = " << n;
   }
+}
+
+// evaluate() without a gradient keeps what the gradient needs: gradient_from_cache() after it, and
+// after curvature products that share the cache, gives the gradient evaluate() computes directly.
+TYPED_TEST(ModelDerivatives, GradientFromCacheEqualsEvaluateAndSurvivesCurvatureProducts) {
+  using S = typename TypeParam::S;
+  const auto data = TypeParam::data(9, 31);
+  const Vector<S> w = testing::random_vector<S>(this->model.num_params(), 32, 0.5);
+  const Vector<S> v = testing::random_vector<S>(this->model.num_params(), 33);
+  const Vector<S> direct = this->gradient(data, w);
+  typename TypeParam::Model::Cache cache;
+  this->model.evaluate(data, w, cache, nullptr);
+  Vector<S> out, lazy;
+  this->model.hvp(data, w, cache, v, out);
+  this->model.gauss_newton_product(data, w, cache, v, out);
+  this->model.fisher_product(data, w, cache, v, out);
+  this->model.gradient_from_cache(data, cache, lazy);
+  ASSERT_EQ(lazy.size(), direct.size());
+  EXPECT_LE(rel_error(lazy, direct), 4 * std::numeric_limits<S>::epsilon());
+  EXPECT_GT(direct.norm(), S(0));
+  // A cache from other data is refused, not silently used.
+  const auto other = TypeParam::data(4, 34);
+  EXPECT_THROW(this->model.gradient_from_cache(other, cache, lazy), std::invalid_argument);
 }
 
 TYPED_TEST(ModelDerivatives, DenseHessianMatchesHvpAndFiniteDifferences) {

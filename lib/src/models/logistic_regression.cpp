@@ -40,11 +40,17 @@ S LogisticRegression<S>::evaluate(const Dataset<S>& data, const Vector<S>& w, Ca
     cache.probs(i) = p;
     cache.residual(i) = (p - y) / S(n);
   }
-  if (gradient) {
-    gradient->resize(num_params());
-    gradient->noalias() = data.X.transpose() * cache.residual;
-  }
+  if (gradient) gradient_from_cache(data, cache, *gradient);
   return static_cast<S>(total / static_cast<double>(n));
+}
+
+template <class S>
+void LogisticRegression<S>::gradient_from_cache(const Dataset<S>& data, const Cache& cache,
+                                                Vector<S>& gradient) const {
+  require(cache.residual.size() == data.size() && data.num_features() == num_features_,
+          "LogisticRegression::gradient_from_cache: call evaluate() on this data first");
+  gradient.resize(num_params());
+  gradient.noalias() = data.X.transpose() * cache.residual;
 }
 
 template <class S>

@@ -63,12 +63,18 @@ S SoftmaxRegression<S>::evaluate(const Dataset<S>& data, const Vector<S>& w, Cac
       cache.residual(i, c) = (cache.probs(i, c) - (c == y ? S(1) : S(0))) * inv_n;
     }
   }
-  if (gradient) {
-    gradient->resize(num_params());
-    Eigen::Map<Matrix<S>> G(gradient->data(), num_features_, C);
-    G.noalias() = data.X.transpose() * cache.residual;
-  }
+  if (gradient) gradient_from_cache(data, cache, *gradient);
   return static_cast<S>(total / static_cast<double>(n));
+}
+
+template <class S>
+void SoftmaxRegression<S>::gradient_from_cache(const Dataset<S>& data, const Cache& cache,
+                                               Vector<S>& gradient) const {
+  require(cache.residual.rows() == data.size() && data.num_features() == num_features_,
+          "SoftmaxRegression::gradient_from_cache: call evaluate() on this data first");
+  gradient.resize(num_params());
+  Eigen::Map<Matrix<S>> G(gradient.data(), num_features_, num_classes_);
+  G.noalias() = data.X.transpose() * cache.residual;
 }
 
 template <class S>

@@ -26,6 +26,8 @@ class LogisticRegression {
   Index num_params() const { return num_features_; }
 
   S evaluate(const Dataset<S>& data, const Vector<S>& w, Cache& cache, Vector<S>* gradient) const;
+  /// ∇ of the mean loss, Xᵀ (p − y) / n, from a cache filled by evaluate() on `data`.
+  void gradient_from_cache(const Dataset<S>& data, const Cache& cache, Vector<S>& gradient) const;
   void hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
            Vector<S>& out) const;
   void gauss_newton_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache,

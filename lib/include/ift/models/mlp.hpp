@@ -56,6 +56,9 @@ class Mlp {
 
   /// Mean loss; fills the forward (and, always, the backward) caches; optional gradient.
   S evaluate(const Dataset<S>& data, const Vector<S>& w, Cache& cache, Vector<S>* gradient) const;
+  /// ∇ of the mean loss from a cache filled by evaluate() on `data` (the weight-gradient GEMMs
+  /// that evaluate() skips when called without a gradient).
+  void gradient_from_cache(const Dataset<S>& data, const Cache& cache, Vector<S>& gradient) const;
   void hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
            Vector<S>& out) const;
   void gauss_newton_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache,

@@ -35,6 +35,9 @@ class SoftmaxRegression {
 
   /// Mean cross-entropy at w; fills the cache; writes the gradient when `gradient` is non-null.
   S evaluate(const Dataset<S>& data, const Vector<S>& w, Cache& cache, Vector<S>* gradient) const;
+  /// ∇ of the mean loss from a cache filled by evaluate() on `data` (Xᵀ (P − Y) / n: the half of
+  /// a gradient that evaluate() skips when called without one).
+  void gradient_from_cache(const Dataset<S>& data, const Cache& cache, Vector<S>& gradient) const;
 
   /// Hessian-vector product H v from a cache filled by evaluate() at the same w (R-operator).
   void hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
