@@ -696,6 +696,57 @@ TYPED_TEST(Solvers, SpectraOnClusteredAndIndefiniteSpectra) {
 
 // ---- exact method --------------------------------------------------------------------------
 
+// The blocked, multithreaded Cholesky against Eigen's LLT: every panel/tile shape (block widths
+// that divide n, that do not, of 1, and wider than n), and the first failing pivot reported.
+TYPED_TEST(Solvers, BlockedCholeskyMatchesEigenLltAndReportsTheFailingPivot) {
+  using S = TypeParam;
+  for (Index n : {1, 7, 64, 203}) {
+    const Mat<S> H = random_spd<S>(n, 50.0, 151 + n);
+    const Mat<S> reference = H.llt().matrixL();
+    for (Index block : {1, 16, 64, 512}) {
+      Mat<S> A = H;
+      A.template triangularView<Eigen::StrictlyUpper>().setConstant(S(7));  // must stay unread
+      ASSERT_EQ(ift::cholesky_in_place(A, block), -1) << "n = " << n << ", block = " << block;
+      const Mat<S> L = A.template triangularView<Eigen::Lower>();
+      EXPECT_LT(static_cast<double>((L - reference).norm() / reference.norm()), tight<S>())
+          << "n = " << n << ", block = " << block;
+      EXPECT_LT(static_cast<double>((L * L.transpose() - H).norm() / H.norm()), tight<S>());
+      Mat<S> upper = A.template triangularView<Eigen::StrictlyUpper>();
+      EXPECT_TRUE((upper.array() == S(7) || upper.array() == S(0)).all());
+    }
+  }
+  // A negative eigenvalue: the leading 40 × 40 block is positive definite, column 40 is not.
+  Mat<S> H = random_spd<S>(60, 10.0, 161);
+  H.row(40).setZero();
+  H.col(40).setZero();
+  H(40, 40) = S(-1);
+  for (Index block : {8, 16, 64}) {
+    Mat<S> A = H;
+    EXPECT_EQ(ift::cholesky_in_place(A, block), 40) << "block = " << block;
+  }
+}
+
+// Hager's estimate of ‖H⁻¹‖₁ is a lower bound, and on these matrices within a factor 3 of it.
+TYPED_TEST(Solvers, CholeskyRcondEstimatesTheConditionNumber) {
+  using S = TypeParam;
+  for (double kappa : {10.0, 1e3, 1e5}) {
+    const Index n = 80;
+    const Mat<S> H = random_spd<S>(n, kappa, 171);
+    Mat<S> L = H;
+    ASSERT_EQ(ift::cholesky_in_place(L, 32), -1);
+    const Mat<double> Hd = H.template cast<double>();
+    const double true_rcond =
+        1.0 / (Hd.cwiseAbs().colwise().sum().maxCoeff() *
+               Hd.inverse().cwiseAbs().colwise().sum().maxCoeff());
+    const double estimate = ift::cholesky_rcond(L, ift::symmetric_l1_norm(H));
+    const double slack = std::is_same_v<S, float> ? 1e-2 : 1e-8;
+    EXPECT_GE(estimate, true_rcond * (1 - slack)) << "κ = " << kappa;
+    EXPECT_LE(estimate, 3 * true_rcond) << "κ = " << kappa;
+    EXPECT_NEAR(ift::symmetric_l1_norm(H), Hd.cwiseAbs().colwise().sum().maxCoeff(),
+                1e-5 * Hd.cwiseAbs().colwise().sum().maxCoeff());
+  }
+}
+
 TYPED_TEST(Solvers, DenseSolverSpdReusesTheFactorisation) {
   using S = TypeParam;
   for (Index n : {1, 10, 50}) {

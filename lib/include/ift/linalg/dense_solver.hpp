@@ -9,6 +9,7 @@
 #include <Eigen/Cholesky>
 
 #include "ift/core.hpp"
+#include "ift/linalg/cholesky.hpp"
 #include "ift/linalg/status.hpp"
 
 namespace ift {
@@ -16,7 +17,8 @@ namespace ift {
 /// Which factorisation DenseSolver ended up using.
 enum class DenseFactorization { None, Cholesky, LDLT };
 
-/// Dense symmetric solve. Cholesky (Eigen::LLT) first; if H is not numerically positive
+/// Dense symmetric solve. Cholesky (cholesky_in_place: blocked, its O(n³) tiles shared among the
+/// OpenMP threads) first; if H is not numerically positive
 /// definite, Eigen::LDLT (symmetric diagonal pivoting) classifies it:
 ///  - a pivot |d_i| <= n·eps·max|d| (or a non-finite factor/solution): H is singular →
 ///    status NumericalIssue. Decision: singular is a numerical failure of the exact method,
@@ -44,7 +46,6 @@ class DenseSolver {
     require(H.rows() == H.cols(), "DenseSolver::compute: H must be square (" +
                                       std::to_string(H.rows()) + "x" + std::to_string(H.cols()) + ")");
     H_ = &H;
-    llt_ = Eigen::LLT<Matrix<S>>();
     ldlt_ = Eigen::LDLT<Matrix<S>>();
     message_.clear();
     rcond_ = 0;
@@ -55,10 +56,11 @@ class DenseSolver {
       return *this;
     }
     const S eps = std::numeric_limits<S>::epsilon();
-    llt_.compute(H);
-    if (llt_.info() == Eigen::Success) {
+    factor_.resize(H.rows(), H.cols());
+    factor_.template triangularView<Eigen::Lower>() = H;
+    if (cholesky_in_place(factor_) < 0) {
       factorization_ = DenseFactorization::Cholesky;
-      rcond_ = static_cast<double>(llt_.rcond());
+      rcond_ = cholesky_rcond(factor_, symmetric_l1_norm(H));
       if (!(rcond_ > eps)) {
         status_ = SolverStatus::NumericalIssue;
         message_ = "Cholesky succeeded but H is numerically singular (rcond ≈ " +
@@ -69,7 +71,7 @@ class DenseSolver {
       }
       return *this;
     }
-    llt_ = Eigen::LLT<Matrix<S>>();  // release the failed factor before allocating LDLT's
+    factor_ = Matrix<S>();  // release the failed factor before allocating LDLT's
     ldlt_.compute(H);
     factorization_ = DenseFactorization::LDLT;
     const Vector<S> d = ldlt_.vectorD();
@@ -104,10 +106,12 @@ class DenseSolver {
   void apply_inverse(const Vector<S>& g, Vector<S>& x) const {
     require(factorization_ != DenseFactorization::None && g.size() == H_->rows(),
             "DenseSolver::apply_inverse: no factorisation, or g has the wrong size");
-    if (factorization_ == DenseFactorization::Cholesky)
-      x = llt_.solve(g);
-    else
+    if (factorization_ == DenseFactorization::Cholesky) {
+      x = g;
+      cholesky_solve_in_place(factor_, x);
+    } else {
       x = ldlt_.solve(g);
+    }
   }
 
   /// x = H⁻¹ g from the stored factorisation (O(n²)), with the relative residual (one more
@@ -127,7 +131,8 @@ class DenseSolver {
       return result;
     }
     if (factorization_ == DenseFactorization::Cholesky) {
-      result.x = llt_.solve(g);
+      result.x = g;
+      cholesky_solve_in_place(factor_, result.x);
     } else {
       result.x = ldlt_.solve(g);
     }
@@ -155,7 +160,7 @@ class DenseSolver {
 
  private:
   const Matrix<S>* H_ = nullptr;
-  Eigen::LLT<Matrix<S>> llt_;
+  Matrix<S> factor_;  ///< L in the lower triangle (Cholesky)
   Eigen::LDLT<Matrix<S>> ldlt_;
   DenseFactorization factorization_ = DenseFactorization::None;
   SolverStatus status_ = SolverStatus::NumericalIssue;

@@ -9,5 +9,6 @@
 #include "ift/linalg/neumann.hpp"
 #include "ift/linalg/simple_solvers.hpp"
 #include "ift/linalg/spectrum.hpp"
+#include "ift/linalg/cholesky.hpp"
 #include "ift/linalg/dense_solver.hpp"
 #include "ift/linalg/kfac.hpp"
