@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(build-essential cmake libeigen3-dev libspectra-dev libboost-program-options-dev
           libbenchmark-dev libgtest-dev zlib1g-dev dataset-fashion-mnist
-          python3-matplotlib python3-numpy libopenblas0-pthread)
+          python3-matplotlib python3-numpy libopenblas0-pthread libopenblas-openmp-dev)
 if [[ "${1:-}" == "--with-torch" ]]; then packages+=(libtorch-dev); fi
 missing=()
 for p in "${packages[@]}"; do
