@@ -4,38 +4,24 @@
 //   - the machine's own GEMM throughput (Eigen, square C = A B, per scalar type and thread
 //     count): BM_Gemm sets it, or it is measured lazily before the first benchmark that needs it;
 //   - one gradient evaluation (evaluate with gradient) of the same model on the same data, same
-//     scalar type and thread count, timed lazily in the setup of the first benchmark that needs it.
-// So a counter such as x_gradient = 3.1 is a ratio taken within one run, which is what matters
-// on a shared, noisy machine.
+//     scalar type and thread count, timed interleaved with the measured calls (CallMeter).
+// So a counter such as x_gradient = 3.1 is a ratio taken within one run, from calls made side by
+// side, which is what matters on a shared, noisy machine.
 //
 // Data: Fashion-MNIST (DESIGN.md §2 P1 rules: x = pixel/255, train file rows), loaded once per
 // process into a static pool of 20,000 rows; every data set the benchmarks use is sliced from it
 // once (static) and shared by pointer: no copy of a data set per iteration.
 //
-// Allocation counting: this header defines malloc() (one translation unit per binary includes
-// it), forwarding to glibc's __libc_malloc and counting calls, so `allocs_per_call` counts every
-// heap allocation made during a timed call (operator new, Eigen's aligned_malloc, ...).
+// Timing, allocation counting and the GEMM yardstick: bench_meter.hpp.
 #pragma once
 
-#include <benchmark/benchmark.h>
-
-#include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <cmath>
 #include <cctype>
-#include <cstdlib>
-#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <Eigen/Core>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
+#include "bench_meter.hpp"
 #include "ift/core.hpp"
 #include "ift/data/fashion_mnist.hpp"
 #include "ift/dataset.hpp"
@@ -47,112 +33,7 @@
 #include "ift/models/softmax_regression.hpp"
 #include "ift/problem.hpp"
 
-// ---- Allocation counter -------------------------------------------------------------------------
 namespace ift::bench {
-inline std::atomic<long long> g_mallocs{0};
-}  // namespace ift::bench
-
-extern "C" void* __libc_malloc(std::size_t size);
-extern "C" void* malloc(std::size_t size) {
-  ift::bench::g_mallocs.fetch_add(1, std::memory_order_relaxed);
-  return __libc_malloc(size);
-}
-
-namespace ift::bench {
-
-inline long long mallocs() { return g_mallocs.load(std::memory_order_relaxed); }
-
-// ---- Threads ------------------------------------------------------------------------------------
-/// One pool only (DESIGN.md §5): Eigen's GEMMs and the library's loops both use OpenMP.
-inline void set_threads(int threads) {
-#ifdef _OPENMP
-  omp_set_num_threads(threads);
-#endif
-  Eigen::setNbThreads(threads);
-}
-
-template <class S>
-const char* type_name() {
-  return sizeof(S) == 8 ? "double" : "float";
-}
-
-using Clock = std::chrono::steady_clock;
-inline double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-/// Median wall time of f() after one warm-up call: at least `min_reps` calls and `min_total`
-/// seconds (at most 25 calls).
-inline double median_seconds(const std::function<void()>& f, int min_reps = 3,
-                             double min_total = 0.3) {
-  f();
-  std::vector<double> t;
-  double total = 0;
-  while ((static_cast<int>(t.size()) < min_reps || total < min_total) && t.size() < 25) {
-    const auto t0 = Clock::now();
-    f();
-    t.push_back(seconds_since(t0));
-    total += t.back();
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-// ---- Yardstick 1: GEMM throughput ---------------------------------------------------------------
-constexpr Index kGemmSize = 2000;
-
-inline std::map<std::string, double>& gemm_table() {
-  static std::map<std::string, double> table;
-  return table;
-}
-inline std::string gemm_key(const char* type, int threads) {
-  return std::string(type) + "/" + std::to_string(threads);
-}
-
-template <class S>
-struct GemmOperands {
-  Matrix<S> A, B, C;
-  static GemmOperands& get() {
-    static GemmOperands g{Matrix<S>::Random(kGemmSize, kGemmSize),
-                          Matrix<S>::Random(kGemmSize, kGemmSize),
-                          Matrix<S>::Zero(kGemmSize, kGemmSize)};
-    return g;
-  }
-  void run() { C.noalias() = A * B; }
-};
-
-/// GFLOP/s of Eigen's GEMM for this type and thread count (measured once per process).
-template <class S>
-double gemm_gflops(int threads) {
-  auto& table = gemm_table();
-  const std::string key = gemm_key(type_name<S>(), threads);
-  if (auto it = table.find(key); it != table.end()) return it->second;
-  set_threads(threads);
-  auto& g = GemmOperands<S>::get();
-  const double t = median_seconds([&] { g.run(); });
-  const double gflops = 2.0 * std::pow(static_cast<double>(kGemmSize), 3) / t * 1e-9;
-  table[key] = gflops;
-  return gflops;
-}
-
-template <class S>
-void BM_Gemm(benchmark::State& state, int threads) {
-  set_threads(threads);
-  auto& g = GemmOperands<S>::get();
-  g.run();
-  double busy = 0;
-  for (auto _ : state) {
-    const auto t0 = Clock::now();
-    g.run();
-    benchmark::DoNotOptimize(g.C.data());
-    benchmark::ClobberMemory();
-    busy += seconds_since(t0);
-  }
-  const double per_call = busy / static_cast<double>(state.iterations());
-  const double gflops = 2.0 * std::pow(static_cast<double>(kGemmSize), 3) / per_call * 1e-9;
-  gemm_table()[gemm_key(type_name<S>(), threads)] = gflops;
-  state.counters["GFLOPs"] = gflops;
-}
 
 // ---- Data ---------------------------------------------------------------------------------------
 constexpr Index kPoolRows = 20000;
@@ -256,7 +137,6 @@ struct Setup {
   Vector<S> lambda, w, gradient, out, v;
   typename Model::Cache cache;
   std::unique_ptr<RegularizedProblem<Model>> problem;
-  std::map<int, double> gradient_seconds;  // per thread count
   std::map<int, double> alpha;             // 1/|λ_max| per thread count (same value, cached once)
 
   explicit Setup(Index rows_n)
@@ -286,16 +166,6 @@ struct Setup {
     benchmark::DoNotOptimize(model.evaluate(*train, w, cache, &gradient));
   }
 
-  /// Seconds of one gradient evaluation at this thread count, measured once.
-  double gradient_time(int threads) {
-    auto it = gradient_seconds.find(threads);
-    if (it != gradient_seconds.end()) return it->second;
-    set_threads(threads);
-    const double t = median_seconds([&] { evaluate_gradient(); });
-    gradient_seconds[threads] = t;
-    return t;
-  }
-
   /// α = 1/|λ_max| of ∇²L_T by 30 power iterations (a fixed step, so every Neumann or unrolled
   /// call does exactly k HVPs).
   double neumann_alpha() {
@@ -314,89 +184,40 @@ struct Setup {
   }
 };
 
-/// Accumulates the wall time of the timed part of each iteration (UseRealTime is set too, but
-/// this also excludes paused setup) and allocations, and writes the common counters.
-struct CallMeter {
-  double busy = 0;
-  long long allocs = 0;
-  Clock::time_point t0;
-  long long a0 = 0;
-  void start() {
-    a0 = mallocs();
-    t0 = Clock::now();
-  }
-  void stop() {
-    busy += seconds_since(t0);
-    allocs += mallocs() - a0;
-  }
-  double per_call(const benchmark::State& state) const {
-    return busy / static_cast<double>(std::max<benchmark::IterationCount>(state.iterations(), 1));
-  }
-  /// x_gradient, allocs_per_call, and GFLOP/s with its fraction of GEMM when flops > 0, GB/s when
-  /// bytes > 0.
-  void report(benchmark::State& state, double gradient_seconds, double flops, double bytes,
-              double gemm) const {
-    const double t = per_call(state);
-    state.counters["x_gradient"] = t / gradient_seconds;
-    state.counters["allocs_per_call"] =
-        static_cast<double>(allocs) / static_cast<double>(std::max<benchmark::IterationCount>(state.iterations(), 1));
-    if (flops > 0) {
-      state.counters["GFLOPs"] = flops / t * 1e-9;
-      state.counters["gemm_fraction"] = flops / t * 1e-9 / gemm;
-    }
-    if (bytes > 0) state.counters["GBps"] = bytes / t * 1e-9;
-  }
-};
-
-/// Registers with real time in milliseconds (OpenMP threads make CPU time meaningless).
-template <class F>
-benchmark::internal::Benchmark* add(const std::string& name, F&& f) {
-  return benchmark::RegisterBenchmark(name.c_str(), std::forward<F>(f))
-      ->UseRealTime()
-      ->Unit(benchmark::kMillisecond);
-}
-
 // ---- Benchmark bodies shared by the suites --------------------------------------------------------
 
-/// One gradient: evaluate(data, w, cache, &gradient) (forward, loss, backward).
+/// One gradient: evaluate(data, w, cache, &gradient) (forward, loss, backward). Against its own
+/// interleaved copy, x_gradient is the noise level of every other ratio of the run.
 template <class Tag, class S>
 void BM_Gradient(benchmark::State& state, Index n, int threads) {
   auto& s = Setup<Tag, S>::get(n);
   const double gemm = gemm_gflops<S>(threads);
-  const double tg = s.gradient_time(threads);
   set_threads(threads);
-  CallMeter m;
-  for (auto _ : state) {
-    m.start();
-    s.evaluate_gradient();
-    benchmark::ClobberMemory();
-    m.stop();
-  }
-  m.report(state, tg, Tag::gradient_flops_per_row() * double(n),
+  const auto gradient = [&] { s.evaluate_gradient(); };
+  const CallMeter m = measure(state, gradient, gradient);
+  m.report(state, Tag::gradient_flops_per_row() * double(n),
            Tag::template bytes_per_row<S>() * double(n), gemm);
 }
 
 /// HVP from scratch (evaluate without gradient, then hvp) or with the forward pass cached
-/// (hvp only, the cache filled once in setup).
+/// (hvp only, the cache filled by the reference gradient at the same w).
 template <class Tag, class S>
 void BM_Hvp(benchmark::State& state, Index n, int threads, bool from_scratch) {
   auto& s = Setup<Tag, S>::get(n);
   const double gemm = gemm_gflops<S>(threads);
-  const double tg = s.gradient_time(threads);
   set_threads(threads);
   s.model.evaluate(*s.train, s.w, s.cache, nullptr);
-  CallMeter m;
-  for (auto _ : state) {
-    m.start();
-    if (from_scratch) benchmark::DoNotOptimize(s.model.evaluate(*s.train, s.w, s.cache, nullptr));
-    s.model.hvp(*s.train, s.w, s.cache, s.v, s.out);
-    benchmark::DoNotOptimize(s.out.data());
-    benchmark::ClobberMemory();
-    m.stop();
-  }
+  const CallMeter m = measure(
+      state,
+      [&] {
+        if (from_scratch) benchmark::DoNotOptimize(s.model.evaluate(*s.train, s.w, s.cache, nullptr));
+        s.model.hvp(*s.train, s.w, s.cache, s.v, s.out);
+        benchmark::DoNotOptimize(s.out.data());
+      },
+      [&] { s.evaluate_gradient(); });
   // From scratch adds a forward pass (about half a gradient's flops for logistic regression).
   const double flops = Tag::hvp_flops_per_row() * double(n);
-  m.report(state, tg, from_scratch ? 0 : flops,
+  m.report(state, from_scratch ? 0 : flops,
            from_scratch ? 0 : Tag::template bytes_per_row<S>() * double(n), gemm);
   state.counters["hvps"] = 1;
 }
@@ -406,18 +227,16 @@ template <class Tag, class S>
 void BM_GaussNewton(benchmark::State& state, Index n, int threads) {
   auto& s = Setup<Tag, S>::get(n);
   const double gemm = gemm_gflops<S>(threads);
-  const double tg = s.gradient_time(threads);
   set_threads(threads);
   s.model.evaluate(*s.train, s.w, s.cache, nullptr);
-  CallMeter m;
-  for (auto _ : state) {
-    m.start();
-    s.model.gauss_newton_product(*s.train, s.w, s.cache, s.v, s.out);
-    benchmark::DoNotOptimize(s.out.data());
-    benchmark::ClobberMemory();
-    m.stop();
-  }
-  m.report(state, tg, Tag::gauss_newton_flops_per_row() * double(n),
+  const CallMeter m = measure(
+      state,
+      [&] {
+        s.model.gauss_newton_product(*s.train, s.w, s.cache, s.v, s.out);
+        benchmark::DoNotOptimize(s.out.data());
+      },
+      [&] { s.evaluate_gradient(); });
+  m.report(state, Tag::gauss_newton_flops_per_row() * double(n),
            Tag::template bytes_per_row<S>() * double(n), gemm);
 }
 
@@ -426,29 +245,27 @@ template <class Tag, class S>
 void BM_MixedProduct(benchmark::State& state, Index n, int threads) {
   auto& s = Setup<Tag, S>::get(n);
   const double gemm = gemm_gflops<S>(threads);
-  const double tg = s.gradient_time(threads);
   set_threads(threads);
   s.problem->set_point(s.lambda, s.w);
-  CallMeter m;
-  for (auto _ : state) {
-    m.start();
-    s.problem->mixed_product(s.v, s.out);
-    benchmark::DoNotOptimize(s.out.data());
-    benchmark::ClobberMemory();
-    m.stop();
-  }
+  const CallMeter m = measure(
+      state,
+      [&] {
+        s.problem->mixed_product(s.v, s.out);
+        benchmark::DoNotOptimize(s.out.data());
+      },
+      [&] { s.evaluate_gradient(); });
   const double D = double(s.model.num_params());
-  m.report(state, tg, 0, 4.0 * D * sizeof(S), gemm);  // reads v, λ, w; writes out
+  m.report(state, 0, 4.0 * D * sizeof(S), gemm);  // reads v, λ, w; writes out
 }
 
-/// One hypergradient at a new point: set_point (train loss, gradient, forward cache) plus
-/// HypergradientEngine::compute (validation gradient, the solve, the mixed product). Neumann and
-/// unrolled use a fixed α = 1/|λ_max| so that each call does exactly k HVPs.
+/// One hypergradient at a new point: set_point (train loss and the forward/backward cache the
+/// curvature products reuse) plus HypergradientEngine::compute (validation gradient, the solve,
+/// the mixed product). Neumann and unrolled use a fixed α = 1/|λ_max| so that each call does
+/// exactly k HVPs.
 template <class Tag, class S>
 void BM_Hypergradient(benchmark::State& state, Index n, Method method, Index k, int threads) {
   auto& s = Setup<Tag, S>::get(n);
   const double gemm = gemm_gflops<S>(threads);
-  const double tg = s.gradient_time(threads);
   MethodSpec spec;
   spec.method = method;
   spec.steps = k;
@@ -456,25 +273,24 @@ void BM_Hypergradient(benchmark::State& state, Index n, Method method, Index k, 
   if (method == Method::Kfac) spec.damping = 1e-3;
   HypergradientEngine<S> engine(spec);
   set_threads(threads);
-  CallMeter m;
-  double hvps = 0;
+  Index hvps = 0;
   std::string status;
-  for (auto _ : state) {
-    m.start();
-    s.problem->set_point(s.lambda, s.w);
-    HypergradientResult<S> r = engine.compute(*s.problem);
-    benchmark::DoNotOptimize(r.hypergradient.data());
-    benchmark::ClobberMemory();
-    m.stop();
-    hvps += double(r.hvps);
-    status = to_string(r.status);
-  }
-  m.report(state, tg, 0, 0, gemm);
-  state.counters["hvps"] = hvps / double(std::max<benchmark::IterationCount>(state.iterations(), 1));
+  const CallMeter m = measure(
+      state,
+      [&] {
+        s.problem->set_point(s.lambda, s.w);
+        HypergradientResult<S> r = engine.compute(*s.problem);
+        benchmark::DoNotOptimize(r.hypergradient.data());
+        hvps = r.hvps;
+        status = to_string(r.status);
+      },
+      [&] { s.evaluate_gradient(); });
+  m.report(state, 0, 0, gemm);
+  state.counters["hvps"] = double(hvps);
   if (method == Method::Cg || method == Method::Neumann) {
     // Target (issue): a k-step hypergradient within (k + 2) gradients.
     state.counters["target_x"] = double(k + 2);
-    state.counters["meets_target"] = m.per_call(state) / tg <= double(k + 2) ? 1 : 0;
+    state.counters["meets_target"] = m.ratio() <= double(k + 2) ? 1 : 0;
   }
   state.SetLabel(status);
 }
@@ -496,7 +312,6 @@ struct StepSetup {
   std::unique_ptr<RegularizedProblem<Model>> problem;
   std::unique_ptr<HypergradientEngine<S>> engine;
   S lr = S(0.05), outer_lr = S(0.01);
-  std::map<int, double> inner_seconds;
 
   explicit StepSetup(Index rows_n)
       : n(rows_n), model(Tag::template make<S>()), val(rows<S>(kInnerSteps * rows_n, rows_n, Tag::bias)),
@@ -532,42 +347,32 @@ struct StepSetup {
     lambda.noalias() -= outer_lr * r.hypergradient;
     return r.hvps;
   }
-  double inner_time(int threads) {
-    if (auto it = inner_seconds.find(threads); it != inner_seconds.end()) return it->second;
-    set_threads(threads);
-    const double t = median_seconds([&] { inner_steps(); }, 3, 0.5);
-    inner_seconds[threads] = t;
-    return t;
-  }
 };
 
-/// `hyper`: one Algorithm-2 hyper-step; otherwise the 5 inner SGD steps alone.
+/// `hyper`: one Algorithm-2 hyper-step; otherwise the 5 inner SGD steps alone. x_inner_steps is
+/// the time per call over 5 inner steps timed interleaved with it (CallMeter).
 template <class Tag, class S>
 void BM_AlgorithmStep(benchmark::State& state, Index n, int threads, bool hyper) {
-  auto& base = Setup<Tag, S>::get(n);
   const double gemm = gemm_gflops<S>(threads);
-  const double tg = base.gradient_time(threads);
   auto& s = StepSetup<Tag, S>::get(n);
-  const double t_inner = s.inner_time(threads);
   set_threads(threads);
-  CallMeter m;
-  double hvps = 0;
-  for (auto _ : state) {
-    m.start();
-    if (hyper)
-      hvps += double(s.hyper_step());
-    else
-      s.inner_steps();
-    benchmark::DoNotOptimize(s.w.data());
-    benchmark::ClobberMemory();
-    m.stop();
-  }
-  m.report(state, tg, 0, 0, gemm);
-  state.counters["x_inner_steps"] = m.per_call(state) / t_inner;
+  Index hvps = 0;
+  const CallMeter m = measure(
+      state,
+      [&] {
+        if (hyper)
+          hvps = s.hyper_step();
+        else
+          s.inner_steps();
+        benchmark::DoNotOptimize(s.w.data());
+      },
+      [&] { s.inner_steps(); });
+  m.report(state, 0, 0, gemm);
+  state.counters.erase("x_gradient");
+  state.counters["x_inner_steps"] = m.ratio();
   if (hyper) {
-    state.counters["hvps"] =
-        hvps / double(std::max<benchmark::IterationCount>(state.iterations(), 1));
-    state.counters["meets_target"] = m.per_call(state) / t_inner <= 2.0 ? 1 : 0;
+    state.counters["hvps"] = double(hvps);
+    state.counters["meets_target"] = m.ratio() <= 2.0 ? 1 : 0;
   }
 }
 
@@ -610,23 +415,6 @@ void register_model(const std::vector<Index>& sizes, const std::vector<Index>& k
             [=](benchmark::State& st) { BM_AlgorithmStep<Tag, S>(st, n, t, true); });
       }
     }
-}
-
-inline void register_gemm() {
-  for (int t : {1, 2}) {
-    add("BM_Gemm<double>/N:2000/threads:" + std::to_string(t),
-        [t](benchmark::State& s) { BM_Gemm<double>(s, t); });
-    add("BM_Gemm<float>/N:2000/threads:" + std::to_string(t),
-        [t](benchmark::State& s) { BM_Gemm<float>(s, t); });
-  }
-}
-
-inline int run_main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
 }
 
 }  // namespace ift::bench

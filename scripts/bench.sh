@@ -6,6 +6,8 @@
 #                               KFAC eigendecompositions and n = 10,000 Hessians are heavy)
 #   MIN_TIME=0.5 scripts/bench.sh   longer runs per benchmark (default 0.05 s: one or a few
 #                               iterations of the heavy cases)
+#   CMAKE_ARGS=-DIFT_USE_BLAS=OFF BUILD_DIR=build-eigen OUT_DIR=results/bench-eigen scripts/bench.sh
+#                               the same suites on Eigen's own kernels instead of OpenBLAS
 # OMP_WAIT_POLICY=PASSIVE: on a shared 2-core machine spinning OpenMP threads collapse when the
 # cores are oversubscribed (DESIGN.md §5); passive waiting costs little when they are not.
 set -euo pipefail
@@ -15,10 +17,16 @@ out=${OUT_DIR:-$root/results/bench}
 min_time=${MIN_TIME:-0.05}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 start=$(date +%s)
+"$root/scripts/setup-deps.sh"
 
+# CMAKE_ARGS: extra configure flags, e.g. CMAKE_ARGS=-DIFT_USE_BLAS=OFF BUILD_DIR=build-eigen
+# for the suites on Eigen's own kernels (bench/README.md compares the two).
 cmake -S "$root" -B "$build" -DIFT_BUILD_TESTS=OFF -DIFT_BUILD_APPS=OFF -DIFT_WITH_TORCH=OFF \
-  -DIFT_BUILD_BENCHMARKS=ON >/dev/null
-cmake --build "$build" --target bench_logreg bench_mlp -j2
+  -DIFT_BUILD_BENCHMARKS=ON ${CMAKE_ARGS:-} >/dev/null
+targets=(bench_logreg bench_mlp)
+# Eigen vs OpenBLAS (built when libopenblas-dev is installed: scripts/setup-deps.sh does).
+if cmake --build "$build" --target help | grep -q bench_openblas; then targets+=(bench_openblas); fi
+cmake --build "$build" --target "${targets[@]}" -j2
 mkdir -p "$out"
 
 if [[ "${FULL:-0}" == 1 ]]; then
@@ -38,4 +46,13 @@ fi
   --benchmark_out="$out/bench_logreg.json" --benchmark_out_format=json
 "$build/bin/bench_mlp" --benchmark_filter="$FILTER_MLP" --benchmark_min_time="$min_time" \
   --benchmark_out="$out/bench_mlp.json" --benchmark_out_format=json
+if [[ -x "$build/bin/bench_openblas" ]]; then
+  "$build/bin/bench_openblas" --benchmark_min_time="$min_time" \
+    --benchmark_out="$out/bench_openblas.json" --benchmark_out_format=json
+fi
+# The targets, one row per measured case, from the JSON just written.
+if [[ -x /usr/bin/python3 ]]; then
+  /usr/bin/python3 "$root/plots/bench_targets.py" "$out/bench_logreg.json" "$out/bench_mlp.json" \
+    > "$out/targets.md" && cat "$out/targets.md"
+fi
 echo "bench.sh: wall time $(( $(date +%s) - start )) s; JSON in $out"

@@ -1,0 +1,225 @@
+// Timing, allocation counting and the GEMM yardstick shared by every ift benchmark binary;
+// depends on Eigen, Google Benchmark and OpenMP only (plus the header-only ift/core.hpp), so a
+// binary that must not link the library (bench_openblas) can use it too.
+//
+// Allocation counting: this header defines malloc() (one translation unit per binary includes
+// it), forwarding to glibc's __libc_malloc and counting calls, so `allocs_per_call` counts every
+// heap allocation made during a timed call (operator new, Eigen's aligned_malloc, ...).
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "ift/core.hpp"
+
+// ---- Allocation counter -------------------------------------------------------------------------
+namespace ift::bench {
+inline std::atomic<long long> g_mallocs{0};
+}  // namespace ift::bench
+
+extern "C" void* __libc_malloc(std::size_t size);
+extern "C" void* malloc(std::size_t size) {
+  ift::bench::g_mallocs.fetch_add(1, std::memory_order_relaxed);
+  return __libc_malloc(size);
+}
+
+namespace ift::bench {
+
+inline long long mallocs() { return g_mallocs.load(std::memory_order_relaxed); }
+
+// ---- Threads ------------------------------------------------------------------------------------
+/// One pool only (DESIGN.md §5): Eigen's GEMMs and the library's loops both use OpenMP.
+inline void set_threads(int threads) {
+#ifdef _OPENMP
+  omp_set_num_threads(threads);
+#endif
+  Eigen::setNbThreads(threads);
+}
+
+template <class S>
+const char* type_name() {
+  return sizeof(S) == 8 ? "double" : "float";
+}
+
+using Clock = std::chrono::steady_clock;
+inline double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// ---- Yardstick 1: GEMM throughput ---------------------------------------------------------------
+constexpr Index kGemmSize = 2000;
+
+inline std::map<std::string, double>& gemm_table() {
+  static std::map<std::string, double> table;
+  return table;
+}
+inline std::string gemm_key(const char* type, int threads) {
+  return std::string(type) + "/" + std::to_string(threads);
+}
+
+template <class S>
+struct GemmOperands {
+  Matrix<S> A, B, C;
+  static GemmOperands& get() {
+    static GemmOperands g{Matrix<S>::Random(kGemmSize, kGemmSize),
+                          Matrix<S>::Random(kGemmSize, kGemmSize),
+                          Matrix<S>::Zero(kGemmSize, kGemmSize)};
+    return g;
+  }
+  void run() { C.noalias() = A * B; }
+};
+
+/// The machine's GEMM throughput for this type and thread count: the best of 5 square products
+/// (the practical limit; a median would fold in the shared machine's slow moments). Measured
+/// once per process unless BM_Gemm ran first.
+template <class S>
+double gemm_gflops(int threads) {
+  auto& table = gemm_table();
+  const std::string key = gemm_key(type_name<S>(), threads);
+  if (auto it = table.find(key); it != table.end()) return it->second;
+  set_threads(threads);
+  auto& g = GemmOperands<S>::get();
+  g.run();
+  double best = 0;
+  for (int i = 0; i < 5; ++i) {
+    const auto t0 = Clock::now();
+    g.run();
+    best = std::max(best, 2.0 * std::pow(static_cast<double>(kGemmSize), 3) / seconds_since(t0) * 1e-9);
+  }
+  table[key] = best;
+  return best;
+}
+
+/// C = A B for square N = 2000 (Eigen's GEMM, or OpenBLAS's under EIGEN_USE_BLAS): GFLOPs is the
+/// best iteration's throughput, the yardstick of gemm_fraction everywhere (register with 5+
+/// iterations).
+template <class S>
+void BM_Gemm(benchmark::State& state, int threads) {
+  set_threads(threads);
+  auto& g = GemmOperands<S>::get();
+  g.run();
+  double best = 0;
+  for (auto _ : state) {
+    const auto t0 = Clock::now();
+    g.run();
+    benchmark::DoNotOptimize(g.C.data());
+    benchmark::ClobberMemory();
+    best = std::max(best, 2.0 * std::pow(static_cast<double>(kGemmSize), 3) / seconds_since(t0) * 1e-9);
+  }
+  gemm_table()[gemm_key(type_name<S>(), threads)] = best;
+  state.counters["GFLOPs"] = best;
+}
+
+/// Accumulates the wall time of the timed part of each iteration (UseRealTime is set too, but
+/// this also excludes paused setup) and allocations, and writes the common counters.
+///
+/// Ratios are taken against a reference (one gradient, or the 5 inner steps) timed *interleaved*
+/// with the measured calls, outside the benchmark's timing: on a shared machine whose speed drifts
+/// by 20–50% over seconds, a yardstick timed once at start-up gave ratios off by as much (a
+/// gradient measured at 0.68× "one gradient" in one run). The reference runs after a measured call
+/// while it has had fewer than 3 calls or less total time than the measured operation, so cheap
+/// operations do not pay for many references.
+struct CallMeter {
+  double busy = 0, ref_busy = 0;
+  long long calls = 0, ref_calls = 0, allocs = 0;
+  Clock::time_point t0;
+  long long a0 = 0;
+  void start() {
+    a0 = mallocs();
+    t0 = Clock::now();
+  }
+  void stop() {
+    busy += seconds_since(t0);
+    allocs += mallocs() - a0;
+    ++calls;
+  }
+  template <class F>
+  void interleave(benchmark::State& state, F&& reference) {
+    if (ref_calls >= 3 && ref_busy >= busy) return;
+    state.PauseTiming();
+    const auto r0 = Clock::now();
+    reference();
+    ref_busy += seconds_since(r0);
+    ++ref_calls;
+    state.ResumeTiming();
+  }
+  double per_call() const { return busy / static_cast<double>(std::max<long long>(calls, 1)); }
+  /// Time per call over the interleaved reference's time per call (NaN without a reference).
+  double ratio() const {
+    if (ref_calls == 0) return std::nan("");
+    return per_call() / (ref_busy / static_cast<double>(ref_calls));
+  }
+  /// x_gradient (from the interleaved reference), allocs_per_call, and GFLOP/s with its fraction
+  /// of GEMM when flops > 0, GB/s when bytes > 0.
+  void report(benchmark::State& state, double flops, double bytes, double gemm) const {
+    const double t = per_call();
+    if (ref_calls > 0) state.counters["x_gradient"] = ratio();
+    state.counters["allocs_per_call"] =
+        static_cast<double>(allocs) / static_cast<double>(std::max<long long>(calls, 1));
+    if (flops > 0) {
+      state.counters["GFLOPs"] = flops / t * 1e-9;
+      state.counters["gemm_fraction"] = flops / t * 1e-9 / gemm;
+    }
+    if (bytes > 0) state.counters["GBps"] = bytes / t * 1e-9;
+  }
+};
+
+/// Registers with real time in milliseconds (OpenMP threads make CPU time meaningless).
+template <class F>
+benchmark::internal::Benchmark* add(const std::string& name, F&& f) {
+  return benchmark::RegisterBenchmark(name.c_str(), std::forward<F>(f))
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+}
+
+/// Times op() per benchmark iteration with reference() interleaved (CallMeter), after one
+/// untimed call of each: first-touch page faults of freshly sized buffers (tens of ms for the
+/// deep MLP's caches, a second for a D² factor) are set-up, not the operation.
+template <class Op, class Ref>
+CallMeter measure(benchmark::State& state, Op&& op, Ref&& reference) {
+  op();
+  reference();
+  CallMeter m;
+  for (auto _ : state) {
+    m.start();
+    op();
+    benchmark::ClobberMemory();
+    m.stop();
+    m.interleave(state, reference);
+  }
+  return m;
+}
+
+inline void register_gemm() {
+  for (int t : {1, 2}) {
+    add("BM_Gemm<double>/N:2000/threads:" + std::to_string(t),
+        [t](benchmark::State& s) { BM_Gemm<double>(s, t); })
+        ->Iterations(5);
+    add("BM_Gemm<float>/N:2000/threads:" + std::to_string(t),
+        [t](benchmark::State& s) { BM_Gemm<float>(s, t); })
+        ->Iterations(5);
+  }
+}
+
+inline int run_main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
+
+}  // namespace ift::bench
