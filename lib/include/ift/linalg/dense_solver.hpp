@@ -17,8 +17,9 @@ namespace ift {
 /// Which factorisation DenseSolver ended up using.
 enum class DenseFactorization { None, Cholesky, LDLT };
 
-/// Dense symmetric solve. Cholesky (cholesky_in_place: blocked, its O(n³) tiles shared among the
-/// OpenMP threads) first; if H is not numerically positive
+/// Dense symmetric solve. Cholesky (cholesky_in_place: LAPACK's potrf from OpenBLAS under
+/// IFT_USE_BLAS, else a blocked algorithm whose tiles are shared among the OpenMP threads) first;
+/// if H is not numerically positive
 /// definite, Eigen::LDLT (symmetric diagonal pivoting) classifies it:
 ///  - a pivot |d_i| <= n·eps·max|d| (or a non-finite factor/solution): H is singular →
 ///    status NumericalIssue. Decision: singular is a numerical failure of the exact method,
