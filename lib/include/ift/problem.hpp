@@ -109,7 +109,7 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar> {
     // MLP's) only when train_gradient() is called: a hypergradient by cg/neumann/identity/kfac
     // never needs it.
     train_loss_ = model_.evaluate(*train_, w_, train_cache_, nullptr) + decay_.penalty(lambda_, w_);
-    penalty_curvature_ = decay_.hessian_diagonal(lambda_);  // exp(λ) once, not in every product
+    decay_.hessian_diagonal(lambda_, penalty_curvature_);  // exp(λ) once, not in every product
     train_gradient_valid_ = false;
     val_valid_ = false;
   }

@@ -56,8 +56,18 @@ class WeightDecay {
   }
   /// The diagonal of ∇²_w R (length num_params).
   Vector<S> hessian_diagonal(const Vector<S>& lambda) const {
-    if (kind_ == DecayKind::Global) return Vector<S>::Constant(num_params_, std::exp(lambda(0)));
-    return lambda.array().exp().matrix();
+    Vector<S> out;
+    hessian_diagonal(lambda, out);
+    return out;
+  }
+  /// Same into `out` (no allocation when it already has num_params entries).
+  void hessian_diagonal(const Vector<S>& lambda, Vector<S>& out) const {
+    require(lambda.size() == num_hyper(), "WeightDecay::hessian_diagonal: λ has the wrong size");
+    out.resize(num_params_);
+    if (kind_ == DecayKind::Global)
+      out.setConstant(std::exp(lambda(0)));
+    else
+      out.array() = lambda.array().exp();
   }
   /// out = ∂R/∂λ.
   void gradient_lambda(const Vector<S>& lambda, const Vector<S>& w, Vector<S>& out) const {
