@@ -25,7 +25,10 @@ cmake -S "$root" -B "$build" -DIFT_BUILD_TESTS=OFF -DIFT_BUILD_APPS=OFF -DIFT_WI
   -DIFT_BUILD_BENCHMARKS=ON ${CMAKE_ARGS:-} >/dev/null
 targets=(bench_logreg bench_mlp)
 # Eigen vs OpenBLAS (built when libopenblas-dev is installed: scripts/setup-deps.sh does).
-if cmake --build "$build" --target help | grep -q bench_openblas; then targets+=(bench_openblas); fi
+# (grep without -q: an early exit would SIGPIPE cmake and, under pipefail, fail the test)
+if cmake --build "$build" --target help | grep bench_openblas >/dev/null; then
+  targets+=(bench_openblas)
+fi
 cmake --build "$build" --target "${targets[@]}" -j2
 mkdir -p "$out"
 
