@@ -120,7 +120,7 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar> {
   const Vector<S>& train_gradient() const override {
     if (!train_gradient_valid_) {
       model_.gradient_from_cache(*train_, train_cache_, train_gradient_);
-      decay_.add_gradient(lambda_, w_, train_gradient_);
+      train_gradient_.array() += penalty_curvature_.array() * w_.array();  // ∇R = exp(λ) ⊙ w
       train_gradient_valid_ = true;
     }
     return train_gradient_;
