@@ -162,11 +162,12 @@ struct CallMeter {
     if (ref_calls == 0) return std::nan("");
     return per_call() / (ref_busy / static_cast<double>(ref_calls));
   }
-  /// x_gradient (from the interleaved reference), allocs_per_call, and GFLOP/s with its fraction
-  /// of GEMM when flops > 0, GB/s when bytes > 0.
-  void report(benchmark::State& state, double flops, double bytes, double gemm) const {
+  /// The ratio to the interleaved reference (counter `ratio_name`, when there was one),
+  /// allocs_per_call, and GFLOP/s with its fraction of GEMM when flops > 0, GB/s when bytes > 0.
+  void report(benchmark::State& state, double flops, double bytes, double gemm,
+              const char* ratio_name = "x_gradient") const {
     const double t = per_call();
-    if (ref_calls > 0) state.counters["x_gradient"] = ratio();
+    if (ref_calls > 0) state.counters[ratio_name] = ratio();
     state.counters["allocs_per_call"] =
         static_cast<double>(allocs) / static_cast<double>(std::max<long long>(calls, 1));
     if (flops > 0) {
@@ -199,6 +200,20 @@ CallMeter measure(benchmark::State& state, Op&& op, Ref&& reference) {
     benchmark::ClobberMemory();
     m.stop();
     m.interleave(state, reference);
+  }
+  return m;
+}
+
+/// Same without a reference (no ratio counter): kernels compared by GFLOP/s alone.
+template <class Op>
+CallMeter measure(benchmark::State& state, Op&& op) {
+  op();
+  CallMeter m;
+  for (auto _ : state) {
+    m.start();
+    op();
+    benchmark::ClobberMemory();
+    m.stop();
   }
   return m;
 }
