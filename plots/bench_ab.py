@@ -7,13 +7,14 @@ table of the median time per benchmark over the rounds and B/A (> 1: OpenBLAS fa
 geometric mean of B/A.
 """
 import glob
-import json
 import math
 import os
 import re
 import statistics
 import sys
 from collections import defaultdict
+
+from bench_json import iterations
 
 
 def main(folder):
@@ -22,10 +23,8 @@ def main(folder):
         m = re.match(r"([AB])(\d+)-", os.path.basename(path))
         if not m:
             continue
-        with open(path) as f:
-            for b in json.load(f).get("benchmarks", []):
-                if b.get("run_type", "iteration") == "iteration" and "error_occurred" not in b:
-                    times[b["name"].replace("/real_time", "")][m.group(1)].append(b["real_time"])
+        for b in iterations(path):
+            times[b["name"].replace("/real_time", "")][m.group(1)].append(b["real_time"])
     rows = [(n, statistics.median(d["A"]), statistics.median(d["B"]))
             for n, d in times.items() if d["A"] and d["B"] and not n.startswith("BM_Gemm")]
     if not rows:

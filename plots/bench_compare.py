@@ -8,10 +8,11 @@ time(B) / time(A), with its range; > 1 means A is faster. --all lists every benc
 Runs minutes apart on a shared machine differ by 20-50% case by case: read the geometric means.
 """
 import argparse
-import json
 import math
 import os
 from collections import defaultdict
+
+from bench_json import iterations
 
 
 def load(folder):
@@ -20,10 +21,8 @@ def load(folder):
         path = os.path.join(folder, name)
         if not os.path.exists(path):
             continue
-        with open(path) as f:
-            for b in json.load(f).get("benchmarks", []):
-                if b.get("run_type", "iteration") == "iteration" and "error_occurred" not in b:
-                    out[b["name"].replace("/real_time", "")] = b
+        for b in iterations(path):
+            out[b["name"].replace("/real_time", "")] = b
     if not out:
         raise SystemExit(f"bench_compare.py: no benchmark JSON in {folder}")
     return out

@@ -8,10 +8,11 @@ counters the benchmarks compute against yardsticks measured in the same process)
 per solver iteration are the slope of allocs_per_call between the two largest k of a method.
 Exit status 0 always: this reports, the JSON is the record.
 """
-import json
 import re
 import sys
 from collections import defaultdict
+
+from bench_json import iterations
 
 NAME = re.compile(r"^BM_(\w+?)_([A-Za-z0-9x]+)<(\w+)>/n:(\d+)(?:/k:(\d+))?/threads:(\d+)")
 
@@ -19,11 +20,7 @@ NAME = re.compile(r"^BM_(\w+?)_([A-Za-z0-9x]+)<(\w+)>/n:(\d+)(?:/k:(\d+))?/threa
 def load(paths):
     rows = []
     for path in paths:
-        with open(path) as f:
-            data = json.load(f)
-        for b in data.get("benchmarks", []):
-            if b.get("run_type", "iteration") != "iteration" or "error_occurred" in b:
-                continue
+        for b in iterations(path):
             m = NAME.match(b["name"])
             if not m:
                 continue

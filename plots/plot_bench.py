@@ -8,7 +8,6 @@ unrolled as lines over k, identity and kfac (no k) as horizontal lines; the y ax
 in units of one gradient (the x_gradient counter) on the right.
 """
 import argparse
-import json
 import re
 from collections import defaultdict
 
@@ -17,6 +16,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from bench_json import iterations  # noqa: E402
+
 NAME = re.compile(r"^BM_(Cg|Neumann|Unrolled|Identity|Kfac)_([A-Za-z0-9x]+)<(\w+)>/n:(\d+)"
                   r"(?:/k:(\d+))?/threads:(\d+)")
 
@@ -24,11 +25,7 @@ NAME = re.compile(r"^BM_(Cg|Neumann|Unrolled|Identity|Kfac)_([A-Za-z0-9x]+)<(\w+
 def load(paths):
     panels = defaultdict(lambda: defaultdict(list))
     for path in paths:
-        with open(path) as f:
-            data = json.load(f)
-        for b in data.get("benchmarks", []):
-            if b.get("run_type", "iteration") != "iteration" or "error_occurred" in b:
-                continue
+        for b in iterations(path):
             m = NAME.match(b["name"])
             if not m:
                 continue
