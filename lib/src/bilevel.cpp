@@ -87,6 +87,7 @@ std::string BilevelParams::fingerprint() const {
     << "method.reorthogonalize=" << method.reorthogonalize << "\n"
     << "method.power_iterations=" << method.power_iterations << "\n"
     << "method.compute_residual=" << method.compute_residual << "\n"
+    << "method.warm_start=" << method.warm_start << "\n"
     << "inner_steps=" << inner_steps << "\n"
     << "warmup_steps=" << warmup_steps << "\n"
     << "batch_size=" << batch_size << "\n"

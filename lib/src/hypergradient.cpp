@@ -80,8 +80,9 @@ HypergradientEngine<S>::HypergradientEngine(MethodSpec spec) : spec_(spec) {
 
 template <class S>
 HypergradientResult<S> HypergradientEngine<S>::compute(BilevelProblem<S>& problem,
-                                                       const Vector<S>* start) {
-  return generic::hypergradient(problem, spec_, start, &dense_);
+                                                       const Vector<S>* start,
+                                                       generic::SolverState<Vector<S>>* state) {
+  return generic::hypergradient(problem, spec_, start, &dense_, state);
 }
 
 template class HypergradientEngine<float>;

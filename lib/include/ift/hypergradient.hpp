@@ -25,8 +25,10 @@ class HypergradientEngine {
   const MethodSpec& spec() const { return spec_; }
 
   /// For `unrolled`, `start` is w_0 of the unrolled trajectory (default: the current w); the
-  /// problem is returned to its original point afterwards.
-  HypergradientResult<S> compute(BilevelProblem<S>& problem, const Vector<S>* start = nullptr);
+  /// problem is returned to its original point afterwards. `state`: the solver state carried
+  /// across hyper-steps (generic/solver_state.hpp), read and updated; null: none.
+  HypergradientResult<S> compute(BilevelProblem<S>& problem, const Vector<S>* start = nullptr,
+                                 generic::SolverState<Vector<S>>* state = nullptr);
 
   /// The exact method's factorised curvature from the last compute() (for reuse, e.g. solves
   /// with other right-hand sides or inverse iteration); empty before an exact compute().

@@ -44,6 +44,8 @@ struct MethodSpec {
   Index power_iterations = 200;
   /// Compute ||H v − g|| / ||g|| for methods where it costs an extra HVP.
   bool compute_residual = false;
+  /// CG: start from the previous hyper-step's v (generic/solver_state.hpp) instead of 0.
+  bool warm_start = false;
 
   /// "neumann", "gauss-newton/cg", "outer-product/neumann", …: the name used in CSV files.
   std::string name() const;

@@ -30,6 +30,7 @@
 #include "ift/linalg/simple_solvers.hpp"
 #include "ift/linalg/status.hpp"
 #include "ift/linalg/vector_space.hpp"
+#include "ift/generic/solver_state.hpp"
 
 namespace ift::generic {
 
@@ -200,7 +201,8 @@ void copy_diagnostics(SolveResult<V>&& r, Result<V>& out) {
 template <HypergradientProblem P>
 void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
            Result<ProblemVector<P>>& out,
-           DenseWorkspace<typename VectorSpace<ProblemVector<P>>::Scalar>* workspace) {
+           DenseWorkspace<typename VectorSpace<ProblemVector<P>>::Scalar>* workspace,
+           const SolverState<ProblemVector<P>>* state) {
   using V = ProblemVector<P>;
   switch (spec.method) {
     case Method::Exact:
@@ -232,7 +234,9 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
       p.tolerance = spec.tolerance;
       p.reorthogonalize = spec.reorthogonalize;
       p.true_residual = spec.compute_residual;
-      copy_diagnostics(conjugate_gradient(op, g, p), out);
+      const bool warm = spec.warm_start && state != nullptr && state->has_v &&
+                        VectorSpace<V>::size(state->v) == VectorSpace<V>::size(g);
+      copy_diagnostics(conjugate_gradient(op, g, p, warm ? &state->v : nullptr), out);
       return;
     }
     case Method::Neumann: {
@@ -353,10 +357,13 @@ void unrolled(P& problem, const MethodSpec& spec, const ProblemVector<P>& start,
 /// is returned to its original point afterwards. Misuse (bad spec, a method or curvature the
 /// problem cannot provide) throws std::invalid_argument; numerical trouble is a status.
 /// `workspace` (optional, Eigen problems) keeps the exact method's matrix and factorisation.
+/// `state` (optional) is the solver state carried across hyper-steps (solver_state.hpp): read
+/// where the spec asks for it (warm_start), updated with this step's v and α on return.
 template <HypergradientProblem P>
 Result<ProblemVector<P>> hypergradient(
     P& problem, const MethodSpec& spec, const ProblemVector<P>* start = nullptr,
-    DenseWorkspace<typename VectorSpace<ProblemVector<P>>::Scalar>* workspace = nullptr) {
+    DenseWorkspace<typename VectorSpace<ProblemVector<P>>::Scalar>* workspace = nullptr,
+    SolverState<ProblemVector<P>>* state = nullptr) {
   using V = ProblemVector<P>;
   using VS = VectorSpace<V>;
   using S = typename VS::Scalar;
@@ -368,7 +375,7 @@ Result<ProblemVector<P>> hypergradient(
     detail::unrolled(problem, spec, start ? *start : problem.w(), out);
   } else {
     const V g = detail::clone(problem.val_gradient());
-    detail::solve(problem, spec, g, out, workspace);
+    detail::solve(problem, spec, g, out, workspace, state);
     V mixed = VS::zeros_like(out.direct);
     problem.mixed_product(out.v, mixed);
     out.hypergradient = detail::clone(out.direct);
@@ -377,6 +384,20 @@ Result<ProblemVector<P>> hypergradient(
   if (!VS::all_finite(out.hypergradient)) {
     out.status = SolverStatus::NumericalIssue;
     out.message += (out.message.empty() ? "" : "; ") + std::string("hypergradient not finite");
+  }
+  if (state != nullptr) {
+    ++state->uses;
+    if (out.alpha > 0) state->alpha = out.alpha;
+    if (out.alpha > 0 && spec.alpha == 0) state->lambda_max = spec.safety / out.alpha;
+    // Only a usable v is handed on: a warm start from a diverged or non-finite one would
+    // carry the failure into the next hyper-step.
+    const bool usable = spec.method != Method::Unrolled && VS::size(out.v) > 0 &&
+                        VS::all_finite(out.v) && out.status != SolverStatus::Diverged &&
+                        out.status != SolverStatus::NumericalIssue;
+    if (usable) {
+      VS::assign(state->v, out.v);
+      state->has_v = true;
+    }
   }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;

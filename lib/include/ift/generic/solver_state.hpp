@@ -1,0 +1,40 @@
+// Solver state that lives across hyper-steps (DESIGN.md §4: the bilevel loop "carries solver
+// state from one hyper-step to the next").
+//
+// The seam. The bilevel loop owns one SolverState per run, hands it to every hypergradient
+// (generic::hypergradient's `state` argument) and stores it in its checkpoints, so a resumed run
+// continues with the state an uninterrupted one would have had. A hypergradient method
+//   - reads what it chooses from the previous hyper-step (state.v as a warm start, state.alpha
+//     or state.lambda_max instead of a fresh power iteration, …) and
+//   - writes back what the next hyper-step may use.
+// Methods that keep nothing ignore the input; every method records v and α on the way out, so
+// a method added later (recycled Krylov spaces, a low-rank inverse updated across steps) finds
+// the data of the step before it. What a method adds here must be vectors of the problem's
+// vector type or plain numbers, so that the loop can checkpoint it for every backend.
+//
+// Who reads it today: MethodSpec::warm_start starts CG from the previous step's v (HOAG,
+// Pedregosa 2016; exact in exact arithmetic for any start, fewer iterations near a fixed point).
+#pragma once
+
+#include <optional>
+
+#include "ift/core.hpp"
+
+namespace ift::generic {
+
+template <class V>
+struct SolverState {
+  /// v ≈ H⁻¹ ∂L_V/∂w from the previous hyper-step; meaningful only when has_v.
+  V v{};
+  bool has_v = false;
+  /// Step size α of the previous neumann / unrolled solve (0: none yet).
+  double alpha = 0;
+  /// Largest curvature eigenvalue estimated by the previous step's power iteration, if any.
+  std::optional<double> lambda_max;
+  /// Hypergradients computed with this state so far.
+  Index uses = 0;
+
+  void reset() { *this = SolverState{}; }
+};
+
+}  // namespace ift::generic
