@@ -28,14 +28,10 @@
 #include <vector>
 
 #include "app_common.hpp"
-#include "ift/hypergradient.hpp"
-#include "ift/inner.hpp"
+#include "ift/bilevel.hpp"
 #include "ift/io/csv_writer.hpp"
 #include "ift/io/npy.hpp"
 #include "ift/io/png.hpp"
-#include "ift/linalg/cg.hpp"
-#include "ift/linalg/operators.hpp"
-#include "ift/optimizers.hpp"
 #include "ift/problems/distillation.hpp"
 
 namespace po = boost::program_options;
@@ -57,87 +53,6 @@ std::string join(const std::vector<std::string>& items) {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-/// Newton-CG with Armijo backtracking from w (updated in place), leaving the problem at (λ, w).
-/// Each Newton system H d = −g is solved by the library's CG (Lanczos form, reorthogonalised)
-/// on the matrix-free HVP, to relative residual 1e-10.
-InnerResult newton_cg(BilevelProblem<double>& problem, const Vector<double>& lambda,
-                      Vector<double>& w, double tolerance, Index max_iterations) {
-  InnerResult result;
-  problem.set_point(lambda, w);
-  const FunctionOperator<Vector<double>> hessian(
-      problem.num_params(),
-      [&problem](const Vector<double>& x, Vector<double>& y) { problem.hvp(x, y); });
-  CgParams cg;
-  cg.max_iterations = 200;
-  cg.tolerance = 1e-10;
-  cg.reorthogonalize = true;
-  Vector<double> trial;
-  for (Index it = 0;; ++it) {
-    const double loss = problem.train_loss();
-    const Vector<double> g = problem.train_gradient();
-    result.gradient_norm = g.norm();
-    result.loss = loss;
-    result.iterations = it;
-    if (!std::isfinite(loss) || !std::isfinite(result.gradient_norm)) {
-      result.message = "Newton-CG: loss or gradient not finite";
-      return result;
-    }
-    if (result.gradient_norm < tolerance) {
-      result.converged = true;
-      result.message = "Newton-CG converged";
-      return result;
-    }
-    if (it == max_iterations) {
-      result.message = "Newton-CG stopped after " + std::to_string(it) + " iterations";
-      return result;
-    }
-    const auto solve = conjugate_gradient(hessian, Vector<double>(-g), cg);
-    const Vector<double>& direction = solve.x;
-    const double slope = g.dot(direction);
-    if (!(slope < 0)) {
-      result.message = "Newton-CG: no descent direction (" + std::string(to_string(solve.status)) + ")";
-      return result;
-    }
-    bool accepted = false;
-    for (double step = 1; step > 1e-12; step *= 0.5) {
-      trial = w + step * direction;
-      problem.set_point(lambda, trial);
-      const double trial_loss = problem.train_loss();
-      // Armijo, or — at the loss's rounding floor — any step that does not raise the loss
-      // and lowers the gradient norm (as newton_solve does).
-      if (trial_loss <= loss + 1e-4 * step * slope ||
-          (trial_loss <= loss + 1e-14 * std::max(1.0, std::abs(loss)) &&
-           problem.train_gradient().norm() < result.gradient_norm)) {
-        accepted = true;
-        break;
-      }
-    }
-    if (!accepted) {
-      problem.set_point(lambda, w);
-      result.message = "Newton-CG: line search found no decrease (precision floor)";
-      return result;
-    }
-    w = trial;
-  }
-}
-
-/// `steps` plain gradient steps w ← w − lr ∇_w L_T (the classic Algorithm 2 inner loop).
-InnerResult gradient_steps(BilevelProblem<double>& problem, const Vector<double>& lambda,
-                           Vector<double>& w, double lr, Index steps) {
-  InnerResult result;
-  problem.set_point(lambda, w);
-  for (Index t = 0; t < steps; ++t) {
-    w -= lr * problem.train_gradient();
-    problem.set_point(lambda, w);
-  }
-  result.iterations = steps;
-  result.loss = problem.train_loss();
-  result.gradient_norm = problem.train_gradient().norm();
-  result.converged = false;  // a fixed number of steps: w is not w*, the IFT is approximate
-  result.message = std::to_string(steps) + " gradient steps";
-  return result;
 }
 
 struct Options {
@@ -254,44 +169,43 @@ int run(int argc, char** argv) {
   csv.add_comment("test_accuracy: logistic regression trained on the distilled images alone "
                   "(w*(lambda)); status: hypergradient solver status or inner-not-converged");
 
-  HypergradientEngine<double> engine(spec);
-  OptimizerParams adam_params;
-  adam_params.kind = OptimizerKind::Adam;
-  adam_params.learning_rate = opt.outer_lr;
-  Optimizer<double> adam(adam_params, problem.num_hyper());
+  // Algorithm 2 through the library's loop: T outer steps, then one more inner solve and
+  // hypergradient at the final pixels (evaluate_final), so the CSV has rows 0..T.
+  BilevelParams params;
+  params.method = spec;
+  params.hyper_steps = opt.hyper_steps;
+  params.evaluate_final = true;
+  if (opt.inner == "gradient") {
+    params.inner_solver = InnerSolver::Optimizer;
+    params.inner = {OptimizerKind::Sgd, opt.inner_lr};
+  } else {
+    parse_inner(opt.inner, params);
+  }
+  params.inner_steps = opt.inner_steps;
+  params.inner_tolerance = opt.inner_tol;
+  params.outer = {OptimizerKind::Adam, opt.outer_lr};
+  BilevelLoop<double> loop(params);
   double initial_test = 0, final_test = 0, final_val = 0;
   std::string last_message;
-  for (Index step = 0; step <= opt.hyper_steps; ++step) {
-    InnerResult inner;
-    if (opt.inner == "newton-cg") {
-      inner = newton_cg(problem, lambda, w, opt.inner_tol, opt.inner_steps);
-    } else if (opt.inner == "newton") {
-      NewtonParams p;
-      p.gradient_tolerance = opt.inner_tol;
-      p.max_iterations = opt.inner_steps;
-      inner = newton_solve<double>(problem, lambda, w, p);
-    } else {
-      inner = gradient_steps(problem, lambda, w, opt.inner_lr, opt.inner_steps);
-    }
-    const Metrics m = problem.metrics();
-    const HypergradientResult<double> h = engine.compute(problem);
-    const double h_norm = h.hypergradient.norm();
-    std::string status = to_string(h.status);
-    if (!inner.converged && opt.inner != "gradient") status = "inner-not-converged";
+  loop.add_observer([&](const HyperStepRecord& r) {
+    const Index step = r.step - 1;  // outer steps taken before this row's evaluation
+    const Metrics& m = r.metrics;
+    std::string status = r.status;
+    if (r.inner_status == "not-converged") status = "inner-not-converged";
     csv.add_row({static_cast<long long>(step), m.val_loss, m.val_accuracy, m.test_accuracy,
-                 h_norm, status, inner.gradient_norm, seconds_since(t0)});
+                 r.hypergradient_norm, status, r.inner_gradient_norm, seconds_since(t0)});
     if (step == 0) initial_test = m.test_accuracy;
     final_test = m.test_accuracy;
     final_val = m.val_loss;
-    if (h.status != SolverStatus::Converged && h.status != SolverStatus::MaxIterations)
-      last_message = h.message;
+    if (r.status != "converged" && r.status != "max-iterations") last_message = r.message;
     if (!opt.quiet && (step % 25 == 0 || step == opt.hyper_steps)) {
       if (progress) std::fprintf(stderr, "\r\033[K");
       std::printf("step %4lld  L_V = %.5f  val acc %.4f  test acc %.4f  ||h|| = %.3e  %s  "
                   "(inner: %lld it, ||g|| = %.1e; cg residual %.1e)  %.1f s\n",
                   static_cast<long long>(step), m.val_loss, m.val_accuracy, m.test_accuracy,
-                  h_norm, status.c_str(), static_cast<long long>(inner.iterations),
-                  inner.gradient_norm, h.relative_residual.value_or(0.0), seconds_since(t0));
+                  r.hypergradient_norm, status.c_str(), static_cast<long long>(r.inner_iterations),
+                  r.inner_gradient_norm, std::isnan(r.relative_residual) ? 0.0 : r.relative_residual,
+                  seconds_since(t0));
       std::fflush(stdout);
     } else if (progress) {
       std::fprintf(stderr, "\r  step %lld/%lld  L_V = %.5f  test acc %.4f\033[K",
@@ -299,12 +213,9 @@ int run(int argc, char** argv) {
                    m.val_loss, m.test_accuracy);
     }
     if (step % 25 == 0) csv.save();  // keep the file current on long runs
-    if (step == opt.hyper_steps) break;
-    if (!h.hypergradient.allFinite())
-      throw std::runtime_error("hypergradient not finite at step " + std::to_string(step) + ": " +
-                               h.message);
-    adam.step(lambda, h.hypergradient);
-  }
+  });
+  const BilevelResult<double> result = loop.run(problem, w, lambda);
+  lambda = result.lambda;
   if (progress) std::fprintf(stderr, "\r\033[K");
   csv.save();
   const Matrix<double> images = problem.images(lambda);

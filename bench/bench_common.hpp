@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "bench_meter.hpp"
+#include "ift/bilevel.hpp"
 #include "ift/core.hpp"
 #include "ift/data/fashion_mnist.hpp"
 #include "ift/dataset.hpp"
@@ -295,37 +296,38 @@ void BM_Hypergradient(benchmark::State& state, Index n, Method method, Index k, 
   state.SetLabel(status);
 }
 
-/// Algorithm 2 pieces written directly against the model API (independent of bilevel.hpp):
-/// N = 5 SGD steps on consecutive training batches of n rows, then a neumann(5) hypergradient
-/// on the first batch and a validation batch, then one SGD step on λ.
+/// Algorithm 2's hyper-step through the library's one loop (ift/generic/bilevel.hpp): N = 5
+/// full-batch SGD steps on the n training rows, a neumann(5) hypergradient against the n
+/// validation rows, one SGD step on λ (no metrics: the records' losses are not timed). The
+/// reference is the loop's inner phase alone: the same 5 SGD steps (warm-up steps of a loop
+/// with no hyper-step). w and λ carry over from call to call.
 template <class Tag, class S>
 struct StepSetup {
   using Model = typename Tag::template Model<S>;
   static constexpr int kInnerSteps = 5;
-  Index n;
-  Model model;
-  std::vector<std::shared_ptr<const Dataset<S>>> batches;
-  std::shared_ptr<const Dataset<S>> val;
-  WeightDecay<S> decay;
-  Vector<S> lambda, w, grad;
-  typename Model::Cache cache;
+  Vector<S> lambda, w;
   std::unique_ptr<RegularizedProblem<Model>> problem;
-  std::unique_ptr<HypergradientEngine<S>> engine;
-  S lr = S(0.05), outer_lr = S(0.01);
+  std::unique_ptr<BilevelLoop<S>> hyper_loop, inner_loop;
 
-  explicit StepSetup(Index rows_n)
-      : n(rows_n), model(Tag::template make<S>()), val(rows<S>(kInnerSteps * rows_n, rows_n, Tag::bias)),
-        decay(DecayKind::PerWeight, model.num_params()) {
-    for (int t = 0; t < kInnerSteps; ++t) batches.push_back(rows<S>(t * rows_n, rows_n, Tag::bias));
-    auto& base = Setup<Tag, S>::get(rows_n);  // same model on rows [0, n): reuse its α
+  explicit StepSetup(Index rows_n) {
+    auto& base = Setup<Tag, S>::get(rows_n);  // same model and rows: reuse its α
     lambda = base.lambda;
     w = base.w;
-    problem = std::make_unique<RegularizedProblem<Model>>(model, decay, batches[0], val);
-    MethodSpec spec;
-    spec.method = Method::Neumann;
-    spec.steps = 5;
-    spec.alpha = base.neumann_alpha();
-    engine = std::make_unique<HypergradientEngine<S>>(spec);
+    problem = std::make_unique<RegularizedProblem<Model>>(base.model, base.decay, base.train,
+                                                          base.val);
+    BilevelParams p;
+    p.method.method = Method::Neumann;
+    p.method.steps = 5;
+    p.method.alpha = base.neumann_alpha();
+    p.inner = {OptimizerKind::Sgd, 0.05};
+    p.outer = {OptimizerKind::Sgd, 0.01};
+    p.record_metrics = false;
+    p.hyper_steps = 1;
+    p.inner_steps = kInnerSteps;
+    hyper_loop = std::make_unique<BilevelLoop<S>>(p);
+    p.hyper_steps = 0;
+    p.warmup_steps = kInnerSteps;
+    inner_loop = std::make_unique<BilevelLoop<S>>(p);
   }
   static StepSetup& get(Index n) {
     static std::map<Index, std::unique_ptr<StepSetup>> table;
@@ -333,19 +335,12 @@ struct StepSetup {
     if (!slot) slot = std::make_unique<StepSetup>(n);
     return *slot;
   }
-  void inner_steps() {
-    for (int t = 0; t < kInnerSteps; ++t) {
-      model.evaluate(*batches[static_cast<std::size_t>(t)], w, cache, &grad);
-      decay.add_gradient(lambda, w, grad);
-      w.noalias() -= lr * grad;
-    }
-  }
+  void inner_steps() { w = inner_loop->run(*problem, w, lambda).w; }
   Index hyper_step() {
-    inner_steps();
-    problem->set_point(lambda, w);
-    const HypergradientResult<S> r = engine->compute(*problem);
-    lambda.noalias() -= outer_lr * r.hypergradient;
-    return r.hvps;
+    auto r = hyper_loop->run(*problem, w, lambda);
+    w = std::move(r.w);
+    lambda = std::move(r.lambda);
+    return r.records.front().hvps;
   }
 };
 

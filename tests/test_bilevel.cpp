@@ -201,6 +201,115 @@ TEST(BilevelCheckpoint, RefusesAnotherConfiguration) {
   std::filesystem::remove(p.checkpoint_path);
 }
 
+// The solver state carried across hyper-steps (generic/solver_state.hpp): CG warm-started from
+// the previous step's v solves the same systems (same hypergradients to the solver tolerance)
+// in fewer iterations once λ and w move slowly, and a resumed run restores that state so the
+// continuation is bitwise the uninterrupted one.
+TEST(BilevelSolverState, WarmStartedCgSolvesTheSameSystemsInFewerIterations) {
+  Fixture f = make_fixture(30, 40, 10, std::log(1e-2), 5);
+  BilevelParams p = base_params(Method::Cg);
+  p.hyper_steps = 8;
+  p.inner_steps = 5;
+  p.method.steps = 200;
+  p.method.tolerance = 1e-9;
+  // SGD on λ: Adam's sign-like first steps would turn rounding-level differences in entries
+  // near zero into steps of the full learning rate.
+  p.outer = {OptimizerKind::Sgd, 1.0};
+  const auto cold = BilevelLoop<double>(p).run(*f.problem, f.w0, f.lambda0);
+  p.method.warm_start = true;
+  const auto warm = BilevelLoop<double>(p).run(*f.problem, f.w0, f.lambda0);
+  ASSERT_EQ(cold.records.size(), warm.records.size());
+  Index cold_iterations = 0, warm_iterations = 0;
+  for (std::size_t i = 0; i < cold.records.size(); ++i) {
+    EXPECT_EQ(cold.records[i].status, "converged");
+    EXPECT_EQ(warm.records[i].status, "converged");
+    if (i == 0) {
+      EXPECT_EQ(cold.records[i].iterations, warm.records[i].iterations);  // no state yet
+    }
+    cold_iterations += cold.records[i].iterations;
+    warm_iterations += warm.records[i].iterations;
+    // Both solve H v = g to ||r|| ≤ 1e-9 ||g||: the trajectories agree to about that level.
+    EXPECT_NEAR(warm.records[i].hypergradient_norm, cold.records[i].hypergradient_norm,
+                1e-6 * cold.records[i].hypergradient_norm);
+  }
+  EXPECT_LT(warm_iterations, cold_iterations);
+  EXPECT_LT((warm.lambda - cold.lambda).norm(), 1e-6 * (cold.lambda - f.lambda0).norm());
+}
+
+TEST(BilevelSolverState, ResumeRestoresTheWarmStart) {
+  Fixture f = make_fixture(30, 40, 10, std::log(1e-2), 5);
+  BilevelParams p = base_params(Method::Cg);
+  p.hyper_steps = 6;
+  p.inner_steps = 5;
+  p.method.steps = 3;  // truncated: the warm start changes every iterate
+  p.method.warm_start = true;
+  const auto full = BilevelLoop<double>(p).run(*f.problem, f.w0, f.lambda0);
+  p.checkpoint_path = temp_path("warm");
+  BilevelLoop<double> first(p);
+  Index seen = 0;
+  first.add_observer([&](const HyperStepRecord&) { ++seen; });
+  first.set_stop_request([&] { return seen >= 3; });
+  ASSERT_EQ(first.run(*f.problem, f.w0, f.lambda0).steps, 3);
+  const auto checkpoint = load_checkpoint<double>(p.checkpoint_path);
+  EXPECT_EQ(checkpoint.solver_v.size(), f.w0.size());
+  const auto resumed = BilevelLoop<double>(p).resume(*f.problem, checkpoint);
+  EXPECT_TRUE(resumed.lambda == full.lambda);
+  EXPECT_TRUE(resumed.w == full.w);
+  expect_same_records(resumed.records, full.records);
+  // Without the state the continuation differs: the test can fail.
+  Checkpoint<double> stateless = checkpoint;
+  stateless.solver_v.resize(0);
+  const auto cold = BilevelLoop<double>(p).resume(*f.problem, stateless);
+  EXPECT_FALSE(cold.lambda == full.lambda);
+  std::filesystem::remove(p.checkpoint_path);
+}
+
+// Inner solvers in the loop: Newton reaches w*(λ) in every hyper-step, so the exact
+// hypergradient is the true IFT hypergradient there; the record says so.
+TEST(BilevelInnerSolver, NewtonReachesTheInnerOptimumEveryHyperStep) {
+  Fixture f = make_fixture(30, 40, 6, std::log(1e-2), 13);
+  BilevelParams p = base_params(Method::Exact);
+  p.hyper_steps = 3;
+  p.warmup_steps = 0;
+  p.inner_solver = InnerSolver::Newton;
+  p.inner_steps = 50;
+  p.inner_tolerance = 1e-10;
+  BilevelLoop<double> loop(p);
+  Vector<double> lambda_seen;
+  const auto result = loop.run(*f.problem, f.w0, f.lambda0);
+  for (const auto& r : result.records) {
+    EXPECT_EQ(r.inner_status, "converged");
+    EXPECT_LT(r.inner_gradient_norm, 1e-10);
+    EXPECT_GE(r.inner_iterations, 1);
+  }
+  // The returned w is w* at the λ of the last hypergradient (before the last outer step).
+  f.problem->set_point(result.lambda, result.w);
+  EXPECT_GT(f.problem->train_gradient().norm(), 1e-10);  // λ moved after the last solve
+  EXPECT_THROW(parse_inner("bfgs", p), std::invalid_argument);
+  BilevelParams bad = p;
+  bad.inner_steps = 0;
+  EXPECT_THROW(bad.check(), std::invalid_argument);
+}
+
+TEST(BilevelFinalEvaluation, AddsOneRecordAtTheFinalLambdaWithoutAnOuterStep) {
+  Fixture f = make_fixture(30, 40, 10, std::log(1e-3), 7);
+  BilevelParams p = base_params(Method::Cg);
+  p.hyper_steps = 4;
+  const auto plain = BilevelLoop<double>(p).run(*f.problem, f.w0, f.lambda0);
+  p.evaluate_final = true;
+  const auto with_final = BilevelLoop<double>(p).run(*f.problem, f.w0, f.lambda0);
+  ASSERT_EQ(with_final.records.size(), 5u);
+  EXPECT_TRUE(with_final.records.back().final_evaluation);
+  EXPECT_EQ(with_final.records.back().step, 5);
+  EXPECT_EQ(with_final.steps, 4);
+  EXPECT_TRUE(with_final.lambda == plain.lambda);  // no fifth outer step
+  EXPECT_FALSE(with_final.w == plain.w);           // but a fifth inner phase
+  BilevelParams bad = p;
+  bad.record_metrics = false;
+  bad.target_accuracy = 1.0;
+  EXPECT_THROW(bad.check(), std::invalid_argument);
+}
+
 TEST(Checkpoint, RejectsForeignAndTruncatedFiles) {
   const std::string path = temp_path("foreign");
   { std::ofstream(path) << "not a checkpoint"; }

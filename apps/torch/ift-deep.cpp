@@ -29,11 +29,14 @@
 #include <vector>
 
 #include "ift/data/fashion_mnist.hpp"
+#include "ift/bilevel_params.hpp"
+#include "ift/generic/bilevel.hpp"
 #include "ift/generic/hypergradient.hpp"
 #include "ift/io/csv_writer.hpp"
 #include "ift/torch/models.hpp"
 #include "ift/torch/problem.hpp"
 #include "ift/torch/training.hpp"
+#include "ift/checkpoint.hpp"
 
 namespace {
 
@@ -61,7 +64,8 @@ const char* const kUsage = R"(usage: ift-deep [options]
   --synthetic           seeded synthetic images instead of Fashion-MNIST
   --hyper-steps T       outer steps (default 10)
   --inner-steps N       inner optimiser steps per hyper-step (default 20)
-  --inner-optimizer O   sgd | adam (default adam)
+  --inner-optimizer O   sgd | momentum | adam (default adam) | newton-cg (to --inner-steps
+                        Newton iterations)
   --inner-lr E          inner learning rate (default 1e-3 adam, 0.05 sgd)
   --batch B             inner minibatch size (default 100)
   --outer-lr E          outer Adam learning rate (default 0.01)
@@ -70,7 +74,7 @@ const char* const kUsage = R"(usage: ift-deep [options]
   --threads T           LibTorch intra-op threads (default: all cores)
   --csv PATH            output table (default ift-deep.csv)
   --checkpoint PATH     save a checkpoint after every hyper-step
-  --resume              continue from --checkpoint (and the rows already in --csv)
+  --resume              continue from --checkpoint (the CSV is rebuilt from its records)
   --help
 )";
 
@@ -212,7 +216,6 @@ int run(const Options& o) {
   ::torch::manual_seed(o.seed);
   const auto device = ift::deep::parse_device(o.device);
   const auto dtype = ift::deep::parse_dtype(o.dtype);
-  const auto options = ::torch::TensorOptions().dtype(dtype).device(device);
 
   ift::deep::TensorSplits data =
       o.synthetic ? ift::deep::synthetic_images(o.n_train, o.n_val, o.n_test, o.seed + 100)
@@ -258,19 +261,19 @@ int run(const Options& o) {
   spec.reorthogonalize = false;  // k is small here; plain CG keeps memory at a few vectors
   spec.check();
 
-  ift::deep::FlatOptimizer inner;
-  inner.kind = o.inner_optimizer;
-  inner.learning_rate = o.inner_lr;
-  inner.check();
-  ift::deep::FlatOptimizer outer;
-  outer.kind = "adam";
-  outer.learning_rate = o.outer_lr;
-  outer.check();
-
-  Tensor w = problem.current_weights();
-  Tensor lambda = problem.current_lambda();
-  std::int64_t start = 0;
-  double elapsed = 0;
+  // Algorithm 2 through the library's one loop (ift/generic/bilevel.hpp) on flat tensors.
+  ift::BilevelParams params;
+  params.method = spec;
+  params.hyper_steps = o.hyper_steps;
+  params.inner_steps = o.inner_steps;
+  params.batch_size = std::min<std::int64_t>(o.batch, problem.num_train_examples());
+  ift::parse_inner(o.inner_optimizer, params);
+  params.inner.learning_rate = o.inner_lr;
+  params.outer = {ift::OptimizerKind::Adam, o.outer_lr};
+  params.seed = o.seed;
+  if (o.experiment == "overfit") params.target_accuracy = 1.0;
+  params.checkpoint_path = o.checkpoint;
+  params.checkpoint_every = 1;  // a checkpoint after every hyper-step (they are slow)
 
   const std::vector<std::string> header{
       "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
@@ -293,101 +296,48 @@ int run(const Options& o) {
       {"seed", std::to_string(o.seed)}, {"num_params", std::to_string(problem.num_params())},
       {"num_hyper", std::to_string(problem.num_hyper())},
       {"threads", std::to_string(::torch::get_num_threads())}};
-  for (const auto& [k, v] : echo) csv.add_comment(k + " = " + v);
-
-  const std::vector<std::string> state_names{"w", "lambda", "step", "elapsed", "inner.t",
-                                             "inner.m", "inner.v", "outer.t", "outer.m", "outer.v"};
-  if (o.resume && std::filesystem::exists(o.checkpoint)) {
-    const auto state = ift::deep::load_checkpoint(o.checkpoint, state_names);
-    ift::require(state.at("w").numel() == problem.num_params() &&
-                     state.at("lambda").numel() == problem.num_hyper(),
-                 "--resume: " + o.checkpoint + " was written for a different model or family");
-    w = state.at("w").to(options);
-    lambda = state.at("lambda").to(options);
-    start = state.at("step").item<std::int64_t>();
-    elapsed = state.at("elapsed").item<double>();
-    inner.load(state, "inner", options);
-    outer.load(state, "outer", options);
-    // Rows already written by the interrupted run (ours contain no quoted commas).
-    std::ifstream previous(o.csv);
-    std::string line;
-    bool seen_header = false;
-    while (std::getline(previous, line)) {
-      if (line.empty() || line[0] == '#') continue;
-      if (!seen_header) {
-        seen_header = true;
-        continue;
-      }
-      std::vector<ift::io::CsvCell> cells;
-      std::stringstream fields(line);
-      std::string field;
-      while (std::getline(fields, field, ',')) cells.emplace_back(field);
-      if (line.back() == ',') cells.emplace_back("");
-      const std::int64_t row_step = std::stoll(line.substr(0, line.find(',')));
-      if (row_step < start) csv.add_row(cells);
-    }
-    std::cerr << "ift-deep: resumed from " << o.checkpoint << " at step " << start << "\n";
+  std::ostringstream configuration;
+  for (const auto& [k, v] : echo) {
+    csv.add_comment(k + " = " + v);
+    if (k != "hyper_steps" && k != "threads") configuration << k << "=" << v << "\n";
   }
+  params.configuration = configuration.str();
 
+  ift::generic::BilevelLoop<ift::deep::TorchProblem> loop(params);
   const bool progress = ::isatty(2) != 0;
-  const std::int64_t n_train = problem.num_train_examples();
-  Tensor gradient;
-  for (std::int64_t step = start; step < o.hyper_steps; ++step) {
-    const auto t0 = std::chrono::steady_clock::now();
-    // N inner steps on minibatches (warm-started from the previous w, never re-initialised).
-    for (std::int64_t j = 0; j < o.inner_steps; ++j) {
-      std::mt19937_64 rng(mix(o.seed, static_cast<std::uint64_t>(step), static_cast<std::uint64_t>(j) + 1));
-      std::vector<std::int64_t> rows(static_cast<std::size_t>(n_train));
-      std::iota(rows.begin(), rows.end(), 0);
-      std::shuffle(rows.begin(), rows.end(), rng);
-      rows.resize(static_cast<std::size_t>(std::min(o.batch, n_train)));
-      const Tensor index = ::torch::tensor(rows, ::torch::kLong);
-      problem.batch_train_gradient(lambda, w, index, gradient,
-                                   mix(o.seed, static_cast<std::uint64_t>(step), 1000003 + static_cast<std::uint64_t>(j)));
-      inner.step(w, gradient);
-    }
-    // One hypergradient at (λ, w), then one outer step on λ.
-    problem.resample_noise(mix(o.seed, static_cast<std::uint64_t>(step), 2));
-    problem.set_point(lambda, w);
-    const ift::Metrics m = problem.metrics();
-    const auto h = ift::generic::hypergradient(problem, spec);
-    const bool usable = ::torch::isfinite(h.hypergradient).all().item<bool>();
-    if (usable) outer.step(lambda, h.hypergradient);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    elapsed += seconds;
-
-    // The norm in double: entries of exp(λ)·w·v overflow float's norm long before they overflow.
-    const double h_norm =
-        usable ? h.hypergradient.to(::torch::kDouble).norm().item<double>() : std::nan("");
-    csv.add_row_and_save({step, m.train_loss, m.train_accuracy, m.val_loss, m.val_accuracy,
-                          m.has_test ? m.test_loss : std::nan(""),
-                          m.has_test ? m.test_accuracy : std::nan(""), h_norm,
-                          std::string(ift::to_string(h.status)), static_cast<std::int64_t>(h.iterations),
-                          static_cast<std::int64_t>(h.hvps), h.alpha, h.seconds, elapsed});
-    if (!o.checkpoint.empty()) {
-      std::map<std::string, Tensor> state{
-          {"w", w}, {"lambda", lambda}, {"step", ::torch::tensor(step + 1, ::torch::kLong)},
-          {"elapsed", ::torch::tensor(elapsed, ::torch::kDouble)}};
-      inner.save(state, "inner");
-      outer.save(state, "outer");
-      ift::deep::save_checkpoint(o.checkpoint, state);
-    }
-    if (progress) {
-      std::cerr << "\rstep " << step + 1 << "/" << o.hyper_steps << "  train acc "
+  loop.add_observer([&](const ift::HyperStepRecord& r) {
+    const ift::Metrics& m = r.metrics;
+    csv.add_row_and_save({static_cast<std::int64_t>(r.step - 1), m.train_loss, m.train_accuracy,
+                          m.val_loss, m.val_accuracy, m.has_test ? m.test_loss : std::nan(""),
+                          m.has_test ? m.test_accuracy : std::nan(""), r.hypergradient_norm,
+                          r.status, static_cast<std::int64_t>(r.iterations),
+                          static_cast<std::int64_t>(r.hvps), r.alpha, r.hypergradient_seconds,
+                          r.elapsed_seconds});
+    if (progress && !r.restored) {
+      std::cerr << "\rstep " << r.step << "/" << o.hyper_steps << "  train acc "
                 << fixed(m.train_accuracy, 3) << "  val loss " << fixed(m.val_loss) << " acc "
-                << fixed(m.val_accuracy, 3) << "  |h| " << h_norm << "  " << ift::to_string(h.status)
-                << "  " << fixed(seconds, 2) << " s   " << std::flush;
+                << fixed(m.val_accuracy, 3) << "  |h| " << r.hypergradient_norm << "  "
+                << r.status << "  " << fixed(r.hypergradient_seconds, 2) << " s   " << std::flush;
     }
-    if (o.experiment == "overfit" && m.train_accuracy == 1.0 && m.val_accuracy == 1.0) {
-      if (progress) std::cerr << "\n";
-      std::cerr << "ift-deep: train and validation accuracy reached 100% at step " << step
-                << " (test accuracy " << fixed(m.test_accuracy, 4) << ")\n";
-      break;
-    }
+  });
+  const Tensor w = problem.current_weights();
+  const Tensor lambda = problem.current_lambda();
+  ift::generic::BilevelResult<Tensor> result;
+  if (o.resume && std::filesystem::exists(o.checkpoint)) {
+    std::cerr << "ift-deep: resuming from " << o.checkpoint << "\n";
+    result = loop.resume(problem, ift::load_checkpoint<double>(o.checkpoint), w, lambda);
+  } else {
+    result = loop.run(problem, w, lambda);
   }
   if (progress) std::cerr << "\n";
   csv.save();
-  std::cerr << "ift-deep: wrote " << o.csv << "\n";
+  if (result.reason == ift::StopReason::TargetReached && !result.records.empty()) {
+    const ift::Metrics& m = result.records.back().metrics;
+    std::cerr << "ift-deep: train and validation accuracy reached 100% at step "
+              << result.records.back().step - 1 << " (test accuracy " << fixed(m.test_accuracy, 4)
+              << ")\n";
+  }
+  std::cerr << "ift-deep: " << result.message << "; wrote " << o.csv << "\n";
   return 0;
 }
 

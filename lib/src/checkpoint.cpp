@@ -137,7 +137,17 @@ void save_checkpoint(const std::string& path, const Checkpoint<S>& c) {
       w.pod(r.hypergradient_seconds);
       w.pod(r.elapsed_seconds);
       w.str(r.message);
+      w.pod(r.alpha);
+      w.pod(r.relative_residual);
+      w.pod(static_cast<std::int64_t>(r.inner_iterations));
+      w.pod(r.inner_gradient_norm);
+      w.str(r.inner_status);
+      w.pod(static_cast<std::uint8_t>(r.final_evaluation));
     }
+    w.vec(c.solver_v);
+    w.pod(c.solver_alpha);
+    w.pod(c.solver_lambda_max);
+    w.pod(c.solver_uses);
     out.write(kEnd, sizeof kEnd - 1);
   });
 }
@@ -185,7 +195,17 @@ Checkpoint<S> load_checkpoint(const std::string& path) {
     rec.hypergradient_seconds = r.pod<double>();
     rec.elapsed_seconds = r.pod<double>();
     rec.message = r.str();
+    rec.alpha = r.pod<double>();
+    rec.relative_residual = r.pod<double>();
+    rec.inner_iterations = static_cast<Index>(r.pod<std::int64_t>());
+    rec.inner_gradient_norm = r.pod<double>();
+    rec.inner_status = r.str();
+    rec.final_evaluation = r.pod<std::uint8_t>() != 0;
   }
+  c.solver_v = r.vec<S>();
+  c.solver_alpha = r.pod<double>();
+  c.solver_lambda_max = r.pod<double>();
+  c.solver_uses = r.pod<std::int64_t>();
   if (!r.at(kEnd) || !r.done()) r.fail("truncated or trailing bytes after the records");
   return c;
 }

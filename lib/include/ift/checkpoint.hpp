@@ -1,6 +1,8 @@
 // Checkpoints of the bilevel loop (Algorithm 2): everything a resumed run needs to continue to
 // bitwise the same result as an uninterrupted one — w, λ, both optimisers' states, the minibatch
-// RNG, the step count and the per-hyper-step records (so an app can rebuild its CSV).
+// RNG, the step count, the solver state carried across hyper-steps and the per-hyper-step
+// records (so an app can rebuild its CSV). Vectors are host copies in S: the LibTorch backend
+// stores its tensors in double, which round-trips float and double values bit for bit.
 //
 // File format (binary, native byte order; version kCheckpointFormatVersion):
 //   "IFTCKPT\n" | u32 version | u32 sizeof(scalar) | fields in the order of Checkpoint below,
@@ -18,7 +20,7 @@
 
 namespace ift {
 
-inline constexpr std::uint32_t kCheckpointFormatVersion = 1;
+inline constexpr std::uint32_t kCheckpointFormatVersion = 2;
 
 /// What the loop reports after each hyper-step (one CSV row in the apps).
 struct HyperStepRecord {
@@ -31,6 +33,14 @@ struct HyperStepRecord {
   double hypergradient_seconds = 0;  ///< time spent in the hypergradient alone
   double elapsed_seconds = 0;     ///< wall time since the run started (carried over on resume)
   std::string message;            ///< the solver's explanation, plus what the loop did about it
+  double alpha = 0;               ///< step size used by neumann / unrolled (0 otherwise)
+  double relative_residual = 0;   ///< ||H v − g|| / ||g|| where the solver computed it, else NaN
+  Index inner_iterations = 0;     ///< inner steps or solver iterations of this hyper-step
+  /// ||∇_w L_T|| at the end of the inner phase; NaN where the inner optimiser does not measure it.
+  double inner_gradient_norm = 0;
+  /// "" for a fixed number of optimiser steps; "converged" or "not-converged" for inner solvers.
+  std::string inner_status;
+  bool final_evaluation = false;  ///< the evaluation after the last outer step (no step taken)
   bool restored = false;          ///< replayed from a checkpoint on resume (not stored)
 };
 
@@ -44,6 +54,11 @@ struct Checkpoint {
   OptimizerState<S> inner, outer;
   std::string rng_state;  ///< std::mt19937_64's textual state
   std::vector<HyperStepRecord> records;
+  /// The solver state carried across hyper-steps (generic/solver_state.hpp).
+  Vector<S> solver_v;  ///< empty: none
+  double solver_alpha = 0;
+  double solver_lambda_max = 0;  ///< 0: none
+  std::int64_t solver_uses = 0;
 };
 
 /// Writes atomically; throws std::runtime_error naming the path on failure.

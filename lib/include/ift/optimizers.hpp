@@ -9,6 +9,8 @@
 #include <string>
 
 #include "ift/core.hpp"
+#include "ift/generic/backend.hpp"
+#include "ift/linalg/vector_space.hpp"
 
 namespace ift {
 
@@ -67,7 +69,7 @@ struct OptimizerParams {
   }
 };
 
-/// Everything an optimiser carries between steps.
+/// Everything an optimiser carries between steps, as host vectors (checkpoints store it).
 template <class S>
 struct OptimizerState {
   Vector<S> first;          ///< momentum buffer or Adam's m (empty for sgd)
@@ -75,63 +77,93 @@ struct OptimizerState {
   std::int64_t steps = 0;   ///< steps taken (Adam's bias correction)
 };
 
-template <class S>
+namespace generic {
+
+/// The optimisers on any vector type with a VectorBackend (Eigen vectors, LibTorch tensors):
+/// the step counting, bias correction and state handling are written here once; only the fused
+/// element-wise update is the backend's.
+template <class V>
 class Optimizer {
  public:
-  Optimizer(OptimizerParams params, Index size) : params_(params), size_(size) {
+  using Backend = VectorBackend<V>;
+  using HostScalar = typename Backend::HostScalar;
+
+  /// `like` fixes the size (and a tensor's dtype and device) of the optimised vector.
+  Optimizer(OptimizerParams params, const V& like)
+      : params_(params), size_(VectorSpace<V>::size(like)), like_(VectorSpace<V>::zeros_like(like)) {
     params_.check("optimiser");
     reset();
   }
 
   const OptimizerParams& params() const { return params_; }
-  const OptimizerState<S>& state() const { return state_; }
-  void set_state(OptimizerState<S> state) {
+  std::int64_t steps() const { return steps_; }
+
+  void reset() {
+    steps_ = 0;
+    if (params_.kind != OptimizerKind::Sgd) first_ = VectorSpace<V>::zeros_like(like_);
+    if (params_.kind == OptimizerKind::Adam) second_ = VectorSpace<V>::zeros_like(like_);
+  }
+
+  /// x ← x − step(g). Allocates nothing on Eigen vectors.
+  void step(V& x, const V& gradient) {
+    require(VectorSpace<V>::size(x) == size_ && VectorSpace<V>::size(gradient) == size_,
+            "Optimizer::step: vectors of size " + std::to_string(VectorSpace<V>::size(x)) + "/" +
+                std::to_string(VectorSpace<V>::size(gradient)) + ", expected " +
+                std::to_string(size_));
+    ++steps_;
+    switch (params_.kind) {
+      case OptimizerKind::Sgd:
+        VectorSpace<V>::axpy(static_cast<typename VectorSpace<V>::Scalar>(-params_.learning_rate),
+                             gradient, x);
+        break;
+      case OptimizerKind::Momentum:
+        Backend::momentum_step(x, first_, gradient, params_.momentum, params_.learning_rate);
+        break;
+      case OptimizerKind::Adam: {
+        const double t = static_cast<double>(steps_);
+        Backend::adam_step(x, first_, second_, gradient, params_.beta1, params_.beta2,
+                           1.0 - std::pow(params_.beta1, t), 1.0 - std::pow(params_.beta2, t),
+                           params_.epsilon, params_.learning_rate);
+        break;
+      }
+    }
+  }
+
+  /// A host copy of the state (for checkpoints).
+  OptimizerState<HostScalar> state() const {
+    OptimizerState<HostScalar> s;
+    if (params_.kind != OptimizerKind::Sgd) s.first = Backend::to_host(first_);
+    if (params_.kind == OptimizerKind::Adam) s.second = Backend::to_host(second_);
+    s.steps = steps_;
+    return s;
+  }
+  void set_state(const OptimizerState<HostScalar>& state) {
     const Index first = params_.kind == OptimizerKind::Sgd ? 0 : size_;
     const Index second = params_.kind == OptimizerKind::Adam ? size_ : 0;
     require(state.first.size() == first && state.second.size() == second && state.steps >= 0,
             "Optimizer::set_state: the state does not fit a " +
                 std::string(to_string(params_.kind)) + " optimiser of size " +
                 std::to_string(size_));
-    state_ = std::move(state);
-  }
-  void reset() {
-    state_ = {};
-    if (params_.kind != OptimizerKind::Sgd) state_.first.setZero(size_);
-    if (params_.kind == OptimizerKind::Adam) state_.second.setZero(size_);
-  }
-
-  /// x ← x − step(g). Allocates nothing.
-  void step(Vector<S>& x, const Vector<S>& gradient) {
-    require(x.size() == size_ && gradient.size() == size_,
-            "Optimizer::step: vectors of size " + std::to_string(x.size()) + "/" +
-                std::to_string(gradient.size()) + ", expected " + std::to_string(size_));
-    const S lr = static_cast<S>(params_.learning_rate);
-    ++state_.steps;
-    switch (params_.kind) {
-      case OptimizerKind::Sgd: x.noalias() -= lr * gradient; break;
-      case OptimizerKind::Momentum:
-        state_.first = static_cast<S>(params_.momentum) * state_.first + gradient;
-        x.noalias() -= lr * state_.first;
-        break;
-      case OptimizerKind::Adam: {
-        const S b1 = static_cast<S>(params_.beta1), b2 = static_cast<S>(params_.beta2);
-        state_.first = b1 * state_.first + (S(1) - b1) * gradient;
-        state_.second = b2 * state_.second + (S(1) - b2) * gradient.cwiseAbs2();
-        const double t = static_cast<double>(state_.steps);
-        const S c1 = static_cast<S>(1.0 - std::pow(params_.beta1, t));
-        const S c2 = static_cast<S>(1.0 - std::pow(params_.beta2, t));
-        const S eps = static_cast<S>(params_.epsilon);
-        x.array() -= lr * (state_.first.array() / c1) /
-                     ((state_.second.array() / c2).sqrt() + eps);
-        break;
-      }
-    }
+    if (first) first_ = Backend::from_host(state.first, like_);
+    if (second) second_ = Backend::from_host(state.second, like_);
+    steps_ = state.steps;
   }
 
  private:
   OptimizerParams params_;
   Index size_;
-  OptimizerState<S> state_;
+  V like_, first_{}, second_{};
+  std::int64_t steps_ = 0;
+};
+
+}  // namespace generic
+
+/// The optimisers on Eigen vectors of size `size`.
+template <class S>
+class Optimizer : public generic::Optimizer<Vector<S>> {
+ public:
+  Optimizer(OptimizerParams params, Index size)
+      : generic::Optimizer<Vector<S>>(params, Vector<S>::Zero(size)) {}
 };
 
 }  // namespace ift

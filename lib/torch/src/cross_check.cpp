@@ -1,9 +1,13 @@
 #include "ift/torch/cross_check.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 
+#include "ift/bilevel.hpp"
 #include "ift/data/synthetic.hpp"
+#include "ift/generic/bilevel.hpp"
 #include "ift/generic/hypergradient.hpp"
 #include "ift/hypergradient.hpp"
 #include "ift/inner.hpp"
@@ -135,6 +139,35 @@ std::vector<CheckResult> compare(const std::string& prefix, EigenProblem& eigen,
       error = std::numeric_limits<double>::infinity();  // same method, same diagnostics
     add("hypergradient/" + spec_label(spec), error, t, detail);
   }
+
+  // Algorithm 2 through the one generic loop on both backends: three hyper-steps from (λ, w)
+  // with full-batch SGD on w and on λ (no Adam: its normalisation would magnify rounding in
+  // near-zero entries) and a plain cg(6) hypergradient, then w and the change of λ compared.
+  BilevelParams bp;
+  bp.hyper_steps = 3;
+  bp.inner_steps = 4;
+  bp.inner = {OptimizerKind::Sgd, 0.1};
+  bp.outer = {OptimizerKind::Sgd, 1.0};
+  bp.method.method = Method::Cg;
+  bp.method.steps = 6;
+  bp.method.reorthogonalize = false;
+  BilevelLoop<double> eigen_loop(bp);
+  const auto er = eigen_loop.run(static_cast<BilevelProblem<double>&>(eigen), w, lambda);
+  generic::BilevelLoop<TorchProblem> torch_loop(bp);
+  const auto tr = torch_loop.run(deep, to_tensor(w, options), to_tensor(lambda, options));
+  const bool same_statuses =
+      er.records.size() == tr.records.size() &&
+      std::equal(er.records.begin(), er.records.end(), tr.records.begin(),
+                 [](const HyperStepRecord& a, const HyperStepRecord& b) {
+                   return a.status == b.status && a.hvps == b.hvps;
+                 });
+  const double w_error = relative_error(to_vector<double>(tr.w), er.w);
+  const double lambda_error =
+      relative_error(to_vector<double>(tr.lambda) - lambda, er.lambda - lambda);
+  add("loop/w", same_statuses ? w_error : std::numeric_limits<double>::infinity(), tol,
+      std::to_string(er.records.size()) + " hyper-steps");
+  add("loop/lambda-change", same_statuses ? lambda_error : std::numeric_limits<double>::infinity(),
+      tol);
   return results;
 }
 

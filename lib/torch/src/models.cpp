@@ -115,51 +115,6 @@ Tensor UNetImpl::forward(const Tensor& x, const Tensor& noise) {
   return x + out->forward(d);
 }
 
-// ---- Optimisers -----------------------------------------------------------------------------
-
-void FlatOptimizer::check() const {
-  require(kind == "sgd" || kind == "adam",
-          "FlatOptimizer::kind must be sgd or adam (got '" + kind + "')");
-  require(learning_rate > 0 && std::isfinite(learning_rate),
-          "FlatOptimizer::learning_rate must be > 0");
-  require(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1,
-          "FlatOptimizer::beta1 and beta2 must lie in [0, 1)");
-  require(epsilon > 0, "FlatOptimizer::epsilon must be > 0");
-}
-
-void FlatOptimizer::step(Tensor& x, const Tensor& g) {
-  ::torch::NoGradGuard no_grad;
-  ++t;
-  if (kind == "sgd") {
-    x.add_(g, -learning_rate);
-    return;
-  }
-  if (!m.defined()) {
-    m = ::torch::zeros_like(x);
-    v = ::torch::zeros_like(x);
-  }
-  m.mul_(beta1).add_(g, 1 - beta1);
-  v.mul_(beta2).addcmul_(g, g, 1 - beta2);
-  const double c1 = 1 - std::pow(beta1, static_cast<double>(t));
-  const double c2 = 1 - std::pow(beta2, static_cast<double>(t));
-  x.addcdiv_(m, (v / c2).sqrt_().add_(epsilon), -learning_rate / c1);
-}
-
-void FlatOptimizer::save(std::map<std::string, Tensor>& state, const std::string& prefix) const {
-  state[prefix + ".t"] = ::torch::tensor(t, ::torch::kLong);
-  state[prefix + ".m"] = m.defined() ? m.detach().cpu() : ::torch::zeros({0});
-  state[prefix + ".v"] = v.defined() ? v.detach().cpu() : ::torch::zeros({0});
-}
-
-void FlatOptimizer::load(const std::map<std::string, Tensor>& state, const std::string& prefix,
-                         const ::torch::TensorOptions& options) {
-  t = state.at(prefix + ".t").item<std::int64_t>();
-  const Tensor& sm = state.at(prefix + ".m");
-  const Tensor& sv = state.at(prefix + ".v");
-  m = sm.numel() ? sm.to(options) : Tensor();
-  v = sv.numel() ? sv.to(options) : Tensor();
-}
-
 // ---- Data -----------------------------------------------------------------------------------
 
 namespace {
@@ -201,40 +156,6 @@ TensorSplits synthetic_images(std::int64_t n_train, std::int64_t n_val, std::int
     return TensorData{x.clamp(0, 1), labels};
   };
   return {make(n_train), make(n_val), make(n_test)};
-}
-
-// ---- Checkpoints ----------------------------------------------------------------------------
-
-void save_checkpoint(const std::string& path, const std::map<std::string, Tensor>& state) {
-  ::torch::serialize::OutputArchive archive;
-  for (const auto& [name, tensor] : state) archive.write(name, tensor.detach().cpu());
-  const std::string temporary = path + ".tmp";
-  archive.save_to(temporary);
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error)
-    throw std::runtime_error("save_checkpoint: cannot rename " + temporary + " to " + path +
-                             ": " + error.message());
-}
-
-std::map<std::string, Tensor> load_checkpoint(const std::string& path,
-                                              const std::vector<std::string>& names) {
-  if (!std::filesystem::exists(path))
-    throw std::runtime_error("load_checkpoint: " + path + " not found");
-  ::torch::serialize::InputArchive archive;
-  try {
-    archive.load_from(path);
-  } catch (const std::exception& e) {
-    throw std::runtime_error("load_checkpoint: " + path + " is not a checkpoint: " + e.what());
-  }
-  std::map<std::string, Tensor> state;
-  for (const std::string& name : names) {
-    Tensor t;
-    if (!archive.try_read(name, t))
-      throw std::runtime_error("load_checkpoint: " + path + " has no entry '" + name + "'");
-    state[name] = t;
-  }
-  return state;
 }
 
 }  // namespace ift::deep

@@ -373,6 +373,14 @@ double TorchProblem::batch_train_gradient(const Tensor& lambda, const Tensor& w,
   return loss.item<double>();
 }
 
+double TorchProblem::batch_train_gradient(const Tensor& lambda, const Tensor& w,
+                                          const std::vector<Index>& rows, Tensor& gradient,
+                                          std::uint64_t noise_seed) {
+  std::vector<std::int64_t> index(rows.begin(), rows.end());
+  return batch_train_gradient(lambda, w, ::torch::tensor(index, ::torch::kLong), gradient,
+                              noise_seed);
+}
+
 Metrics TorchProblem::metrics() {
   load_point();
   ::torch::NoGradGuard no_grad;

@@ -226,6 +226,10 @@ class TorchProblem {
   /// returns that L_T. Does not move the problem's point.
   double batch_train_gradient(const Tensor& lambda, const Tensor& w, const Tensor& rows,
                               Tensor& gradient, std::uint64_t noise_seed = 0);
+  /// The same on rows given as indices (the bilevel loop's minibatches).
+  double batch_train_gradient(const Tensor& lambda, const Tensor& w,
+                              const std::vector<Index>& rows, Tensor& gradient,
+                              std::uint64_t noise_seed = 0);
   /// Redraws the fixed ε of the full training set (Algorithm 2 calls it once per hyper-step).
   void resample_noise(std::uint64_t seed);
 

@@ -9,6 +9,7 @@
 // which costs microseconds next to an HVP.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include <torch/torch.h>
 
 #include "ift/core.hpp"
+#include "ift/generic/backend.hpp"
 #include "ift/linalg/vector_space.hpp"
 
 namespace ift {
@@ -61,6 +63,40 @@ struct VectorSpace<::torch::Tensor> {
 };
 
 static_assert(HasVectorSpace<::torch::Tensor>);
+
+/// The bilevel loop's optimiser kernels and checkpoint copies on tensors (generic/backend.hpp).
+/// Host copies are double whatever the dtype: float values round-trip exactly.
+template <>
+struct VectorBackend<::torch::Tensor> {
+  using HostScalar = double;
+  using Tensor = ::torch::Tensor;
+
+  static Vector<double> to_host(const Tensor& x) {
+    const Tensor host = x.detach().to(::torch::kCPU, ::torch::kDouble).contiguous().view({-1});
+    Vector<double> v(host.numel());
+    std::copy_n(host.data_ptr<double>(), host.numel(), v.data());
+    return v;
+  }
+  static Tensor from_host(const Vector<double>& h, const Tensor& like) {
+    return ::torch::from_blob(const_cast<double*>(h.data()), {static_cast<std::int64_t>(h.size())},
+                              ::torch::TensorOptions().dtype(::torch::kDouble))
+        .to(like.options(), /*non_blocking=*/false, /*copy=*/true);
+  }
+  static void momentum_step(Tensor& x, Tensor& m, const Tensor& g, double mu, double lr) {
+    ::torch::NoGradGuard no_grad;
+    m.mul_(mu).add_(g);
+    x.add_(m, -lr);
+  }
+  static void adam_step(Tensor& x, Tensor& m, Tensor& v, const Tensor& g, double b1, double b2,
+                        double c1, double c2, double eps, double lr) {
+    ::torch::NoGradGuard no_grad;
+    m.mul_(b1).add_(g, 1 - b1);
+    v.mul_(b2).addcmul_(g, g, 1 - b2);
+    x.addcdiv_(m, (v / c2).sqrt_().add_(eps), -lr / c1);
+  }
+};
+
+static_assert(HasVectorBackend<::torch::Tensor>);
 
 }  // namespace ift
 
