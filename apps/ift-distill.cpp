@@ -190,10 +190,15 @@ int run(int argc, char** argv) {
   loop.add_observer([&](const HyperStepRecord& r) {
     const Index step = r.step - 1;  // outer steps taken before this row's evaluation
     const Metrics& m = r.metrics;
+    // Fixed gradient steps do not measure ||∇_w L_T||: the problem is still at the (λ, w) of
+    // this record's hypergradient, so measure it here.
+    const double inner_gradient_norm = std::isnan(r.inner_gradient_norm)
+                                           ? static_cast<double>(problem.train_gradient().norm())
+                                           : r.inner_gradient_norm;
     std::string status = r.status;
     if (r.inner_status == "not-converged") status = "inner-not-converged";
     csv.add_row({static_cast<long long>(step), m.val_loss, m.val_accuracy, m.test_accuracy,
-                 r.hypergradient_norm, status, r.inner_gradient_norm, seconds_since(t0)});
+                 r.hypergradient_norm, status, inner_gradient_norm, seconds_since(t0)});
     if (step == 0) initial_test = m.test_accuracy;
     final_test = m.test_accuracy;
     final_val = m.val_loss;
@@ -204,7 +209,7 @@ int run(int argc, char** argv) {
                   "(inner: %lld it, ||g|| = %.1e; cg residual %.1e)  %.1f s\n",
                   static_cast<long long>(step), m.val_loss, m.val_accuracy, m.test_accuracy,
                   r.hypergradient_norm, status.c_str(), static_cast<long long>(r.inner_iterations),
-                  r.inner_gradient_norm, std::isnan(r.relative_residual) ? 0.0 : r.relative_residual,
+                  inner_gradient_norm, std::isnan(r.relative_residual) ? 0.0 : r.relative_residual,
                   seconds_since(t0));
       std::fflush(stdout);
     } else if (progress) {

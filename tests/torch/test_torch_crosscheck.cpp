@@ -285,13 +285,13 @@ TEST(TorchTraining, OptimizersMatchTheEigenBackendBitForBit) {
   // Same kernels on both backends: momentum and Adam over a few steps agree exactly in double.
   for (OptimizerKind kind : {OptimizerKind::Sgd, OptimizerKind::Momentum, OptimizerKind::Adam}) {
     Vector<double> xe = Vector<double>::LinSpaced(7, -1.0, 2.0);
-    Tensor xt = to_tensor(xe, ::torch::TensorOptions().dtype(kDouble));
+    Tensor xt = to_tensor(xe, kDouble);
     Optimizer<double> eigen({kind, 0.05}, 7);
     generic::Optimizer<Tensor> torch({kind, 0.05}, xt);
     for (int t = 0; t < 4; ++t) {
       const Vector<double> g = xe.array().sin() + 0.1 * t;
       eigen.step(xe, g);
-      torch.step(xt, to_tensor(g, ::torch::TensorOptions().dtype(kDouble)));
+      torch.step(xt, to_tensor(g, kDouble));
     }
     EXPECT_LE((to_vector<double>(xt) - xe).cwiseAbs().maxCoeff(), 1e-15) << to_string(kind);
   }

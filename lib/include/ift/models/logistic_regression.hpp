@@ -7,6 +7,7 @@
 #include "ift/core.hpp"
 #include "ift/dataset.hpp"
 #include "ift/models/kronecker_factors.hpp"
+#include "ift/models/model.hpp"
 
 namespace ift {
 
@@ -43,5 +44,8 @@ class LogisticRegression {
   void check_data(const Dataset<S>& data, const Vector<S>& w) const;
   Index num_features_;
 };
+
+static_assert(FullModel<LogisticRegression<float>> && FullModel<LogisticRegression<double>>,
+              "LogisticRegression must provide every model capability (ift/models/model.hpp)");
 
 }  // namespace ift

@@ -14,6 +14,7 @@
 #include "ift/core.hpp"
 #include "ift/dataset.hpp"
 #include "ift/models/kronecker_factors.hpp"
+#include "ift/models/model.hpp"
 
 namespace ift {
 
@@ -92,5 +93,8 @@ class Mlp {
   Activation activation_;
   OutputLoss loss_;
 };
+
+static_assert(FullModel<Mlp<float>> && FullModel<Mlp<double>>,
+              "Mlp must provide every model capability (ift/models/model.hpp)");
 
 }  // namespace ift

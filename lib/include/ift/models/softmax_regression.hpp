@@ -11,6 +11,7 @@
 #include "ift/core.hpp"
 #include "ift/dataset.hpp"
 #include "ift/models/kronecker_factors.hpp"
+#include "ift/models/model.hpp"
 
 namespace ift {
 
@@ -61,5 +62,8 @@ class SoftmaxRegression {
   Index num_features_;
   Index num_classes_;
 };
+
+static_assert(FullModel<SoftmaxRegression<float>> && FullModel<SoftmaxRegression<double>>,
+              "SoftmaxRegression must provide every model capability (ift/models/model.hpp)");
 
 }  // namespace ift

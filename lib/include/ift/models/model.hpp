@@ -1,0 +1,85 @@
+// The Model concept: what a model with exact derivatives provides to RegularizedProblem and the
+// hypergradient (DESIGN.md §4: "a model knows its loss and exact derivatives"), checked at
+// compile time with readable errors (in the spirit of ensmallen's function type checks), plus
+// the optional capabilities a model may add. Each model header ends with static_asserts of what
+// it claims, so a change that breaks a signature fails where the model is defined.
+//
+// Required (Model<M>), with S = M::Scalar and every product reusing a Cache filled by evaluate()
+// on the same data and w:
+//   typename M::Scalar, typename M::Cache (default-constructible)
+//   Index num_params() const
+//   S evaluate(const Dataset<S>&, const Vector<S>& w, Cache&, Vector<S>* gradient) const
+//       mean loss at w; fills the cache; writes ∇ when gradient is non-null
+//   void gradient_from_cache(const Dataset<S>&, const Cache&, Vector<S>& gradient) const
+//   void hvp(const Dataset<S>&, const Vector<S>& w, Cache&, const Vector<S>& v, Vector<S>& out) const
+//   double accuracy(const Dataset<S>&, const Cache&) const
+// Optional:
+//   ModelWithGaussNewton   gauss_newton_product(data, w, cache, v, out)
+//   ModelWithFisher        fisher_product(data, w, cache, v, out)
+//   ModelWithDenseHessian  hessian(data, w, cache, H)
+//   ModelWithGaussNewtonMatrix  gauss_newton_matrix(data, w, cache, G)
+//   ModelWithKroneckerFactors   kfac_factors(data, w, cache) → std::vector<KroneckerFactors<S>>
+#pragma once
+
+#include <concepts>
+#include <vector>
+
+#include "ift/core.hpp"
+#include "ift/dataset.hpp"
+#include "ift/models/kronecker_factors.hpp"
+
+namespace ift {
+
+template <class M>
+concept Model = requires { typename M::Scalar; typename M::Cache; } &&
+                std::default_initializable<typename M::Cache> &&
+                requires(const M& m, const Dataset<typename M::Scalar>& data,
+                         const Vector<typename M::Scalar>& w, typename M::Cache& cache,
+                         const typename M::Cache& ccache, Vector<typename M::Scalar>& out,
+                         Vector<typename M::Scalar>* gradient) {
+                  { m.num_params() } -> std::convertible_to<Index>;
+                  { m.evaluate(data, w, cache, gradient) } -> std::same_as<typename M::Scalar>;
+                  m.gradient_from_cache(data, ccache, out);
+                  m.hvp(data, w, cache, w, out);
+                  { m.accuracy(data, ccache) } -> std::convertible_to<double>;
+                };
+
+template <class M>
+concept ModelWithGaussNewton =
+    Model<M> && requires(const M& m, const Dataset<typename M::Scalar>& data,
+                         const Vector<typename M::Scalar>& w, typename M::Cache& cache,
+                         Vector<typename M::Scalar>& out) {
+      m.gauss_newton_product(data, w, cache, w, out);
+    };
+
+template <class M>
+concept ModelWithFisher =
+    Model<M> && requires(const M& m, const Dataset<typename M::Scalar>& data,
+                         const Vector<typename M::Scalar>& w, typename M::Cache& cache,
+                         Vector<typename M::Scalar>& out) { m.fisher_product(data, w, cache, w, out); };
+
+template <class M>
+concept ModelWithDenseHessian =
+    Model<M> && requires(const M& m, const Dataset<typename M::Scalar>& data,
+                         const Vector<typename M::Scalar>& w, typename M::Cache& cache,
+                         Matrix<typename M::Scalar>& H) { m.hessian(data, w, cache, H); };
+
+template <class M>
+concept ModelWithGaussNewtonMatrix =
+    Model<M> && requires(const M& m, const Dataset<typename M::Scalar>& data,
+                         const Vector<typename M::Scalar>& w, typename M::Cache& cache,
+                         Matrix<typename M::Scalar>& G) { m.gauss_newton_matrix(data, w, cache, G); };
+
+template <class M>
+concept ModelWithKroneckerFactors =
+    Model<M> && requires(const M& m, const Dataset<typename M::Scalar>& data,
+                         const Vector<typename M::Scalar>& w, typename M::Cache& cache) {
+      { m.kfac_factors(data, w, cache) } -> std::same_as<std::vector<KroneckerFactors<typename M::Scalar>>>;
+    };
+
+/// Every capability the paper's models have (softmax and binary logistic regression, MLPs).
+template <class M>
+concept FullModel = ModelWithGaussNewton<M> && ModelWithFisher<M> && ModelWithDenseHessian<M> &&
+                    ModelWithKroneckerFactors<M>;
+
+}  // namespace ift
