@@ -179,7 +179,6 @@ class FloorWolfeLineSearch {
                          const Vec& xp, const LBFGSpp::LBFGSParam<S>& param) {
     const S fx_init = fx;
     const S dg_init = grad.dot(drt);
-    const S norm_init = grad.norm();
     if (!(dg_init < 0))
       throw LineSearchFailure("L-BFGS direction is not a descent direction (gᵀd = " +
                               detail::format_e(static_cast<double>(dg_init)) + ")");
@@ -191,8 +190,12 @@ class FloorWolfeLineSearch {
       const bool finite = std::isfinite(fx) && grad.allFinite();
       const S dg = finite ? grad.dot(drt) : S(0);
       if (!finite || fx > fx_init + param.ftol * step * dg_init) {
-        if (finite && fx <= fx_init + floor && dg > dg_init && grad.norm() < norm_init) {
-          f.accept(x, fx, grad);  // precision floor: unchanged loss, lower ||g||, sᵀy > 0
+        // Precision floor: the approximate Wolfe conditions of Hager & Zhang (SIAM J. Optim. 16,
+        // 2005), σ φ'(0) ≤ φ'(t) ≤ (2c₁ − 1) φ'(0) with the loss unchanged to rounding (Armijo
+        // for a quadratic φ written with derivatives only; they imply sᵀy > 0).
+        if (finite && fx <= fx_init + floor && dg >= param.wolfe * dg_init &&
+            dg <= (2 * param.ftol - 1) * dg_init) {
+          f.accept(x, fx, grad);
           return;
         }
         hi = step;

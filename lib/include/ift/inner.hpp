@@ -79,9 +79,9 @@ struct NewtonCgParams {
   /// Inexact Newton with the Eisenstat–Walker forcing term (choice 2, γ = 0.9, exponent 2,
   /// with their safeguard; SIAM J. Sci. Comput. 17, 1996): CG stops at relative residual
   /// η_k = max(cg.tolerance, min(forcing_max, 0.9 (||g_k|| / ||g_{k−1}||)²)), so far from w*
-  /// a direction costs a few HVPs. The step whose linear model predicts ||g|| < gradient_tolerance
-  /// (η_k ||g_k|| < gradient_tolerance) is solved to cg.tolerance instead: the returned w is
-  /// then the Newton limit to rounding, not merely a point with ||g|| just under the tolerance.
+  /// a direction costs a few HVPs, and near it η_k shrinks with the quadratic convergence.
+  /// The stopping test is ||g|| < gradient_tolerance either way. Measured on P1 (n = 1,000,
+  /// bench_inner): a third of the HVPs of forcing = false for the same w*.
   bool forcing = true;
   double forcing_max = 0.5;  ///< η_0 and the cap of η_k, in (0, 1)
   double armijo = 1e-4;      ///< sufficient-decrease constant c₁ in (0, 1)
@@ -181,7 +181,6 @@ InnerResult newton_cg_solve(P& problem, const generic::ProblemVector<P>& lambda,
         eta = std::min(params.forcing_max, next);
       }
       cg.tolerance = std::max(params.cg.tolerance, eta);
-      if (eta * result.gradient_norm < params.gradient_tolerance) cg.tolerance = params.cg.tolerance;
     }
     previous_norm = result.gradient_norm;
     VS::assign(rhs, g);
@@ -265,11 +264,14 @@ InnerResult newton_cg_solve(P& problem, const generic::ProblemVector<P>& lambda,
 
 // ---- L-BFGS -------------------------------------------------------------------------------------
 
-/// L-BFGS (Nocedal 1980; Liu & Nocedal 1989) by LBFGSpp (Debian liblbfgspp-dev), with a
-/// backtracking line search for the weak Wolfe conditions that, like newton_solve, accepts a
-/// step at the loss's rounding floor (loss unchanged to 64 ε max(1, |L_T|), ||g|| lower, and
-/// positive curvature sᵀy > 0 so the BFGS update stays defined). The gradient test is absolute:
-/// ||∇_w L_T||₂ < gradient_tolerance (LBFGSpp's relative test is switched off).
+/// L-BFGS (Nocedal 1980; Liu & Nocedal 1989) by LBFGSpp (Debian liblbfgspp-dev) with the
+/// library's own line-search policy (LBFGSpp's LineSearch template parameter): bracketing for
+/// the weak Wolfe conditions, and at the loss's rounding floor, where Armijo's decrease is below
+/// 64 ε max(1, |L_T|) and cannot be decided, the approximate Wolfe conditions of Hager & Zhang
+/// (derivatives only; they keep sᵀy > 0 so the BFGS update stays defined). Without them L-BFGS
+/// stalls near ||g|| ~ 1e-9 on P1. The gradient test is absolute, ||∇_w L_T||₂ <
+/// gradient_tolerance (LBFGSpp's relative test is switched off). L-BFGS converges linearly to
+/// superlinearly, so unlike Newton its final ||g|| sits just under the tolerance.
 struct LbfgsParams {
   double gradient_tolerance = 1e-10;  ///< stop when ||∇_w L_T||₂ < this; > 0
   Index max_iterations = 1000;        ///< L-BFGS iterations, ≥ 1
