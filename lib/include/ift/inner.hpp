@@ -81,7 +81,7 @@ struct NewtonCgParams {
   /// η_k = max(cg.tolerance, min(forcing_max, 0.9 (||g_k|| / ||g_{k−1}||)²)), so far from w*
   /// a direction costs a few HVPs, and near it η_k shrinks with the quadratic convergence.
   /// The stopping test is ||g|| < gradient_tolerance either way. Measured on P1 (n = 1,000,
-  /// bench_inner): a third of the HVPs of forcing = false for the same w*.
+  /// to ||g|| < 7e-15): 323 HVPs in 15 iterations, against 959 in 11 with forcing = false.
   bool forcing = true;
   double forcing_max = 0.5;  ///< η_0 and the cap of η_k, in (0, 1)
   double armijo = 1e-4;      ///< sufficient-decrease constant c₁ in (0, 1)
