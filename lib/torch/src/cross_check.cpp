@@ -135,6 +135,24 @@ std::vector<CheckResult> compare(const std::string& prefix, EigenProblem& eigen,
       error = std::numeric_limits<double>::infinity();  // same method, same diagnostics
     add("hypergradient/" + spec_label(spec), error, t, detail);
   }
+  // The inner solver newton_cg_solve is one template for both backends: three Newton-CG
+  // iterations from the moved point give the same iterate on each (and the same HVP count).
+  {
+    NewtonCgParams p;
+    p.max_iterations = 3;
+    Vector<double> we = moved;
+    const InnerResult re = newton_cg_solve(eigen, lambda, we, p);
+    Tensor wt = to_tensor(moved, options);
+    const InnerResult rt = newton_cg_solve(deep, to_tensor(lambda, options), wt, p);
+    double error = relative_error(to_vector<double>(wt), we);
+    if (re.iterations != rt.iterations) error = std::numeric_limits<double>::infinity();
+    add("inner/newton-cg", error, tol,
+        "eigen " + std::to_string(re.hvps) + " HVPs, ||g|| " + std::to_string(re.gradient_norm) +
+            "; torch " + std::to_string(rt.hvps) + " HVPs, ||g|| " +
+            std::to_string(rt.gradient_norm));
+    eigen.set_point(lambda, w);
+    deep.set_point(to_tensor(lambda, options), to_tensor(w, options));
+  }
   return results;
 }
 
