@@ -12,7 +12,7 @@
 #     when absent (ift-torch-check replaces the gtest suite); when the top-level project cannot
 #     be configured at all (Spectra or Eigen missing, find_package(... REQUIRED) there), a minimal
 #     wrapper project builds ift + lib/torch alone;
-#   - Eigen's, Spectra's and zlib's headers can be carried from a machine that has them:
+#   - Eigen's, Spectra's, LBFGSpp's and zlib's headers can be carried from a machine that has them:
 #     run `scripts/gpu-check.sh --stage-deps` there (copies them under build-gpu-deps/, an
 #     ignored folder) and carry that folder along; this script then finds them.
 #
@@ -22,7 +22,7 @@
 #   --deps DIR        staged headers (default build-gpu-deps) [IFT_GPU_DEPS]
 #   --jobs N          parallel compile jobs (default: nproc) [IFT_GPU_JOBS]
 #   --quick           skip the timings and the ift-deep run
-#   --stage-deps      only copy Eigen/Spectra/zlib headers (and libz) into --deps, then exit
+#   --stage-deps      only copy Eigen/Spectra/LBFGSpp/zlib headers (and libz) into --deps, then exit
 #   [IFT_GPU_FORCE_WRAPPER=1] skip the top-level project (to rehearse the wrapper path)
 set -uo pipefail
 
@@ -58,6 +58,9 @@ if [ $stage -eq 1 ]; then
   [ -d /usr/include/eigen3 ] && cp -r /usr/include/eigen3 "$deps/" && echo "staged eigen3"
   [ -d /usr/include/Spectra ] && mkdir -p "$deps/spectra" && cp -r /usr/include/Spectra "$deps/spectra/" &&
     echo "staged Spectra"
+  # LBFGSpp (header-only; lbfgs_solve in lib/src/inner.cpp)
+  [ -f /usr/include/LBFGS.h ] && mkdir -p "$deps/lbfgspp" &&
+    cp -r /usr/include/LBFGS.h /usr/include/LBFGSpp "$deps/lbfgspp/" && echo "staged LBFGSpp"
   if [ -f /usr/include/zlib.h ]; then
     mkdir -p "$deps/zlib/include" "$deps/zlib/lib"
     cp /usr/include/zlib.h /usr/include/zconf.h "$deps/zlib/include/" 2>/dev/null
@@ -118,6 +121,7 @@ echo "GTest: $tests, Google Benchmark: $bench"
 
 extra=()
 [ -d "$deps/eigen3" ] && extra+=(-DEIGEN3_INCLUDE_DIR="$deps/eigen3")
+[ -f "$deps/lbfgspp/LBFGS.h" ] && extra+=(-DLBFGSPP_INCLUDE_DIR="$deps/lbfgspp")
 common=(-DCMAKE_BUILD_TYPE=Release -DIFT_WITH_TORCH=ON -DTorch_DIR="$torch_dir"
         -DIFT_BUILD_APPS=OFF -DIFT_BUILD_TESTS=$tests -DIFT_BUILD_BENCHMARKS=$bench
         "${cuda_args[@]}" "${extra[@]}")
@@ -163,6 +167,10 @@ add_library(ift::ift ALIAS ift)
 target_include_directories(ift PUBLIC $root/lib/include)
 target_link_libraries(ift PUBLIC Eigen3::Eigen PRIVATE ZLIB::ZLIB)
 target_compile_options(ift PUBLIC -march=native)
+find_path(LBFGSPP_INCLUDE_DIR NAMES LBFGS.h HINTS "$deps/lbfgspp")
+if(LBFGSPP_INCLUDE_DIR)
+  target_include_directories(ift SYSTEM PRIVATE \${LBFGSPP_INCLUDE_DIR})
+endif()
 find_package(Torch REQUIRED)
 add_subdirectory($root/lib/torch \${PROJECT_BINARY_DIR}/lib/torch)
 EOF

@@ -2,7 +2,7 @@
 # Installs the Debian packages ift needs, only those missing (fast when all are present).
 # Usage: scripts/setup-deps.sh [--with-torch]
 set -euo pipefail
-packages=(build-essential cmake libeigen3-dev libspectra-dev libboost-program-options-dev
+packages=(build-essential cmake libeigen3-dev libspectra-dev liblbfgspp-dev libboost-program-options-dev
           libbenchmark-dev libgtest-dev zlib1g-dev dataset-fashion-mnist
           python3-matplotlib python3-numpy libopenblas0-pthread libopenblas-openmp-dev)
 if [[ "${1:-}" == "--with-torch" ]]; then packages+=(libtorch-dev); fi

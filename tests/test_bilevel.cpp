@@ -291,6 +291,33 @@ TEST(BilevelInnerSolver, NewtonReachesTheInnerOptimumEveryHyperStep) {
   EXPECT_THROW(bad.check(), std::invalid_argument);
 }
 
+// Every inner solver reaches the same w*(λ) in the loop, so the same hypergradients and the
+// same λ follow (to the inner tolerance), whichever solver got there.
+TEST(BilevelInnerSolver, NewtonCgAndLbfgsFollowNewtonsTrajectory) {
+  Fixture f = make_fixture(30, 40, 6, std::log(1e-2), 13);
+  BilevelParams p = base_params(Method::Exact);
+  p.hyper_steps = 3;
+  p.warmup_steps = 0;
+  p.inner_steps = 500;
+  p.inner_tolerance = 1e-11;
+  p.outer = {OptimizerKind::Sgd, 1.0};
+  std::vector<BilevelResult<double>> results;
+  for (const char* name : {"newton", "newton-cg", "lbfgs"}) {
+    parse_inner(name, p);
+    results.push_back(BilevelLoop<double>(p).run(*f.problem, f.w0, f.lambda0));
+    for (const auto& r : results.back().records) {
+      EXPECT_EQ(r.inner_status, "converged") << name;
+      EXPECT_LT(r.inner_gradient_norm, 1e-11) << name;
+    }
+  }
+  const Vector<double> moved = results[0].lambda - f.lambda0;
+  ASSERT_GT(moved.norm(), 0);
+  for (std::size_t i = 1; i < results.size(); ++i) {
+    EXPECT_LT((results[i].lambda - results[0].lambda).norm(), 1e-8 * moved.norm()) << i;
+    EXPECT_LT((results[i].w - results[0].w).norm(), 1e-8 * results[0].w.norm()) << i;
+  }
+}
+
 TEST(BilevelFinalEvaluation, AddsOneRecordAtTheFinalLambdaWithoutAnOuterStep) {
   Fixture f = make_fixture(30, 40, 10, std::log(1e-3), 7);
   BilevelParams p = base_params(Method::Cg);

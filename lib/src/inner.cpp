@@ -1,19 +1,14 @@
 #include "ift/inner.hpp"
 
 #include <Eigen/Cholesky>
+#include <LBFGS.h>
+
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <stdexcept>
 
 namespace ift {
-
-namespace {
-std::string format(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3e", x);
-  return buf;
-}
-}  // namespace
 
 void NewtonParams::check() const {
   require(gradient_tolerance > 0, "NewtonParams::gradient_tolerance must be > 0");
@@ -21,6 +16,32 @@ void NewtonParams::check() const {
   require(armijo > 0 && armijo < 1, "NewtonParams::armijo must lie in (0, 1)");
   require(backtrack > 0 && backtrack < 1, "NewtonParams::backtrack must lie in (0, 1)");
   require(max_backtracks >= 1, "NewtonParams::max_backtracks must be >= 1");
+}
+
+void NewtonCgParams::check() const {
+  require(gradient_tolerance > 0 && std::isfinite(gradient_tolerance),
+          "NewtonCgParams::gradient_tolerance must be finite and > 0");
+  require(max_iterations >= 1, "NewtonCgParams::max_iterations must be >= 1");
+  require(cg.max_iterations >= 1, "NewtonCgParams::cg.max_iterations must be >= 1");
+  require(cg.tolerance >= 0 && cg.tolerance < 1,
+          "NewtonCgParams::cg.tolerance must lie in [0, 1)");
+  require(forcing_max > 0 && forcing_max < 1, "NewtonCgParams::forcing_max must lie in (0, 1)");
+  require(armijo > 0 && armijo < 1, "NewtonCgParams::armijo must lie in (0, 1)");
+  require(backtrack > 0 && backtrack < 1, "NewtonCgParams::backtrack must lie in (0, 1)");
+  require(max_backtracks >= 1, "NewtonCgParams::max_backtracks must be >= 1");
+}
+
+void LbfgsParams::check() const {
+  require(gradient_tolerance > 0 && std::isfinite(gradient_tolerance),
+          "LbfgsParams::gradient_tolerance must be finite and > 0");
+  require(max_iterations >= 1, "LbfgsParams::max_iterations must be >= 1");
+  require(max_iterations <= std::numeric_limits<int>::max(),
+          "LbfgsParams::max_iterations must fit in an int (LBFGSpp)");
+  require(memory >= 1 && memory <= 10000, "LbfgsParams::memory must lie in [1, 10000]");
+  require(armijo > 0 && armijo < 0.5, "LbfgsParams::armijo must lie in (0, 0.5)");
+  require(wolfe > armijo && wolfe < 1, "LbfgsParams::wolfe must lie in (armijo, 1)");
+  require(max_linesearch >= 1 && max_linesearch <= 10000,
+          "LbfgsParams::max_linesearch must lie in [1, 10000]");
 }
 
 template <class S>
@@ -36,6 +57,7 @@ InnerResult newton_solve(BilevelProblem<S>& problem, const Vector<S>& lambda, Ve
   for (Index it = 0;; ++it) {
     const double loss = static_cast<double>(problem.train_loss());
     const Vector<S> g = problem.train_gradient();
+    ++result.gradients;
     result.gradient_norm = static_cast<double>(g.norm());
     result.loss = loss;
     result.iterations = it;
@@ -46,12 +68,12 @@ InnerResult newton_solve(BilevelProblem<S>& problem, const Vector<S>& lambda, Ve
     }
     if (result.gradient_norm < params.gradient_tolerance) {
       result.converged = true;
-      result.message = "Newton converged: ||grad|| = " + format(result.gradient_norm);
+      result.message = "Newton converged: ||grad|| = " + detail::format_e(result.gradient_norm);
       return result;
     }
     if (it == params.max_iterations) {
       result.message = "Newton stopped after " + std::to_string(it) +
-                       " iterations with ||grad|| = " + format(result.gradient_norm);
+                       " iterations with ||grad|| = " + detail::format_e(result.gradient_norm);
       return result;
     }
     problem.hessian(H);
@@ -86,10 +108,12 @@ InnerResult newton_solve(BilevelProblem<S>& problem, const Vector<S>& lambda, Ve
       // Armijo cannot be decided; accept the step when the loss is unchanged to rounding and
       // the gradient norm falls (the quadratic-convergence regime of Newton).
       const double floor = 64 * std::numeric_limits<S>::epsilon() * std::max(1.0, std::abs(loss));
-      if (trial_loss <= loss + floor &&
-          static_cast<double>(problem.train_gradient().norm()) < result.gradient_norm) {
-        accepted = true;
-        break;
+      if (trial_loss <= loss + floor) {
+        ++result.gradients;
+        if (static_cast<double>(problem.train_gradient().norm()) < result.gradient_norm) {
+          accepted = true;
+          break;
+        }
       }
     }
     if (!accepted) {
@@ -97,11 +121,158 @@ InnerResult newton_solve(BilevelProblem<S>& problem, const Vector<S>& lambda, Ve
       // point and report the gradient norm reached.
       problem.set_point(lambda, w);
       result.message = "Newton: line search found no decrease at ||grad|| = " +
-                       format(result.gradient_norm) + " (precision floor)";
+                       detail::format_e(result.gradient_norm) + " (precision floor)";
       return result;
     }
     w = trial;
   }
+}
+
+namespace {
+
+/// Thrown by the line search when it finds no acceptable step: lbfgs_solve then returns the last
+/// accepted point.
+struct LineSearchFailure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// The objective handed to LBFGSpp: f(x, grad) moves the problem to (λ, x). Remembers the last
+/// point accepted by the line search (LBFGSpp's x is a rejected trial point after a failure).
+template <class S>
+struct LbfgsObjective {
+  BilevelProblem<S>& problem;
+  const Vector<S>& lambda;
+  InnerResult& result;
+  const std::function<void(Index, double, double)>& progress;
+  Vector<S> accepted;
+  double accepted_loss = 0, accepted_norm = 0;
+  Index iterations = 0;
+
+  S operator()(const Vector<S>& x, Vector<S>& grad) {
+    problem.set_point(lambda, x);
+    grad = problem.train_gradient();
+    ++result.gradients;
+    return problem.train_loss();
+  }
+  void accept(const Vector<S>& x, S loss, const Vector<S>& grad) {
+    accepted = x;
+    accepted_loss = static_cast<double>(loss);
+    accepted_norm = static_cast<double>(grad.norm());
+    ++iterations;
+    if (progress) progress(iterations, accepted_loss, accepted_norm);
+  }
+};
+
+/// A line-search policy for LBFGSpp::LBFGSSolver: bracketing bisection (expansion by 2 until a
+/// bracket exists) for the weak Wolfe conditions (Armijo with param.ftol, curvature with
+/// param.wolfe), which guarantee sᵀy > 0. Where the Armijo decrease falls below the loss's
+/// rounding error, a step is accepted when the loss is unchanged to rounding (64 ε max(1, |f|)),
+/// ||g|| falls and sᵀy > 0 (the precision-floor rule of newton_solve). Non-finite trial values
+/// shrink the step. Failure throws LineSearchFailure (LBFGSpp's own policies throw too).
+template <class S>
+class FloorWolfeLineSearch {
+  using Vec = Eigen::Matrix<S, Eigen::Dynamic, 1>;
+
+ public:
+  template <class Objective>
+  static void LineSearch(Objective& f, S& fx, Vec& x, Vec& grad, S& step, const Vec& drt,
+                         const Vec& xp, const LBFGSpp::LBFGSParam<S>& param) {
+    const S fx_init = fx;
+    const S dg_init = grad.dot(drt);
+    if (!(dg_init < 0))
+      throw LineSearchFailure("L-BFGS direction is not a descent direction (gᵀd = " +
+                              detail::format_e(static_cast<double>(dg_init)) + ")");
+    const S floor = 64 * std::numeric_limits<S>::epsilon() * std::max(S(1), std::abs(fx_init));
+    S lo = 0, hi = std::numeric_limits<S>::infinity();
+    for (int i = 0; i < param.max_linesearch; ++i) {
+      x.noalias() = xp + step * drt;
+      fx = f(x, grad);
+      const bool finite = std::isfinite(fx) && grad.allFinite();
+      const S dg = finite ? grad.dot(drt) : S(0);
+      if (!finite || fx > fx_init + param.ftol * step * dg_init) {
+        // Precision floor: the approximate Wolfe conditions of Hager & Zhang (SIAM J. Optim. 16,
+        // 2005), σ φ'(0) ≤ φ'(t) ≤ (2c₁ − 1) φ'(0) with the loss unchanged to rounding (Armijo
+        // for a quadratic φ written with derivatives only; they imply sᵀy > 0).
+        if (finite && fx <= fx_init + floor && dg >= param.wolfe * dg_init &&
+            dg <= (2 * param.ftol - 1) * dg_init) {
+          f.accept(x, fx, grad);
+          return;
+        }
+        hi = step;
+      } else if (dg < param.wolfe * dg_init) {
+        lo = step;
+      } else {
+        f.accept(x, fx, grad);
+        return;
+      }
+      step = std::isfinite(hi) ? (lo + hi) / 2 : 2 * step;
+      if (!(step > 0) || !std::isfinite(step) || step == lo || step == hi) break;
+    }
+    throw LineSearchFailure("L-BFGS line search found no acceptable step");
+  }
+};
+
+}  // namespace
+
+template <class S>
+InnerResult lbfgs_solve(BilevelProblem<S>& problem, const Vector<S>& lambda, Vector<S>& w,
+                        const LbfgsParams& params,
+                        const std::function<void(Index, double, double)>& progress) {
+  params.check();
+  InnerResult result;
+  require(w.size() == problem.num_params(),
+          "lbfgs_solve: w has " + std::to_string(w.size()) + " entries, the problem " +
+              std::to_string(problem.num_params()));
+  LbfgsObjective<S> objective{problem, lambda, result, progress, w, 0, 0, 0};
+  problem.set_point(lambda, w);
+  objective.accepted_loss = static_cast<double>(problem.train_loss());
+  objective.accepted_norm = static_cast<double>(problem.train_gradient().norm());
+  ++result.gradients;
+  if (progress) progress(0, objective.accepted_loss, objective.accepted_norm);
+  const auto finish = [&](std::string message) {
+    w = objective.accepted;
+    problem.set_point(lambda, w);
+    result.iterations = objective.iterations;
+    result.loss = objective.accepted_loss;
+    result.gradient_norm = objective.accepted_norm;
+    result.converged = std::isfinite(result.loss) &&
+                       result.gradient_norm < params.gradient_tolerance;
+    result.message = result.converged ? "L-BFGS converged: ||grad|| = " +
+                                            detail::format_e(result.gradient_norm)
+                                      : std::move(message);
+    return result;
+  };
+  if (!std::isfinite(objective.accepted_loss) || !std::isfinite(objective.accepted_norm))
+    return finish("L-BFGS: loss or gradient not finite at the starting point");
+  if (objective.accepted_norm < params.gradient_tolerance) return finish("");
+
+  LBFGSpp::LBFGSParam<S> p;
+  p.m = static_cast<int>(params.memory);
+  // LBFGSpp stops at ||g|| <= epsilon or ||g|| <= epsilon_rel ||x||: absolute test only, strict.
+  p.epsilon = std::nextafter(static_cast<S>(params.gradient_tolerance), S(0));
+  p.epsilon_rel = 0;
+  p.past = 0;
+  p.max_iterations = static_cast<int>(params.max_iterations);
+  p.linesearch = LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_WOLFE;
+  p.max_linesearch = static_cast<int>(params.max_linesearch);
+  p.ftol = static_cast<S>(params.armijo);
+  p.wolfe = static_cast<S>(params.wolfe);
+  LBFGSpp::LBFGSSolver<S, FloorWolfeLineSearch> solver(p);
+  Vector<S> x = w;
+  S fx = 0;
+  try {
+    solver.minimize(objective, x, fx);
+  } catch (const LineSearchFailure& e) {
+    return finish(std::string(e.what()) + " at ||grad|| = " +
+                  detail::format_e(objective.accepted_norm) + " after " +
+                  std::to_string(objective.iterations) + " iterations (precision floor)");
+  } catch (...) {
+    w = objective.accepted;
+    problem.set_point(lambda, w);
+    throw;
+  }
+  return finish("L-BFGS stopped after " + std::to_string(objective.iterations) +
+                " iterations with ||grad|| = " + detail::format_e(objective.accepted_norm));
 }
 
 template InnerResult newton_solve<float>(BilevelProblem<float>&, const Vector<float>&,
@@ -110,5 +281,12 @@ template InnerResult newton_solve<float>(BilevelProblem<float>&, const Vector<fl
 template InnerResult newton_solve<double>(BilevelProblem<double>&, const Vector<double>&,
                                           Vector<double>&, const NewtonParams&,
                                           const std::function<void(Index, double, double)>&);
+template InnerResult lbfgs_solve<float>(BilevelProblem<float>&, const Vector<float>&,
+                                        Vector<float>&, const LbfgsParams&,
+                                        const std::function<void(Index, double, double)>&);
+template InnerResult lbfgs_solve<double>(BilevelProblem<double>&, const Vector<double>&,
+                                         Vector<double>&, const LbfgsParams&,
+                                         const std::function<void(Index, double, double)>&);
 
 }  // namespace ift
+

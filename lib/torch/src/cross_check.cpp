@@ -139,6 +139,24 @@ std::vector<CheckResult> compare(const std::string& prefix, EigenProblem& eigen,
       error = std::numeric_limits<double>::infinity();  // same method, same diagnostics
     add("hypergradient/" + spec_label(spec), error, t, detail);
   }
+  // The inner solver newton_cg_solve is one template for both backends: three Newton-CG
+  // iterations from the moved point give the same iterate on each (and the same HVP count).
+  {
+    NewtonCgParams p;
+    p.max_iterations = 3;
+    Vector<double> we = moved;
+    const InnerResult re = newton_cg_solve(eigen, lambda, we, p);
+    Tensor wt = to_tensor(moved, options);
+    const InnerResult rt = newton_cg_solve(deep, to_tensor(lambda, options), wt, p);
+    double error = relative_error(to_vector<double>(wt), we);
+    if (re.iterations != rt.iterations) error = std::numeric_limits<double>::infinity();
+    add("inner/newton-cg", error, tol,
+        "eigen " + std::to_string(re.hvps) + " HVPs, ||g|| " + std::to_string(re.gradient_norm) +
+            "; torch " + std::to_string(rt.hvps) + " HVPs, ||g|| " +
+            std::to_string(rt.gradient_norm));
+    eigen.set_point(lambda, w);
+    deep.set_point(to_tensor(lambda, options), to_tensor(w, options));
+  }
 
   // Algorithm 2 through the one generic loop on both backends: three hyper-steps from (λ, w)
   // with full-batch SGD on w and on λ (no Adam: its normalisation would magnify rounding in
@@ -167,10 +185,10 @@ std::vector<CheckResult> compare(const std::string& prefix, EigenProblem& eigen,
   add("loop/w", same_statuses ? w_error : std::numeric_limits<double>::infinity(), tol,
       std::to_string(er.records.size()) + " hyper-steps");
   // λ must have moved, or the comparison of its change would be vacuous.
-  const double moved = (er.lambda - lambda).norm();
+  const double lambda_moved = (er.lambda - lambda).norm();
   add("loop/lambda-change",
-      same_statuses && moved > 0 ? lambda_error : std::numeric_limits<double>::infinity(), tol,
-      "||Δλ|| = " + std::to_string(moved));
+      same_statuses && lambda_moved > 0 ? lambda_error : std::numeric_limits<double>::infinity(), tol,
+      "||Δλ|| = " + std::to_string(lambda_moved));
   return results;
 }
 

@@ -304,9 +304,21 @@ class BilevelLoop {
           solved(newton_solve<typename P::Scalar>(problem, st.lambda, st.w, p));
         }
         return phase;
-      case InnerSolver::NewtonCg:
+      case InnerSolver::NewtonCg: {
+        NewtonCgParams p;
+        p.gradient_tolerance = params_.inner_tolerance;
+        p.max_iterations = params_.inner_steps;
+        solved(newton_cg_solve(problem, st.lambda, st.w, p));
+        return phase;
+      }
       case InnerSolver::Lbfgs:
-        throw std::invalid_argument("INNER-TODO");
+        if constexpr (IsEigenProblem<P>) {
+          LbfgsParams p;
+          p.gradient_tolerance = params_.inner_tolerance;
+          p.max_iterations = params_.inner_steps;
+          solved(lbfgs_solve<typename P::Scalar>(problem, st.lambda, st.w, p));
+        }
+        return phase;
     }
     return phase;
   }

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Smoke test of ift-hypergrad's inner solvers (DESIGN.md P1), called as:
+#   smoke_hypergrad.sh BIN_DIR SOURCE_DIR
+# A small P1 (300 training rows) solved by --inner newton-cg and --inner lbfgs: each run must exit
+# 0, certify ||w − w*|| <= 5e-13·||w*|| (the default --w-tol), and the two w_star.npy must agree
+# to 1e-12 relative (two certified solves of the same strongly convex problem). Dense Newton
+# (--inner newton) takes a minute even here (a 7,850² Cholesky per step) and is left to
+# tests/test_inner.cpp and bench_inner. Bad --inner / --w-tol values must name the option.
+# Needs Fashion-MNIST (ift-hypergrad has no synthetic data); without it the test says so and passes.
+set -uo pipefail
+BIN_DIR=${1:?usage: smoke_hypergrad.sh BIN_DIR SOURCE_DIR}
+APP="$BIN_DIR/ift-hypergrad"
+DATA=${IFT_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
+
+fail() { echo "smoke_hypergrad: FAIL: $*" >&2; exit 1; }
+[ -x "$APP" ] || fail "$APP not built"
+if ! ls "$DATA"/train-images-idx3-ubyte* >/dev/null 2>&1; then
+  echo "smoke_hypergrad: Fashion-MNIST not found in $DATA; skipped"
+  exit 0
+fi
+tmp=$(mktemp -d) || fail "mktemp"
+trap 'rm -rf "$tmp"' EXIT
+export OMP_WAIT_POLICY=PASSIVE
+
+for inner in newton-cg lbfgs; do
+  "$APP" --inner "$inner" --n-train 300 --n-val 100 --n-test 100 --method cg --steps 5 \
+    --data-dir "$DATA" --out "$tmp/$inner" --quiet >"$tmp/$inner.log" 2>&1 ||
+    { cat "$tmp/$inner.log" >&2; fail "--inner $inner exited non-zero"; }
+  grep -q "warning" "$tmp/$inner.log" && { cat "$tmp/$inner.log" >&2; fail "--inner $inner warned"; }
+  # "w*: NAME, ... (relative X)": the certified relative bound must be <= 5e-13.
+  bound=$(sed -n 's/^w\*: .*(relative \([^)]*\))$/\1/p' "$tmp/$inner.log")
+  [ -n "$bound" ] || { cat "$tmp/$inner.log" >&2; fail "no w* line for --inner $inner"; }
+  awk -v b="$bound" 'BEGIN { exit !(b <= 5e-13) }' || fail "--inner $inner: bound $bound > 5e-13"
+done
+/usr/bin/python3 - "$tmp/newton-cg/w_star.npy" "$tmp/lbfgs/w_star.npy" <<'EOF' || fail "w* differ"
+import sys
+import numpy as np
+a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
+rel = np.linalg.norm(a - b) / np.linalg.norm(a)
+print(f"smoke_hypergrad: ||w_newton-cg - w_lbfgs|| / ||w|| = {rel:.2e}")
+sys.exit(0 if rel <= 1e-12 else 1)
+EOF
+
+check_bad() {  # option, arguments...
+  local name=$1; shift
+  if "$APP" "$@" --out "$tmp/bad" >"$tmp/bad.log" 2>&1; then fail "$* exited 0"; fi
+  grep -q -- "$name" "$tmp/bad.log" || { cat "$tmp/bad.log" >&2; fail "message does not name $name"; }
+}
+check_bad --inner --inner bogus
+check_bad --w-tol --w-tol 0
+echo "smoke_hypergrad: OK"
