@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
       ("grad-tol", po::value(&grad_tol)->default_value(grad_tol), "the inner solve stops at ||∇_w L_T|| below this (> 0)")
       ("w-tol", po::value(&w_tol)->default_value(w_tol, "5e-13"),
        "then continues until ||w − w*|| <= w-tol·||w*|| is certified by strong convexity: "
-       "||w − w*|| <= ||∇_w L_T|| / μ, μ = min_i exp(λ_i) (> 0; two solves certified to 5e-13 "
+       "||w − w*|| <= ||∇_w L_T|| / μ, μ = min_i exp(λ_i) (in (0, 1); two solves certified to 5e-13 "
        "agree to 1e-12)")
       ("sweep", po::bool_switch(&sweep), "run every method for each k in --sweep-steps (problem P3)")
       ("sweep-steps", po::value(&sweep_steps)->default_value(sweep_steps), "comma-separated k for --sweep")
