@@ -249,6 +249,7 @@ int main(int argc, char** argv) {
     const Spectrum top = largest_eigenvalue(hessian_op, lanczos);
     double lambda_min = std::numeric_limits<double>::quiet_NaN();
     Index inverse_solves = 0;
+    std::string inverse_status = "not computed";
     if (exact.status == SolverStatus::Converged) {
       const DenseSolver<double>& factor = exact_engine.dense_solver();
       FunctionOperator<Vector<double>> inverse_op(
@@ -262,14 +263,15 @@ int main(int argc, char** argv) {
       const PowerIterationResult inv = power_iteration(inverse_op, power);
       if (inv.eigenvalue > 0) lambda_min = 1 / inv.eigenvalue;
       inverse_solves = inv.hvps;
+      inverse_status = to_string(inv.status);
     }
     const double spectrum_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t_spectrum).count();
-    std::printf("spectrum of H: λ_max = %.6e (%s, %lld HVPs)  λ_min = %.6e (%lld solves)  "
+    std::printf("spectrum of H: λ_max = %.6e (%s, %lld HVPs)  λ_min = %.6e (%s, %lld solves)  "
                 "κ = %.1f  (%.1f s)\n",
                 top.lambda_max, to_string(top.status), static_cast<long long>(top.hvps),
-                lambda_min, static_cast<long long>(inverse_solves), top.lambda_max / lambda_min,
-                spectrum_seconds);
+                lambda_min, inverse_status.c_str(), static_cast<long long>(inverse_solves),
+                top.lambda_max / lambda_min, spectrum_seconds);
     Spectrum spectrum = top;
     spectrum.lambda_min = lambda_min;
     const double auto_alpha = spectrum.lambda_max > 0 ? 1.0 / spectrum.lambda_max : 0.0;
