@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <Eigen/Eigenvalues>
+#include <Eigen/QR>
 #include <memory>
 #include <random>
 #include <vector>
@@ -303,6 +304,94 @@ TEST(Inner, NewtonCgOnMlpFromIndefiniteStart) {
   for (std::size_t i = 1; i < losses.size(); ++i)
     EXPECT_LE(losses[i], losses[i - 1] + 64 * std::numeric_limits<double>::epsilon() *
                                              std::max(1.0, std::abs(losses[i - 1])));
+}
+
+/// L(w) = ½ wᵀAw − bᵀw as a user-defined generic problem (no BilevelProblem): newton_cg_solve
+/// needs only the generic::HypergradientProblem operations and train_loss(). `broken_hvp` makes
+/// every Hessian-vector product NaN.
+struct Quadratic {
+  Matrix<double> A;
+  Vector<double> b;
+  bool broken_hvp = false;
+  Vector<double> lambda_, w_, g_;
+  void set_point(const Vector<double>& lambda, const Vector<double>& w) {
+    lambda_ = lambda;
+    w_ = w;
+    g_ = A * w - b;
+  }
+  const Vector<double>& lambda() const { return lambda_; }
+  const Vector<double>& w() const { return w_; }
+  const Vector<double>& train_gradient() const { return g_; }
+  double train_loss() const { return 0.5 * w_.dot(A * w_) - b.dot(w_); }
+  const Vector<double>& val_gradient() const { return g_; }
+  void val_direct_gradient(Vector<double>& out) const { out.setZero(lambda_.size()); }
+  void hvp(const Vector<double>& v, Vector<double>& out) const {
+    out = A * v;
+    if (broken_hvp) out.setConstant(std::numeric_limits<double>::quiet_NaN());
+  }
+  void mixed_product(const Vector<double>&, Vector<double>& out) const {
+    out.setZero(lambda_.size());
+  }
+  Index num_params() const { return A.rows(); }
+};
+static_assert(generic::HypergradientProblem<Quadratic>);
+
+/// A = Q diag(eigenvalues) Qᵀ with a seeded random orthogonal Q.
+Quadratic quadratic(const Vector<double>& eigenvalues) {
+  const Index n = eigenvalues.size();
+  Matrix<double> M(n, n);
+  for (Index j = 0; j < n; ++j) M.col(j) = testing::random_vector<double>(n, 40 + j);
+  const Matrix<double> Q = Eigen::HouseholderQR<Matrix<double>>(M).householderQ();
+  Quadratic q;
+  q.A = Q * eigenvalues.asDiagonal() * Q.transpose();
+  q.b = testing::random_vector<double>(n, 99);
+  return q;
+}
+
+TEST(Inner, NewtonCgOnAGenericQuadratic) {
+  // One Newton step with an exact CG solve: w* = A⁻¹b.
+  Quadratic q = quadratic(Vector<double>::LinSpaced(30, 0.5, 20.0));
+  const Vector<double> lambda = Vector<double>::Zero(1);
+  Vector<double> w = Vector<double>::Zero(30);
+  const InnerResult r = newton_cg_solve(q, lambda, w);
+  ASSERT_TRUE(r.converged) << r.message;
+  const Vector<double> w_star = q.A.llt().solve(q.b);
+  EXPECT_LE(relative_difference(w, w_star), 1e-12);
+  EXPECT_LE(r.hvps, 30 * r.iterations);  // CG on a 30 × 30 operator: at most 30 per solve
+}
+
+TEST(Inner, NewtonCgFallsBackToSteepestDescent) {
+  // Every HVP is NaN: CG yields no direction, steepest descent −g (t = 1 since gᵀHg is not
+  // finite) still converges on A with spectrum in [1, 1.5] (contraction 1/2 per step), and the
+  // message says how often the fallback was taken.
+  Quadratic q = quadratic(Vector<double>::LinSpaced(10, 1.0, 1.5));
+  q.broken_hvp = true;
+  const Vector<double> lambda = Vector<double>::Zero(1);
+  Vector<double> w = Vector<double>::Zero(10);
+  const InnerResult r = newton_cg_solve(q, lambda, w);
+  ASSERT_TRUE(r.converged) << r.message;
+  EXPECT_TRUE(w.allFinite());
+  EXPECT_NE(r.message.find(std::to_string(r.iterations) + " steepest-descent fallbacks"),
+            std::string::npos)
+      << r.message;
+  EXPECT_LE((w - q.A.llt().solve(q.b)).norm(), r.gradient_norm);  // μ = 1
+}
+
+TEST(Inner, NewtonCgOnAnUnboundedQuadratic) {
+  // An indefinite A: L_T has no minimum. Newton-CG must stop at its cap, finite, and say so.
+  Vector<double> eigenvalues = Vector<double>::LinSpaced(12, -1.0, 4.0);
+  Quadratic q = quadratic(eigenvalues);
+  const Vector<double> lambda = Vector<double>::Zero(1);
+  Vector<double> w = Vector<double>::Zero(12);
+  NewtonCgParams p;
+  p.max_iterations = 20;
+  const InnerResult r = newton_cg_solve(q, lambda, w, p);
+  EXPECT_FALSE(r.converged);
+  EXPECT_TRUE(w.allFinite());
+  EXPECT_TRUE(std::isfinite(r.loss) && std::isfinite(r.gradient_norm));
+  EXPECT_LT(r.loss, 0);  // it descended (L(0) = 0)
+  EXPECT_NE(r.message.find("stopped after 20"), std::string::npos) << r.message;
+  EXPECT_NE(r.message.find("Levenberg"), std::string::npos) << r.message;
 }
 
 TEST(Inner, IterationCapIsNotConvergence) {

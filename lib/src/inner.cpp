@@ -37,11 +37,12 @@ void LbfgsParams::check() const {
   require(max_iterations >= 1, "LbfgsParams::max_iterations must be >= 1");
   require(max_iterations <= std::numeric_limits<int>::max(),
           "LbfgsParams::max_iterations must fit in an int (LBFGSpp)");
-  require(memory >= 1 && memory <= 10000, "LbfgsParams::memory must lie in [1, 10000]");
+  require(memory >= 1 && memory <= std::numeric_limits<int>::max(),
+          "LbfgsParams::memory must be >= 1 (and fit in an int)");
   require(armijo > 0 && armijo < 0.5, "LbfgsParams::armijo must lie in (0, 0.5)");
   require(wolfe > armijo && wolfe < 1, "LbfgsParams::wolfe must lie in (armijo, 1)");
-  require(max_linesearch >= 1 && max_linesearch <= 10000,
-          "LbfgsParams::max_linesearch must lie in [1, 10000]");
+  require(max_linesearch >= 1 && max_linesearch <= std::numeric_limits<int>::max(),
+          "LbfgsParams::max_linesearch must be >= 1 (and fit in an int)");
 }
 
 template <class S>
