@@ -17,7 +17,10 @@
 // instead of Σ k) and each w_t visited once by all passes together.
 // Before the sweep, each (method, k) was a separate call: the logreg default took 16.4 min wall
 // (4.1 min CPU) on 2 shared cores at load 7–12, of which Newton 185 s, exact 37 s,
-// gauss-newton/exact 36 s, and the seven k-sweeps about 12 min.
+// gauss-newton/exact 36 s, and the seven k-sweeps about 12 min. With the sweep and passive
+// OpenMP waiting (main): 2.5 min wall (54 s CPU) at load 8–9, of which Newton 122 s (42 s CPU:
+// 11 dense Hessians and Cholesky factorisations at D = 7,850) and everything after it 26 s
+// (13 s CPU: exact and gauss-newton/exact 8–9 s each, unrolled 7 s, each series under 1 s).
 //
 // The MLP's w* is found by newton_solve from Mlp::initial_weights(--seed): every Newton
 // iteration builds the dense Hessian from D HVPs and factorises it, and from the random start it

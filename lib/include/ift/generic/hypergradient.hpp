@@ -3,6 +3,8 @@
 // with v from cg / neumann / identity / zero (the linalg templates), exact (Eigen vectors with a
 // dense Hessian), kfac (when the problem supplies Kronecker factors or its own KFAC inverse), or
 // unrolled reverse-mode differentiation through i gradient steps (Lorraine et al. 2020, §3).
+// hypergradient_sweep gives the result for every step count k of a sweep from one run (one
+// series for cg and neumann, one trajectory for unrolled), each equal to its single-k call.
 //
 // The same code runs on Eigen vectors (V = ift::Vector<S>, any ift::BilevelProblem<S>) and on
 // flat LibTorch tensors (ift::deep::TorchProblem), so the two backends cannot drift apart: the
