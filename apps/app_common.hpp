@@ -14,6 +14,7 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -292,6 +293,18 @@ inline int run_main(const char* app, const std::function<int()>& body) {
     std::cerr << app << ": error: " << e.what() << "\n";
     return 1;
   }
+}
+
+/// OpenMP threads that spin while they wait collapse when a shared 2-core machine is
+/// oversubscribed (the scripts and CTest export OMP_WAIT_POLICY=PASSIVE for this reason). libgomp
+/// reads the variable once, when it is loaded, before main: so when the user has not set it, this
+/// sets PASSIVE and re-executes the program once (same arguments). Call it first in main. When
+/// the re-execution fails the program simply continues with the runtime's default. The policy
+/// changes how idle threads wait, never what is computed.
+inline void prefer_passive_omp_wait(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  if (::setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+  ::execv("/proc/self/exe", argv);  // returns only on failure
 }
 
 }  // namespace ift::app

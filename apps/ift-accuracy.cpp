@@ -5,14 +5,22 @@
 //   ift-accuracy --model logreg     P1 set-up: softmax regression on Fashion-MNIST, per-weight decay
 //   ift-accuracy --model mlp        784-h-10 tanh MLP at a local minimum found by Newton
 //
-// Output DIR/accuracy.csv, one row per (method, k), header kCsvHeader below. Each (method, k) is
-// computed by its own HypergradientEngine call, so every row is cg(k) / neumann(k) exactly as the
-// library defines it (one definition everywhere, DESIGN.md §1) and its hvps/seconds are its own.
-// The price is O(K²) HVPs per k-dependent method (1,275 for K = 50; unrolled also a gradient and
-// a mixed product per step); the library exposes no partial sums to share, and the run prints
-// the time this costs per method. Measured on 2 shared cores (load ≈ 5–10): the logreg default
-// took 33 min wall for 9.6 min of CPU: Newton 11 iterations (175 s wall), exact 22 s, and the
-// seven k-sweeps the rest. --steps-list 0,1,2,5,10,20,50 cuts the sweep about 20-fold.
+// Output DIR/accuracy.csv, one row per (method, k), header kCsvHeader below. Each k-dependent
+// method runs ONCE over k = 0..K (HypergradientEngine::sweep, generic::hypergradient_sweep):
+// neumann and cg hand out every partial result of one series of K steps, each exactly the
+// result of cg(k) / neumann(k) as the library defines it (one definition everywhere, DESIGN.md
+// §1; tests/test_sweep.cpp checks every k against the single-k call), so a row's hvps is still
+// its own k's cost, and its seconds the time from the start of that method's sweep until k's
+// result was ready. neumann and cg cost K HVPs per method instead of K(K+1)/2. unrolled(k)
+// differentiates a different L_V(w_k) for each k, so its reverse passes cannot be shared: it
+// costs Σ k = K(K+1)/2 HVPs and mixed products, with one shared forward trajectory (K gradients
+// instead of Σ k) and each w_t visited once by all passes together.
+// Before the sweep, each (method, k) was a separate call: the logreg default took 16.4 min wall
+// (4.1 min CPU) on 2 shared cores at load 7–12, of which Newton 185 s, exact 37 s,
+// gauss-newton/exact 36 s, and the seven k-sweeps about 12 min. With the sweep and passive
+// OpenMP waiting (main): 2.5 min wall (54 s CPU) at load 8–9, of which Newton 122 s (42 s CPU:
+// 11 dense Hessians and Cholesky factorisations at D = 7,850) and everything after it 26 s
+// (13 s CPU: exact and gauss-newton/exact 8–9 s each, unrolled 7 s, each series under 1 s).
 //
 // The MLP's w* is found by newton_solve from Mlp::initial_weights(--seed): every Newton
 // iteration builds the dense Hessian from D HVPs and factorises it, and from the random start it
@@ -31,6 +39,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -112,6 +121,10 @@ MethodSpec spec_from_name(const std::string& name, Index k, double kfac_damping)
 
 bool uses_steps(Method m) { return m == Method::Cg || m == Method::Neumann || m == Method::Unrolled; }
 
+/// CPU seconds of the whole process (all threads) so far: with wall time, shows how much of a
+/// phase was computing and how much waiting for cores on a shared machine.
+double cpu_seconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -130,6 +143,8 @@ struct Options {
 int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector<Index>& ks,
           const std::vector<std::string>& methods, io::CsvWriter& csv, bool progress) {
   const auto t_total = std::chrono::steady_clock::now();
+  const double cpu_total = cpu_seconds();
+  const Index ks_max = *std::max_element(ks.begin(), ks.end());
   const HypergradientResult<double> exact =
       HypergradientEngine<double>(spec_from_name("exact", 0, 0)).compute(problem);
   const double exact_norm = exact.hypergradient.norm();
@@ -169,42 +184,57 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
   std::printf("\n%-24s %4s %11s %10s %-16s %7s %8s\n", "method", "k", "rel.error", "cosine", "status",
               "HVPs", "seconds");
   int rows = 0;
+  auto add_row = [&](const std::string& name, bool has_k, Index k, const HypergradientResult<double>& r,
+                     bool print) {
+    const double norm = r.hypergradient.norm();
+    const double rel = (r.hypergradient - exact.hypergradient).norm() / exact_norm;
+    const double cosine = norm > 0 ? r.hypergradient.dot(exact.hypergradient) / (norm * exact_norm)
+                                   : 0.0;  // zero hypergradient (unrolled(0)): no direction
+    csv.add_row({opt.model, name, has_k ? io::CsvCell(static_cast<long long>(k)) : io::CsvCell(""),
+                 rel, cosine, to_string(r.status), static_cast<long long>(r.hvps), r.seconds});
+    ++rows;
+    if (!opt.quiet && print)
+      std::printf("%-24s %4s %11.3e %10.6f %-16s %7lld %8.3f\n", name.c_str(),
+                  has_k ? std::to_string(k).c_str() : "-", rel, cosine, to_string(r.status),
+                  static_cast<long long>(r.hvps), r.seconds);
+  };
   for (const std::string& name : methods) {
-    const MethodSpec probe = spec_from_name(name, 0, opt.kfac_damping);
-    const std::vector<Index> method_ks = uses_steps(probe.method) ? ks : std::vector<Index>{0};
-    double method_seconds = 0;
-    long long method_hvps = 0;
-    for (Index k : method_ks) {
-      MethodSpec s = spec_from_name(name, k, opt.kfac_damping);
-      if (s.method == Method::Neumann) s.alpha = alpha_for(s.curvature);
-      if (s.method == Method::Unrolled) s.alpha = alpha_for(Curvature::Hessian);
-      // Unrolled from w*: w_0 = w*, so unrolled(k) = neumann(k − 1) (Lorraine et al. 2020).
-      const HypergradientResult<double> r =
-          name == "exact" ? exact : HypergradientEngine<double>(s).compute(problem);
-      const double norm = r.hypergradient.norm();
-      const double rel = (r.hypergradient - exact.hypergradient).norm() / exact_norm;
-      const double cosine = norm > 0 ? r.hypergradient.dot(exact.hypergradient) / (norm * exact_norm)
-                                     : 0.0;  // zero hypergradient (unrolled(0)): no direction
-      const bool has_k = uses_steps(s.method);
-      csv.add_row({opt.model, name, has_k ? io::CsvCell(static_cast<long long>(k)) : io::CsvCell(""),
-                   rel, cosine, to_string(r.status), static_cast<long long>(r.hvps), r.seconds});
-      ++rows;
-      method_seconds += r.seconds;
-      method_hvps += static_cast<long long>(r.hvps);
-      const bool last = k == method_ks.back();
-      if (!opt.quiet && (last || k % 10 == 0 || !has_k))
-        std::printf("%-24s %4s %11.3e %10.6f %-16s %7lld %8.3f\n", name.c_str(),
-                    has_k ? std::to_string(k).c_str() : "-", rel, cosine, to_string(r.status),
-                    static_cast<long long>(r.hvps), r.seconds);
-      if (progress)
-        std::fprintf(stderr, "\r  %-24s k = %3lld (%.1f s)\033[K", name.c_str(),
-                     static_cast<long long>(k), method_seconds);
+    MethodSpec s = spec_from_name(name, 0, opt.kfac_damping);
+    if (!uses_steps(s.method)) {
+      add_row(name, false, 0,
+              name == "exact" ? exact : HypergradientEngine<double>(s).compute(problem), true);
+      continue;
     }
+    if (s.method == Method::Neumann) s.alpha = alpha_for(s.curvature);
+    if (s.method == Method::Unrolled) s.alpha = alpha_for(Curvature::Hessian);
+    // Unrolled from w*: w_0 = w*, so unrolled(k) = neumann(k − 1) (Lorraine et al. 2020).
+    if (progress) std::fprintf(stderr, "\r  %-24s k = 0..%lld\033[K", name.c_str(),
+                               static_cast<long long>(ks_max));
+    const auto t_method = std::chrono::steady_clock::now();
+    const std::vector<HypergradientResult<double>> results =
+        HypergradientEngine<double>(s).sweep(problem, ks);
+    const double method_seconds = seconds_since(t_method);
     if (progress) std::fprintf(stderr, "\r\033[K");
-    if (method_ks.size() > 1)
-      std::printf("%-24s all k: %lld HVPs, %.2f s\n", name.c_str(), method_hvps, method_seconds);
+    for (std::size_t j = 0; j < ks.size(); ++j)
+      add_row(name, true, ks[j], results[j], ks[j] % 10 == 0 || j + 1 == ks.size());
+    // HVPs actually spent: one series (the largest k's count) for neumann and cg; one reverse
+    // pass per distinct k for unrolled (α is given, so no power iteration inside).
+    long long spent = 0;
+    std::set<Index> seen;
+    for (std::size_t j = 0; j < ks.size(); ++j) {
+      const auto h = static_cast<long long>(results[j].hvps);
+      if (s.method == Method::Unrolled) {
+        if (seen.insert(ks[j]).second) spent += h;
+      } else {
+        spent = std::max(spent, h);
+      }
+    }
+    if (ks.size() > 1)
+      std::printf("%-24s all k: %lld HVPs in one %s, %.2f s\n", name.c_str(), spent,
+                  s.method == Method::Unrolled ? "trajectory (a reverse pass per k)" : "series",
+                  method_seconds);
   }
-  std::printf("sweep: %.1f s\n", seconds_since(t_total));
+  std::printf("sweep: %.1f s (%.1f s CPU)\n", seconds_since(t_total), cpu_seconds() - cpu_total);
   return rows;
 }
 
@@ -319,6 +349,7 @@ int run(int argc, char** argv) {
   const Vector<double> lambda = Vector<double>::Constant(D, opt.log_decay);
 
   const auto t0 = std::chrono::steady_clock::now();
+  const double cpu0 = cpu_seconds();
   std::string pretrain_note;
   if (!logreg && opt.pretrain_steps > 0) {
     // From a random start Newton spends most of its (dense, D-HVP) iterations far from any
@@ -354,11 +385,12 @@ int run(int argc, char** argv) {
       });
   if (progress) std::fprintf(stderr, "\r\033[K");
   const double newton_seconds = seconds_since(t0);
+  const double newton_cpu = cpu_seconds() - cpu0;
   std::printf("P3 %s (%s): train=%lld val=%lld D=%lld log-decay=%.6f\n", opt.model.c_str(),
               opt.common.data.c_str(), static_cast<long long>(opt.n_train),
               static_cast<long long>(opt.n_val), static_cast<long long>(D), opt.log_decay);
-  std::printf("w*: %s (%lld iterations, %.1f s)\n", inner.message.c_str(),
-              static_cast<long long>(inner.iterations), newton_seconds);
+  std::printf("w*: %s (%lld iterations, %.1f s, %.1f s CPU)\n", inner.message.c_str(),
+              static_cast<long long>(inner.iterations), newton_seconds, newton_cpu);
   std::fflush(stdout);
   if (!inner.converged)
     std::cerr << "ift-accuracy: warning: " << inner.message
@@ -373,15 +405,21 @@ int run(int argc, char** argv) {
                   (inner.converged ? "" : " -- NOT CONVERGED"));
   csv.add_comment("columns: relative_error = ||h - h_exact|| / ||h_exact||, cosine = "
                   "<h, h_exact> / (||h|| ||h_exact||) (0 when h = 0); k empty for "
-                  "k-independent methods; unrolled(k) starts at w*");
+                  "k-independent methods; unrolled(k) starts at w*; hvps = the cost of k on its "
+                  "own; seconds = for k-dependent methods, the time from the start of the "
+                  "method's one sweep over all k until k's result was ready");
   const int rows = sweep(*problem, opt, ks, methods, csv, progress);
   csv.save();
-  std::printf("wrote %s (%d rows); total %.1f s\n", csv.path().c_str(), rows, seconds_since(t0));
+  std::printf("wrote %s (%d rows); total %.1f s (%.1f s CPU)\n", csv.path().c_str(), rows,
+              seconds_since(t0), cpu_seconds() - cpu0);
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Measured for the default run at load ≈ 8 on 2 cores: 5 min 14 s with spinning OpenMP
+  // threads, 2 min 3 s with passive waiting (identical numbers).
+  app::prefer_passive_omp_wait(argv);
   return app::run_main("ift-accuracy", [&] { return run(argc, argv); });
 }

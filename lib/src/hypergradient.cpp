@@ -85,6 +85,13 @@ HypergradientResult<S> HypergradientEngine<S>::compute(BilevelProblem<S>& proble
   return generic::hypergradient(problem, spec_, start, &dense_, state);
 }
 
+template <class S>
+std::vector<HypergradientResult<S>> HypergradientEngine<S>::sweep(BilevelProblem<S>& problem,
+                                                                  const std::vector<Index>& ks,
+                                                                  const Vector<S>* start) {
+  return generic::hypergradient_sweep(problem, spec_, ks, start);
+}
+
 template class HypergradientEngine<float>;
 template class HypergradientEngine<double>;
 

@@ -5,6 +5,8 @@
 // generic/hypergradient.hpp, for Eigen vectors and LibTorch tensors alike; this is its Eigen face.
 #pragma once
 
+#include <vector>
+
 #include "ift/core.hpp"
 #include "ift/generic/hypergradient.hpp"
 #include "ift/method.hpp"
@@ -29,6 +31,13 @@ class HypergradientEngine {
   /// across hyper-steps (generic/solver_state.hpp), read and updated; null: none.
   HypergradientResult<S> compute(BilevelProblem<S>& problem, const Vector<S>* start = nullptr,
                                  generic::SolverState<Vector<S>>* state = nullptr);
+
+  /// compute() with spec().steps = k for every k in ks, from one run
+  /// (generic::hypergradient_sweep: one series for neumann and cg, one trajectory for unrolled);
+  /// result j is the one for ks[j], with its own status, iterations and hvps. No solver state.
+  std::vector<HypergradientResult<S>> sweep(BilevelProblem<S>& problem,
+                                            const std::vector<Index>& ks,
+                                            const Vector<S>* start = nullptr);
 
   /// The exact method's factorised curvature from the last compute() (for reuse, e.g. solves
   /// with other right-hand sides or inverse iteration); empty before an exact compute().

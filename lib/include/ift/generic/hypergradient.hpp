@@ -3,6 +3,8 @@
 // with v from cg / neumann / identity / zero (the linalg templates), exact (Eigen vectors with a
 // dense Hessian), kfac (when the problem supplies Kronecker factors or its own KFAC inverse), or
 // unrolled reverse-mode differentiation through i gradient steps (Lorraine et al. 2020, §3).
+// hypergradient_sweep gives the result for every step count k of a sweep from one run (one
+// series for cg and neumann, one trajectory for unrolled), each equal to its single-k call.
 //
 // The same code runs on Eigen vectors (V = ift::Vector<S>, any ift::BilevelProblem<S>) and on
 // flat LibTorch tensors (ift::deep::TorchProblem), so the two backends cannot drift apart: the
@@ -11,6 +13,7 @@
 // HypergradientEngine to rounding (a test asserts 1e-12).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <optional>
@@ -185,6 +188,25 @@ FunctionOperator<ProblemVector<P>> curvature_operator(P& problem, const MethodSp
                               " is not provided by this problem");
 }
 
+/// The solver parameters a spec stands for (one definition for hypergradient and the sweep).
+inline CgParams cg_params(const MethodSpec& spec) {
+  CgParams p;
+  p.max_iterations = spec.steps;
+  p.tolerance = spec.tolerance;
+  p.reorthogonalize = spec.reorthogonalize;
+  p.true_residual = spec.compute_residual;
+  return p;
+}
+inline NeumannParams neumann_params(const MethodSpec& spec) {
+  NeumannParams p;
+  p.steps = spec.steps;
+  p.alpha = spec.alpha;
+  p.safety = spec.safety;
+  p.power_iterations = spec.power_iterations;
+  p.compute_residual = spec.compute_residual;
+  return p;
+}
+
 template <class V>
 void copy_diagnostics(SolveResult<V>&& r, Result<V>& out) {
   out.v = std::move(r.x);
@@ -229,11 +251,7 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
       }
     case Method::Cg: {
       const auto op = curvature_operator(problem, spec);
-      CgParams p;
-      p.max_iterations = spec.steps;
-      p.tolerance = spec.tolerance;
-      p.reorthogonalize = spec.reorthogonalize;
-      p.true_residual = spec.compute_residual;
+      const CgParams p = cg_params(spec);
       const bool warm = spec.warm_start && state != nullptr && state->has_v &&
                         VectorSpace<V>::size(state->v) == VectorSpace<V>::size(g);
       copy_diagnostics(conjugate_gradient(op, g, p, warm ? &state->v : nullptr), out);
@@ -241,13 +259,7 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
     }
     case Method::Neumann: {
       const auto op = curvature_operator(problem, spec);
-      NeumannParams p;
-      p.steps = spec.steps;
-      p.alpha = spec.alpha;
-      p.safety = spec.safety;
-      p.power_iterations = spec.power_iterations;
-      p.compute_residual = spec.compute_residual;
-      copy_diagnostics(neumann(op, g, p), out);
+      copy_diagnostics(neumann(op, g, neumann_params(spec)), out);
       return;
     }
     case Method::Identity: copy_diagnostics(identity_solve(g), out); return;
@@ -286,36 +298,87 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
   throw std::logic_error("generic::solve: unexpected method");
 }
 
-/// Reverse-mode differentiation of L_V(w_i) through w_{t+1} = w_t − α ∇_w L_T(λ, w_t):
-///   a_i = ∇_w L_V(w_i);  for t = i−1 … 0:  h −= α a_{t+1}ᵀ ∂²L_T/∂w∂λᵀ(w_t),
-///                                          a_t = a_{t+1} − α H(w_t) a_{t+1}.
-/// Stores the trajectory (i + 1 vectors of size D); returns the problem to its original point.
+/// h = ∂L_V/∂λ − vᵀ ∂²L_T/∂w∂λᵀ from out.direct and out.v.
 template <HypergradientProblem P>
-void unrolled(P& problem, const MethodSpec& spec, const ProblemVector<P>& start,
-              Result<ProblemVector<P>>& out) {
+void form_hypergradient(P& problem, Result<ProblemVector<P>>& out) {
   using V = ProblemVector<P>;
   using VS = VectorSpace<V>;
   using S = typename VS::Scalar;
+  V mixed = VS::zeros_like(out.direct);
+  problem.mixed_product(out.v, mixed);
+  out.hypergradient = clone(out.direct);
+  VS::axpy(S(-1), mixed, out.hypergradient);
+}
+
+/// A non-finite hypergradient is reported, never returned silently.
+template <class V>
+void check_finite(Result<V>& out) {
+  if (!VectorSpace<V>::all_finite(out.hypergradient)) {
+    out.status = SolverStatus::NumericalIssue;
+    out.message += (out.message.empty() ? "" : "; ") + std::string("hypergradient not finite");
+  }
+}
+
+/// Deep copies of the vectors of a Result (through the seam) and of its diagnostics.
+template <class V>
+Result<V> copy_result(const Result<V>& r) {
+  Result<V> c;
+  c.hypergradient = clone(r.hypergradient);
+  c.direct = clone(r.direct);
+  if (VectorSpace<V>::size(r.v) > 0) c.v = clone(r.v);
+  c.status = r.status;
+  c.iterations = r.iterations;
+  c.hvps = r.hvps;
+  c.relative_residual = r.relative_residual;
+  c.alpha = r.alpha;
+  c.suggested_alpha = r.suggested_alpha;
+  c.message = r.message;
+  c.seconds = r.seconds;
+  return c;
+}
+
+/// Reverse-mode differentiation of L_V(w_i) through w_{t+1} = w_t − α ∇_w L_T(λ, w_t):
+///   a_i = ∇_w L_V(w_i);  for t = i−1 … 0:  h −= α a_{t+1}ᵀ ∂²L_T/∂w∂λᵀ(w_t),
+///                                          a_t = a_{t+1} − α H(w_t) a_{t+1},
+/// for every i in `ks` (ascending, distinct, >= 0) at once; outs[j] is the result for ks[j].
+/// One forward trajectory w_0 … w_K (K = max ks; K + 1 vectors of size D) serves every i, and the
+/// reverse passes run side by side: at each w_t (visited once, t = K … 0) every pass with i > t
+/// takes its step. The reverse passes themselves cannot be shared (each differentiates a
+/// different L_V(w_i), and a_t^{(i)} depends on i through a_i), so the sweep costs Σ_{i∈ks} i
+/// HVPs and mixed products, but K gradients and 2K + 2 set_points instead of Σ i and Σ (2i + 2).
+/// Each i's arithmetic is exactly that of unrolling i steps alone (ks = {i}: the single-k method).
+/// Every out's hvps is its own cost, i plus the power iteration for an automatic α (run once).
+/// Returns the problem to its original point.
+template <HypergradientProblem P>
+void unrolled_sweep(P& problem, const MethodSpec& spec, const ProblemVector<P>& start,
+                    const std::vector<Index>& ks, std::vector<Result<ProblemVector<P>>>& outs) {
+  using V = ProblemVector<P>;
+  using VS = VectorSpace<V>;
+  using S = typename VS::Scalar;
+  require(!ks.empty() && std::is_sorted(ks.begin(), ks.end()) &&
+              std::adjacent_find(ks.begin(), ks.end()) == ks.end() && ks.front() >= 0,
+          "unrolled: the step counts must be distinct, ascending and >= 0");
   const V lambda = clone(problem.lambda());
   const V origin = clone(problem.w());
-  const Index steps = spec.steps;
-  problem.set_point(lambda, start);
+  const V w0 = clone(start);  // start may be problem.w() itself, which set_point overwrites
+  const Index steps = ks.back();
+  problem.set_point(lambda, w0);
   double alpha = spec.alpha;
+  Index power_hvps = 0;
   if (alpha == 0) {
     const auto op = curvature_operator(problem, spec);
     PowerIterationParams p;
     p.max_iterations = spec.power_iterations;
-    const PowerIterationResult power = power_iteration(op, start, p);
-    out.hvps += power.hvps;
+    const PowerIterationResult power = power_iteration(op, w0, p);
+    power_hvps = power.hvps;
     require(power.eigenvalue > 0, "unrolled: the Hessian's largest eigenvalue is not positive; "
                                   "give --alpha explicitly");
     alpha = spec.safety / power.eigenvalue;
   }
-  out.alpha = alpha;
   const S a_step = static_cast<S>(alpha);
   std::vector<V> trajectory;
   trajectory.reserve(static_cast<std::size_t>(steps) + 1);
-  trajectory.push_back(clone(start));
+  trajectory.push_back(clone(w0));
   for (Index t = 0; t < steps; ++t) {
     const auto h = static_cast<std::size_t>(t);
     if (t > 0) problem.set_point(lambda, trajectory[h]);
@@ -323,31 +386,62 @@ void unrolled(P& problem, const MethodSpec& spec, const ProblemVector<P>& start,
     VS::axpy(-a_step, problem.train_gradient(), next);
     trajectory.push_back(std::move(next));
   }
-  problem.set_point(lambda, trajectory.back());
-  V a = clone(problem.val_gradient());
-  problem.val_direct_gradient(out.direct);  // the direct term at w_i
-  out.hypergradient = clone(out.direct);
-  V mixed = VS::zeros_like(out.direct);
-  V Ha = VS::zeros_like(a);
-  out.status = SolverStatus::Converged;
-  for (Index t = steps - 1; t >= 0; --t) {
+
+  const std::size_t n = ks.size();
+  outs.clear();
+  outs.resize(n);
+  std::vector<V> adjoint(n);
+  std::vector<bool> running(n, false);
+  V mixed, Ha;
+  std::size_t first = n;  // passes first … n − 1 have started (ks[first] <= t)
+  for (Index t = steps; t >= 0; --t) {
     problem.set_point(lambda, trajectory[static_cast<std::size_t>(t)]);
-    problem.mixed_product(a, mixed);
-    VS::axpy(-a_step, mixed, out.hypergradient);
-    problem.hvp(a, Ha);
-    ++out.hvps;
-    VS::axpy(-a_step, Ha, a);
-    if (!VS::all_finite(a)) {
-      out.status = SolverStatus::Diverged;
-      out.message = "unrolled: the reverse pass overflowed (α = " + std::to_string(alpha) +
-                    " too large for the Hessian along the trajectory)";
-      break;
+    if (first > 0 && ks[first - 1] == t) {  // the pass for i = t starts at w_i
+      Result<V>& out = outs[--first];
+      out.alpha = alpha;
+      out.hvps = power_hvps;
+      out.status = SolverStatus::Converged;
+      adjoint[first] = clone(problem.val_gradient());
+      problem.val_direct_gradient(out.direct);  // the direct term at w_i
+      out.hypergradient = clone(out.direct);
+      if (t == steps) {
+        mixed = VS::zeros_like(out.direct);
+        Ha = VS::zeros_like(adjoint[first]);
+      }
+      running[first] = true;
+    }
+    for (std::size_t j = first; j < n; ++j) {
+      if (!running[j] || ks[j] == t) continue;
+      Result<V>& out = outs[j];
+      V& a = adjoint[j];
+      problem.mixed_product(a, mixed);
+      VS::axpy(-a_step, mixed, out.hypergradient);
+      problem.hvp(a, Ha);
+      ++out.hvps;
+      VS::axpy(-a_step, Ha, a);
+      if (!VS::all_finite(a)) {
+        out.status = SolverStatus::Diverged;
+        out.message = "unrolled: the reverse pass overflowed (α = " + std::to_string(alpha) +
+                      " too large for the Hessian along the trajectory)";
+        running[j] = false;
+      }
     }
   }
-  out.iterations = steps;
-  if (out.message.empty())
-    out.message = "unrolled through " + std::to_string(steps) + " gradient steps";
+  for (std::size_t j = 0; j < n; ++j) {
+    outs[j].iterations = ks[j];
+    if (outs[j].message.empty())
+      outs[j].message = "unrolled through " + std::to_string(ks[j]) + " gradient steps";
+  }
   problem.set_point(lambda, origin);
+}
+
+/// unrolled(i) with i = spec.steps: the sweep over the single step count.
+template <HypergradientProblem P>
+void unrolled(P& problem, const MethodSpec& spec, const ProblemVector<P>& start,
+              Result<ProblemVector<P>>& out) {
+  std::vector<Result<ProblemVector<P>>> outs;
+  unrolled_sweep(problem, spec, start, std::vector<Index>{spec.steps}, outs);
+  out = std::move(outs.front());
 }
 
 }  // namespace detail
@@ -366,7 +460,6 @@ Result<ProblemVector<P>> hypergradient(
     SolverState<ProblemVector<P>>* state = nullptr) {
   using V = ProblemVector<P>;
   using VS = VectorSpace<V>;
-  using S = typename VS::Scalar;
   spec.check();
   const auto t0 = std::chrono::steady_clock::now();
   Result<V> out;
@@ -376,15 +469,9 @@ Result<ProblemVector<P>> hypergradient(
   } else {
     const V g = detail::clone(problem.val_gradient());
     detail::solve(problem, spec, g, out, workspace, state);
-    V mixed = VS::zeros_like(out.direct);
-    problem.mixed_product(out.v, mixed);
-    out.hypergradient = detail::clone(out.direct);
-    VS::axpy(S(-1), mixed, out.hypergradient);
+    detail::form_hypergradient(problem, out);
   }
-  if (!VS::all_finite(out.hypergradient)) {
-    out.status = SolverStatus::NumericalIssue;
-    out.message += (out.message.empty() ? "" : "; ") + std::string("hypergradient not finite");
-  }
+  detail::check_finite(out);
   if (state != nullptr) {
     ++state->uses;
     if (out.alpha > 0) state->alpha = out.alpha;
@@ -401,6 +488,93 @@ Result<ProblemVector<P>> hypergradient(
   }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
+}
+
+/// The hypergradient for every step count k in `ks`, from one run: result j equals
+/// hypergradient(problem, spec with steps = ks[j], start) (to rounding; the arithmetic is the
+/// same, step for step), with that call's status, iterations, hvps (its own cost: what reaching
+/// k costs on its own, power iterations and residual HVPs included) and message.
+///   neumann (any curvature), cg (either form): ONE series of K = max ks steps (K HVPs, plus
+///     power iterations for an automatic α, plus one HVP per reported k with compute_residual);
+///     each partial result (linalg/partial_results.hpp) is turned into its hypergradient on the
+///     way (one mixed product per k).
+///   unrolled: one forward trajectory of K steps and the reverse passes side by side
+///     (detail::unrolled_sweep): Σ_{k∈ks} k HVPs, since each k differentiates a different
+///     L_V(w_k); what is shared is the trajectory, the visits to each w_t and the power iteration.
+///   k-independent methods (exact, identity, zero, kfac): computed once, copied for every k.
+/// `seconds` is the time from the start of the sweep until that k's result was complete
+/// (unrolled: all at the end). ks: any order, duplicates allowed, each >= 0, not empty. No
+/// solver state is read or written (a cg warm start needs one: use hypergradient per step).
+template <HypergradientProblem P>
+std::vector<Result<ProblemVector<P>>> hypergradient_sweep(P& problem, const MethodSpec& spec,
+                                                         const std::vector<Index>& ks,
+                                                         const ProblemVector<P>* start = nullptr) {
+  using V = ProblemVector<P>;
+  spec.check();
+  require(!ks.empty(), "hypergradient_sweep: no step count requested");
+  for (Index k : ks)
+    require(k >= 0, "hypergradient_sweep: step counts must be >= 0 (got " + std::to_string(k) + ")");
+  std::vector<Index> sorted = ks;
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  MethodSpec run = spec;
+  run.steps = sorted.back();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  std::vector<Result<V>> results(sorted.size());  // results[j] for sorted[j]
+
+  switch (spec.method) {
+    case Method::Neumann:
+    case Method::Cg: {
+      V direct;
+      problem.val_direct_gradient(direct);
+      const V g = detail::clone(problem.val_gradient());
+      const auto op = detail::curvature_operator(problem, run);
+      PartialResults<V> partial;
+      partial.at = sorted;
+      std::size_t next = 0;  // reports arrive once per distinct k, ascending: sorted's order
+      partial.report = [&](Index, SolveResult<V>&& r) {
+        Result<V>& out = results[next++];
+        out.direct = detail::clone(direct);
+        detail::copy_diagnostics(std::move(r), out);
+        detail::form_hypergradient(problem, out);
+        detail::check_finite(out);
+        out.seconds = elapsed();
+      };
+      if (spec.method == Method::Neumann)
+        neumann(op, g, detail::neumann_params(run), partial);
+      else
+        conjugate_gradient(op, g, detail::cg_params(run), nullptr, partial);
+      require(next == sorted.size(), "hypergradient_sweep: a solver skipped a partial result");
+      break;
+    }
+    case Method::Unrolled: {
+      detail::unrolled_sweep(problem, run, start ? *start : problem.w(), sorted, results);
+      for (Result<V>& out : results) {
+        detail::check_finite(out);
+        out.seconds = elapsed();
+      }
+      break;
+    }
+    case Method::Exact:
+    case Method::Identity:
+    case Method::Zero:
+    case Method::Kfac: {  // k-independent
+      const Result<V> once = hypergradient(problem, spec, start);
+      for (Result<V>& out : results) out = detail::copy_result(once);
+      break;
+    }
+  }
+  if (sorted == ks) return results;
+  std::vector<Result<V>> in_order;
+  in_order.reserve(ks.size());
+  for (Index k : ks) {
+    const auto j = std::lower_bound(sorted.begin(), sorted.end(), k) - sorted.begin();
+    in_order.push_back(detail::copy_result(results[static_cast<std::size_t>(j)]));
+  }
+  return in_order;
 }
 
 }  // namespace ift::generic

@@ -9,6 +9,7 @@
 
 #include "ift/core.hpp"
 #include "ift/linalg/operators.hpp"
+#include "ift/linalg/partial_results.hpp"
 #include "ift/linalg/status.hpp"
 #include "ift/linalg/vector_space.hpp"
 
@@ -67,10 +68,17 @@ void residual(const Op& A, const V& b, const V& x, V& r, V& Ax) {
 
 template <LinearOperator Op, class V>
 SolveResult<V> conjugate_gradient_plain(const Op& A, const V& b, const CgParams& params,
-                                        const V* x0, double b_norm);
+                                        const V* x0, double b_norm, PartialReporter<V>& reporter);
 template <LinearOperator Op, class V>
 SolveResult<V> conjugate_gradient_lanczos(const Op& A, const V& b, const CgParams& params,
-                                          const V* x0, double b_norm);
+                                          const V* x0, double b_norm,
+                                          PartialReporter<V>& reporter);
+
+/// "stopped after k iterations ...": the message of a run that used its whole budget.
+inline std::string cg_budget_message(Index iterations, double rel) {
+  return "stopped after " + std::to_string(iterations) + " iterations with relative residual " +
+         std::to_string(rel) + " > tolerance";
+}
 
 }  // namespace detail
 
@@ -81,20 +89,28 @@ SolveResult<V> conjugate_gradient_lanczos(const Op& A, const V& b, const CgParam
 /// pᵀAp <= 0 (no denominator is ever clamped; x is the iterate with the lowest residual so
 /// far); NumericalIssue on non-finite values (x is the best finite iterate). hvps counts every
 /// application of A, including the one for a warm start's initial residual.
+///
+/// `partial` (optional): the results of conjugate_gradient with max_iterations = k for every k
+/// in partial.at (partial_results.hpp), from this one run: plain CG hands out its iterate x_k;
+/// the Lanczos form forms x_k = x0 + Q_k T_k⁻¹(β0 e1) from the stored basis and factors at each
+/// requested k (O(n k) each), as a k-iteration run forms its final x.
 template <LinearOperator Op>
 SolveResult<typename Op::VectorType> conjugate_gradient(
     const Op& A, const typename Op::VectorType& b, CgParams params = {},
-    const typename Op::VectorType* x0 = nullptr) {
+    const typename Op::VectorType* x0 = nullptr,
+    const PartialResults<typename Op::VectorType>& partial = {}) {
   using V = typename Op::VectorType;
   using VS = VectorSpace<V>;
   params.check();
   detail::cg_check_dimensions(A, b, x0, "conjugate_gradient");
+  detail::PartialReporter<V> reporter(partial, params.max_iterations, "conjugate_gradient");
   const double b_norm = static_cast<double>(VS::norm(b));
   if (!std::isfinite(b_norm)) {
     SolveResult<V> result;
     result.x = VS::zeros_like(b);
     result.status = SolverStatus::NumericalIssue;
     result.message = "conjugate_gradient: right-hand side is not finite";
+    reporter.finish(result);
     return result;
   }
   if (b_norm == 0) {  // the solution of A x = 0 is x = 0 for any invertible A
@@ -103,17 +119,22 @@ SolveResult<typename Op::VectorType> conjugate_gradient(
     result.status = SolverStatus::Converged;
     result.relative_residual = 0.0;
     result.message = "zero right-hand side: x = 0";
+    reporter.finish(result);
     return result;
   }
-  return params.reorthogonalize ? detail::conjugate_gradient_lanczos(A, b, params, x0, b_norm)
-                                : detail::conjugate_gradient_plain(A, b, params, x0, b_norm);
+  SolveResult<V> result =
+      params.reorthogonalize
+          ? detail::conjugate_gradient_lanczos(A, b, params, x0, b_norm, reporter)
+          : detail::conjugate_gradient_plain(A, b, params, x0, b_norm, reporter);
+  reporter.finish(result);
+  return result;
 }
 
 namespace detail {
 
 template <LinearOperator Op, class V>
 SolveResult<V> conjugate_gradient_plain(const Op& A, const V& b, const CgParams& params,
-                                        const V* x0, double b_norm) {
+                                        const V* x0, double b_norm, PartialReporter<V>& reporter) {
   using VS = VectorSpace<V>;
   using S = typename VS::Scalar;
 
@@ -151,6 +172,32 @@ SolveResult<V> conjugate_gradient_plain(const Op& A, const V& b, const CgParams&
   }
   VS::assign(p, r);
   bool keep_last = true;  // false: return `best` instead of the last iterate
+
+  // The result of a run with max_iterations = k < params.max_iterations: its last iterate x_k.
+  // The true residual needs a buffer of its own (r is live); Ap is free until the next HVP.
+  V partial_r;
+  bool partial_r_allocated = false;
+  auto report_partial = [&](Index k) {
+    SolveResult<V> pr;
+    pr.x = VS::zeros_like(b);
+    VS::assign(pr.x, x);
+    pr.status = SolverStatus::MaxIterations;
+    pr.iterations = result.iterations;
+    pr.hvps = result.hvps;
+    pr.residual_history = result.residual_history;
+    pr.message = cg_budget_message(result.iterations, rel);
+    if (std::isfinite(rel)) pr.relative_residual = rel;
+    if (params.true_residual) {
+      if (!partial_r_allocated) partial_r = VS::zeros_like(b);
+      partial_r_allocated = true;
+      residual(A, b, pr.x, partial_r, Ap);
+      ++pr.hvps;
+      const double true_rel = static_cast<double>(VS::norm(partial_r)) / b_norm;
+      if (std::isfinite(true_rel)) pr.relative_residual = true_rel;
+    }
+    reporter.report(k, std::move(pr));
+  };
+  if (!stopped && params.max_iterations > 0 && reporter.wants(0)) report_partial(0);
 
   for (Index k = 0; !stopped && k < params.max_iterations; ++k) {
     A.apply(p, Ap);
@@ -195,15 +242,15 @@ SolveResult<V> conjugate_gradient_plain(const Op& A, const V& b, const CgParams&
       stopped = true;
       break;
     }
+    if (result.iterations < params.max_iterations && reporter.wants(result.iterations))
+      report_partial(result.iterations);
     const S beta = rr_next / rr;
     rr = rr_next;
     VS::axpby(S(1), r, beta, p);  // p = r + β p
   }
   if (!stopped) {
     result.status = SolverStatus::MaxIterations;
-    result.message = "stopped after " + std::to_string(result.iterations) +
-                     " iterations with relative residual " + std::to_string(rel) +
-                     " > tolerance";
+    result.message = cg_budget_message(result.iterations, rel);
   }
   if (!keep_last) {
     VS::assign(x, best);
@@ -228,7 +275,8 @@ SolveResult<V> conjugate_gradient_plain(const Op& A, const V& b, const CgParams&
 /// d_k <= 0 is exactly CG's pᵀAp <= 0, and ||r_k|| = β_k |z_k / d_k| comes for free.
 template <LinearOperator Op, class V>
 SolveResult<V> conjugate_gradient_lanczos(const Op& A, const V& b, const CgParams& params,
-                                          const V* x0, double b_norm) {
+                                          const V* x0, double b_norm,
+                                          PartialReporter<V>& reporter) {
   using VS = VectorSpace<V>;
   using S = typename VS::Scalar;
   const Index m = params.max_iterations;
@@ -277,6 +325,62 @@ SolveResult<V> conjugate_gradient_lanczos(const Op& A, const V& b, const CgParam
   } else {
     VS::scale(static_cast<S>(1.0 / beta0), basis[0]);
   }
+
+  // x = x0 + Q_k y with T_k y = β0 e1, solved through the stored L D Lᵀ (prefixes of the
+  // factors of T_k are the factors of T_{k'} for k' < k). xk holds x0 (or 0) on entry.
+  auto form_iterate = [&](V& xk, Index k) {
+    if (k > 0) {
+      std::vector<double> y(static_cast<std::size_t>(k));
+      for (Index i = 0; i < k; ++i) y[i] = z[i] / pivot[i];
+      for (Index i = k - 2; i >= 0; --i) y[i] -= lower[i] * y[i + 1];
+      for (Index i = 0; i < k; ++i) VS::axpy(static_cast<S>(y[i]), basis[i], xk);
+    }
+  };
+  // What every run does once its x is formed: the reported residual, the finiteness guard and
+  // the optional true residual (r and Ax: two free buffers).
+  auto finish_iterate = [&](SolveResult<V>& res, double at_stop, V& r, V& Ax) {
+    V& xk = res.x;
+    const bool returned_best = res.status == SolverStatus::NegativeCurvature ||
+                               res.status == SolverStatus::NumericalIssue;
+    const double reported = returned_best ? best_rel : at_stop;
+    if (std::isfinite(reported)) res.relative_residual = reported;
+    if (!VS::all_finite(xk)) {  // cannot happen with d_i > 0 finite, but never return NaN silently
+      VS::set_zero(xk);
+      if (x0 != nullptr) VS::assign(xk, *x0);
+      res.status = SolverStatus::NumericalIssue;
+      res.message = "non-finite iterate; returning the starting point";
+      res.relative_residual.reset();
+    }
+    if (params.true_residual) {
+      residual(A, b, xk, r, Ax);
+      ++res.hvps;
+      const double true_rel = static_cast<double>(VS::norm(r)) / b_norm;
+      if (std::isfinite(true_rel)) res.relative_residual = true_rel;
+    }
+  };
+  // The result of a run with max_iterations = k < m, formed from the basis and factors so far
+  // (the basis is live: the true residual gets buffers of its own).
+  V partial_r, partial_Ax;
+  bool partial_allocated = false;
+  auto report_partial = [&](Index k) {
+    SolveResult<V> pr;
+    pr.x = VS::zeros_like(b);
+    if (x0 != nullptr) VS::assign(pr.x, *x0);
+    form_iterate(pr.x, k);
+    pr.status = SolverStatus::MaxIterations;
+    pr.iterations = result.iterations;
+    pr.hvps = result.hvps;
+    pr.residual_history = result.residual_history;
+    pr.message = cg_budget_message(result.iterations, rel);
+    if (params.true_residual && !partial_allocated) {
+      partial_r = VS::zeros_like(b);
+      partial_Ax = VS::zeros_like(b);
+      partial_allocated = true;
+    }
+    finish_iterate(pr, rel, partial_r, partial_Ax);
+    reporter.report(k, std::move(pr));
+  };
+  if (!stopped && m > 0 && reporter.wants(0)) report_partial(0);
 
   for (Index j = 0; !stopped && j < m; ++j) {
     V& w = basis[j + 1];
@@ -337,41 +441,16 @@ SolveResult<V> conjugate_gradient_lanczos(const Op& A, const V& b, const CgParam
       break;
     }
     VS::scale(static_cast<S>(1.0 / bj), w);
+    if (result.iterations < m && reporter.wants(result.iterations))
+      report_partial(result.iterations);
   }
   if (!stopped) {
     final_k = result.iterations;
     result.status = SolverStatus::MaxIterations;
-    result.message = "stopped after " + std::to_string(result.iterations) +
-                     " iterations with relative residual " + std::to_string(rel) +
-                     " > tolerance";
+    result.message = cg_budget_message(result.iterations, rel);
   }
-  // x = x0 + Q_k y with T_k y = β0 e1, solved through the stored L D Lᵀ (prefixes of the
-  // factors of T_k are the factors of T_{k'} for k' < k).
-  const Index k = final_k;
-  if (k > 0) {
-    std::vector<double> y(static_cast<std::size_t>(k));
-    for (Index i = 0; i < k; ++i) y[i] = z[i] / pivot[i];
-    for (Index i = k - 2; i >= 0; --i) y[i] -= lower[i] * y[i + 1];
-    for (Index i = 0; i < k; ++i) VS::axpy(static_cast<S>(y[i]), basis[i], x);
-  }
-  const bool returned_best = result.status == SolverStatus::NegativeCurvature ||
-                            result.status == SolverStatus::NumericalIssue;
-  const double reported = returned_best ? best_rel : rel;
-  if (std::isfinite(reported)) result.relative_residual = reported;
-  if (!VS::all_finite(x)) {  // cannot happen with d_i > 0 finite, but never return NaN silently
-    VS::set_zero(x);
-    if (x0 != nullptr) VS::assign(x, *x0);
-    result.status = SolverStatus::NumericalIssue;
-    result.message = "non-finite iterate; returning the starting point";
-    result.relative_residual.reset();
-  }
-  if (params.true_residual) {
-    V& r = basis[0];
-    residual(A, b, x, r, scratch);
-    ++result.hvps;
-    const double true_rel = static_cast<double>(VS::norm(r)) / b_norm;
-    if (std::isfinite(true_rel)) result.relative_residual = true_rel;
-  }
+  form_iterate(x, final_k);
+  finish_iterate(result, rel, basis[0], scratch);
   return result;
 }
 

@@ -10,6 +10,7 @@
 
 #include "ift/core.hpp"
 #include "ift/linalg/operators.hpp"
+#include "ift/linalg/partial_results.hpp"
 #include "ift/linalg/power_iteration.hpp"
 #include "ift/linalg/status.hpp"
 #include "ift/linalg/vector_space.hpp"
@@ -68,9 +69,14 @@ struct NeumannParams {
 /// 1/λ_max when power iteration finds λ_max > 0), NotPositiveDefinite when the automatic α
 /// cannot be chosen because the dominant eigenvalue is <= 0 (x = 0), NumericalIssue when
 /// power iteration fails.
+///
+/// `partial` (optional): the results of neumann with steps = k for every k in partial.at
+/// (partial_results.hpp), from this one series: after term k the partial sum Σ_{j<=k} t_j is
+/// copied and finished exactly as a k-step call finishes its own (× α, status, residual).
 template <LinearOperator Op>
-SolveResult<typename Op::VectorType> neumann(const Op& H, const typename Op::VectorType& g,
-                                             NeumannParams params = {}) {
+SolveResult<typename Op::VectorType> neumann(
+    const Op& H, const typename Op::VectorType& g, NeumannParams params = {},
+    const PartialResults<typename Op::VectorType>& partial = {}) {
   using V = typename Op::VectorType;
   using VS = VectorSpace<V>;
   using S = typename VS::Scalar;
@@ -80,12 +86,14 @@ SolveResult<typename Op::VectorType> neumann(const Op& H, const typename Op::Vec
           "neumann: operator must be square with the size of g (" + std::to_string(H.rows()) +
               "x" + std::to_string(H.cols()) + " vs " + std::to_string(n) + ")");
 
+  detail::PartialReporter<V> reporter(partial, params.steps, "neumann");
   SolveResult<V> result;
   result.x = VS::zeros_like(g);
   const double g_norm = static_cast<double>(VS::norm(g));
   if (!std::isfinite(g_norm)) {
     result.status = SolverStatus::NumericalIssue;
     result.message = "neumann: g is not finite";
+    reporter.finish(result);
     return result;
   }
   if (g_norm == 0) {
@@ -93,6 +101,7 @@ SolveResult<typename Op::VectorType> neumann(const Op& H, const typename Op::Vec
     result.status = SolverStatus::Converged;
     result.relative_residual = 0.0;
     result.message = "zero right-hand side: x = 0";
+    reporter.finish(result);
     return result;
   }
   const PowerIterationParams power{params.power_iterations, params.power_tolerance, params.seed};
@@ -118,6 +127,7 @@ SolveResult<typename Op::VectorType> neumann(const Op& H, const typename Op::Vec
       result.message =
           "neumann: cannot choose α automatically: power iteration found no positive dominant "
           "eigenvalue (H is not positive definite or not finite); x = 0";
+      reporter.finish(result);
       return result;
     }
     alpha = params.safety / *lambda_max;
@@ -136,6 +146,58 @@ SolveResult<typename Op::VectorType> neumann(const Op& H, const typename Op::Vec
   Index growing = 0;
   bool diverged = false;
   std::string why;
+
+  // Finishes r, whose x holds a partial sum Σ t_j, as a call with `asked` powers finishes its
+  // own: v = α Σ t_j, the status, and the optional residual (one more HVP, counted). r is the
+  // result itself at the end of the series, or a copy for a partial result.
+  auto conclude = [&](SolveResult<V>& r, Index asked) {
+    V& s = r.x;
+    VS::scale(a, s);  // v = α Σ t_j
+    if (diverged) {
+      r.status = SolverStatus::Diverged;
+      r.message = "neumann diverged with α = " + std::to_string(alpha) + ": " + why +
+                  "; returning α·(partial sum of the first " + std::to_string(r.iterations + 1) +
+                  " terms)";
+      if (estimate_lambda_max()) {
+        r.suggested_alpha = 1.0 / *lambda_max;
+        r.message += "; λ_max ≈ " + std::to_string(*lambda_max) + ", suggested α = 1/λ_max";
+      } else {
+        r.message += "; no positive λ_max found: H is not positive definite";
+      }
+    } else if (term_norm <= params.tolerance * g_norm) {
+      r.status = SolverStatus::Converged;
+    } else {
+      r.status = SolverStatus::MaxIterations;
+      r.message = "series truncated after " + std::to_string(asked) +
+                  " powers; last term norm / ||g|| = " + std::to_string(term_norm / g_norm);
+    }
+    if (!VS::all_finite(s)) {  // α·sum overflowed: fall back to the zero vector, reported
+      VS::set_zero(s);
+      r.status = SolverStatus::NumericalIssue;
+      r.message += "; α·(partial sum) is not finite, x = 0";
+      return;
+    }
+    if (params.compute_residual) {
+      H.apply(s, product);  // product is free here: the next term's HVP overwrites it
+      ++r.hvps;
+      VS::axpy(S(-1), g, product);
+      const double rel = static_cast<double>(VS::norm(product)) / g_norm;
+      if (std::isfinite(rel)) r.relative_residual = rel;
+    }
+  };
+  // The result of a call with steps = k, k < params.steps, from the series so far.
+  auto report_partial = [&](Index k) {
+    SolveResult<V> r;
+    r.x = VS::zeros_like(g);
+    VS::assign(r.x, sum);
+    r.iterations = result.iterations;
+    r.hvps = result.hvps;
+    r.alpha = result.alpha;
+    r.residual_history = result.residual_history;
+    conclude(r, k);
+    reporter.report(k, std::move(r));
+  };
+  if (params.steps > 0 && reporter.wants(0)) report_partial(0);
 
   for (Index j = 1; j <= params.steps; ++j) {
     H.apply(term, product);
@@ -163,40 +225,10 @@ SolveResult<typename Op::VectorType> neumann(const Op& H, const typename Op::Vec
     VS::axpy(S(1), term, sum);
     ++result.iterations;
     if (params.record_history) result.residual_history.push_back(term_norm / g_norm);
+    if (j < params.steps && reporter.wants(j)) report_partial(j);
   }
-  VS::scale(a, sum);  // v = α Σ t_j
-
-  if (diverged) {
-    result.status = SolverStatus::Diverged;
-    result.message = "neumann diverged with α = " + std::to_string(alpha) + ": " + why +
-                     "; returning α·(partial sum of the first " +
-                     std::to_string(result.iterations + 1) + " terms)";
-    if (estimate_lambda_max()) {
-      result.suggested_alpha = 1.0 / *lambda_max;
-      result.message += "; λ_max ≈ " + std::to_string(*lambda_max) + ", suggested α = 1/λ_max";
-    } else {
-      result.message += "; no positive λ_max found: H is not positive definite";
-    }
-  } else if (term_norm <= params.tolerance * g_norm) {
-    result.status = SolverStatus::Converged;
-  } else {
-    result.status = SolverStatus::MaxIterations;
-    result.message = "series truncated after " + std::to_string(params.steps) +
-                     " powers; last term norm / ||g|| = " + std::to_string(term_norm / g_norm);
-  }
-  if (!VS::all_finite(sum)) {  // α·sum overflowed: fall back to the zero vector, reported
-    VS::set_zero(sum);
-    result.status = SolverStatus::NumericalIssue;
-    result.message += "; α·(partial sum) is not finite, x = 0";
-    return result;
-  }
-  if (params.compute_residual) {
-    H.apply(sum, product);
-    ++result.hvps;
-    VS::axpy(S(-1), g, product);
-    const double rel = static_cast<double>(VS::norm(product)) / g_norm;
-    if (std::isfinite(rel)) result.relative_residual = rel;
-  }
+  conclude(result, params.steps);
+  reporter.finish(result);
   return result;
 }
 
