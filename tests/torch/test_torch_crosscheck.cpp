@@ -235,9 +235,9 @@ TEST(TorchKfac, CnnFactorsCoverConvAndLinearLayers) {
   spec.method = Method::Kfac;
   spec.damping = 1e-2;
   const Tensor g = problem->val_gradient().clone();
-  const auto r = problem->kfac_solve(g, spec);
+  const auto r = generic::hypergradient(*problem, spec);
   ASSERT_EQ(r.status, SolverStatus::Converged) << r.message;
-  EXPECT_GT(::torch::dot(g, r.x).item<double>(), 0.0);
+  EXPECT_GT(::torch::dot(g, r.v).item<double>(), 0.0);
 }
 
 TEST(TorchKfac, ConvFactorsEqualExplicitPatches) {

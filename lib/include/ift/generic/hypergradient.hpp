@@ -1,7 +1,7 @@
 // The hypergradient of DESIGN.md §1 written once for any vector type V with a VectorSpace<V>:
 //   dL_V*/dλ = ∂L_V/∂λ − vᵀ ∂²L_T/∂w∂λᵀ,   v ≈ H⁻¹ ∂L_V/∂w,
 // with v from cg / neumann / identity / zero (the linalg templates), exact (Eigen vectors with a
-// dense Hessian), kfac (when the problem supplies Kronecker factors or its own KFAC inverse), or
+// dense Hessian), kfac (when the problem supplies Kronecker factors), or
 // unrolled reverse-mode differentiation through i gradient steps (Lorraine et al. 2020, §3).
 //
 // The same code runs on Eigen vectors (V = ift::Vector<S>, any ift::BilevelProblem<S>) and on
@@ -24,6 +24,7 @@
 #include "ift/linalg/cg.hpp"
 #include "ift/linalg/dense_solver.hpp"
 #include "ift/linalg/kfac.hpp"
+#include "ift/linalg/matrix_space.hpp"
 #include "ift/linalg/neumann.hpp"
 #include "ift/linalg/operators.hpp"
 #include "ift/linalg/power_iteration.hpp"
@@ -88,18 +89,15 @@ concept HasDenseGaussNewton =
     requires(P& p, Matrix<typename VectorSpace<ProblemVector<P>>::Scalar>& G) {
       p.gauss_newton_matrix(G);
     };
-/// Eigen problems expose their Kronecker factors; the KFAC inverse is then built here.
+/// Problems that support KFAC export their Kronecker factors at the current point (on the
+/// matrices of MatrixSpace<V>) and, in `shift`, one entry per block: the mean of the penalty's
+/// Hessian diagonal over the block. The one KFAC inverse (linalg/kfac.hpp) is built here.
 template <class P>
 concept HasKroneckerFactors =
-    std::same_as<ProblemVector<P>, Vector<typename VectorSpace<ProblemVector<P>>::Scalar>> &&
+    HasMatrixSpace<ProblemVector<P>> &&
     requires(P& p, std::vector<typename VectorSpace<ProblemVector<P>>::Scalar>& shift) {
-      p.kfac_factors(shift);
+      { p.kfac_factors(shift) } -> std::convertible_to<std::vector<KfacBlock<ProblemVector<P>>>>;
     };
-/// Other backends (LibTorch) apply their own KFAC inverse: v = (KFAC + damping)⁻¹ g.
-template <class P>
-concept HasKfacSolve = requires(P& p, const ProblemVector<P>& cv, const MethodSpec& spec) {
-  { p.kfac_solve(cv, spec) } -> std::same_as<SolveResult<ProblemVector<P>>>;
-};
 
 /// The exact method's dense curvature and its factorisation, kept between calls by a caller that
 /// wants no D² reallocation per hypergradient and reuse of the factor (HypergradientEngine).
@@ -253,13 +251,13 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
     case Method::Identity: copy_diagnostics(identity_solve(g), out); return;
     case Method::Zero: copy_diagnostics(zero_solve(g), out); return;
     case Method::Kfac:
-      if constexpr (HasKfacSolve<P>) {
-        copy_diagnostics(problem.kfac_solve(g, spec), out);
-        return;
-      } else if constexpr (HasKroneckerFactors<P>) {
+      if constexpr (HasKroneckerFactors<P>) {
         using S = typename VectorSpace<V>::Scalar;
         std::vector<S> shift;
-        const auto factors = problem.kfac_factors(shift);
+        const std::vector<KfacBlock<V>> factors = problem.kfac_factors(shift);
+        require(shift.size() == factors.size(),
+                "kfac: the problem returned " + std::to_string(shift.size()) +
+                    " penalty shifts for " + std::to_string(factors.size()) + " blocks");
         double shift_sum = 0;
         Index covered = 0;
         for (std::size_t b = 0; b < factors.size(); ++b) {
@@ -269,8 +267,8 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
         // The penalty's curvature enters as damping, by its size-weighted mean over the blocks
         // (exact for global decay); the explicit damping is added on top.
         const double damping = spec.damping + (covered ? shift_sum / double(covered) : 0.0);
-        KfacInverseOperator<S> inverse(problem.num_params(), factors, damping,
-                                       spec.kfac_damping_mode);
+        const KfacInverse<V> inverse(problem.num_params(), factors, damping,
+                                     spec.kfac_damping_mode);
         if (spec.compute_residual) {
           const auto op = curvature_operator(problem, spec);
           copy_diagnostics(kfac_solve(inverse, g, op), out);
