@@ -269,7 +269,7 @@ void BM_Hypergradient(benchmark::State& state, Index n, Method method, Index k, 
   MethodSpec spec;
   spec.method = method;
   spec.steps = k;
-  if (method == Method::Neumann || method == Method::Unrolled) spec.alpha = s.neumann_alpha();
+  if (method == Method::Neumann || method == Method::Unrolled) spec.neumann.alpha = s.neumann_alpha();
   if (method == Method::Kfac) spec.damping = 1e-3;
   HypergradientEngine<S> engine(spec);
   set_threads(threads);
@@ -324,7 +324,7 @@ struct StepSetup {
     MethodSpec spec;
     spec.method = Method::Neumann;
     spec.steps = 5;
-    spec.alpha = base.neumann_alpha();
+    spec.neumann.alpha = base.neumann_alpha();
     engine = std::make_unique<HypergradientEngine<S>>(spec);
   }
   static StepSetup& get(Index n) {

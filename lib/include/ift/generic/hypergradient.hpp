@@ -227,25 +227,15 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
       }
     case Method::Cg: {
       const auto op = curvature_operator(problem, spec);
-      CgParams p;
-      p.max_iterations = spec.steps;
-      p.tolerance = spec.tolerance;
-      p.reorthogonalize = spec.reorthogonalize;
-      p.true_residual = spec.compute_residual;
       const bool warm = spec.warm_start && state != nullptr && state->has_v &&
                         VectorSpace<V>::size(state->v) == VectorSpace<V>::size(g);
-      copy_diagnostics(conjugate_gradient(op, g, p, warm ? &state->v : nullptr), out);
+      copy_diagnostics(conjugate_gradient(op, g, spec.cg_params(), warm ? &state->v : nullptr),
+                       out);
       return;
     }
     case Method::Neumann: {
       const auto op = curvature_operator(problem, spec);
-      NeumannParams p;
-      p.steps = spec.steps;
-      p.alpha = spec.alpha;
-      p.safety = spec.safety;
-      p.power_iterations = spec.power_iterations;
-      p.compute_residual = spec.compute_residual;
-      copy_diagnostics(neumann(op, g, p), out);
+      copy_diagnostics(neumann(op, g, spec.neumann_params()), out);
       return;
     }
     case Method::Identity: copy_diagnostics(identity_solve(g), out); return;
@@ -268,7 +258,7 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
         // (exact for global decay); the explicit damping is added on top.
         const double damping = spec.damping + (covered ? shift_sum / double(covered) : 0.0);
         const KfacInverse<V> inverse(problem.num_params(), factors, damping,
-                                     spec.kfac_damping_mode);
+                                     spec.kfac.damping_mode);
         if (spec.compute_residual) {
           const auto op = curvature_operator(problem, spec);
           copy_diagnostics(kfac_solve(inverse, g, op), out);
@@ -298,16 +288,14 @@ void unrolled(P& problem, const MethodSpec& spec, const ProblemVector<P>& start,
   const V origin = clone(problem.w());
   const Index steps = spec.steps;
   problem.set_point(lambda, start);
-  double alpha = spec.alpha;
+  double alpha = spec.neumann.alpha;
   if (alpha == 0) {
     const auto op = curvature_operator(problem, spec);
-    PowerIterationParams p;
-    p.max_iterations = spec.power_iterations;
-    const PowerIterationResult power = power_iteration(op, start, p);
+    const PowerIterationResult power = power_iteration(op, start, spec.power_params());
     out.hvps += power.hvps;
     require(power.eigenvalue > 0, "unrolled: the Hessian's largest eigenvalue is not positive; "
                                   "give --alpha explicitly");
-    alpha = spec.safety / power.eigenvalue;
+    alpha = spec.neumann.safety / power.eigenvalue;
   }
   out.alpha = alpha;
   const S a_step = static_cast<S>(alpha);
@@ -386,7 +374,8 @@ Result<ProblemVector<P>> hypergradient(
   if (state != nullptr) {
     ++state->uses;
     if (out.alpha > 0) state->alpha = out.alpha;
-    if (out.alpha > 0 && spec.alpha == 0) state->lambda_max = spec.safety / out.alpha;
+    if (out.alpha > 0 && spec.neumann.alpha == 0)
+      state->lambda_max = spec.neumann.safety / out.alpha;
     // Only a usable v is handed on: a warm start from a diverged or non-finite one would
     // carry the failure into the next hyper-step.
     const bool usable = spec.method != Method::Unrolled && VS::size(out.v) > 0 &&

@@ -44,6 +44,18 @@ constexpr const char* to_string(KfacDampingMode mode) {
   return mode == KfacDampingMode::Exact ? "exact" : "factored";
 }
 
+/// Parameters of the KFAC inverse beyond its damping δ (which the caller gives: MethodSpec's
+/// damping plus the penalty's curvature).
+struct KfacParams {
+  /// How δ enters (see KfacDampingMode). Default Exact.
+  KfacDampingMode damping_mode = KfacDampingMode::Exact;
+
+  void check() const {
+    require(damping_mode == KfacDampingMode::Exact || damping_mode == KfacDampingMode::Factored,
+            "KfacParams::damping_mode must be exact or factored");
+  }
+};
+
 namespace detail {
 
 template <class V>
