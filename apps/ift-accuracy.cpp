@@ -114,7 +114,7 @@ MethodSpec spec_from_name(const std::string& name, Index k, double kfac_damping)
                                            : parse_curvature(name.substr(0, slash));
   s.method = parse_method(slash == std::string::npos ? name : name.substr(slash + 1));
   s.steps = k;
-  s.tolerance = 0;  // cg(k) means k iterations: no early stop (DESIGN.md §1)
+  s.cg.tolerance = 0;  // cg(k) means k iterations: no early stop (DESIGN.md §1)
   if (s.method == Method::Kfac) s.damping = kfac_damping;
   return s;
 }
@@ -205,8 +205,8 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
               name == "exact" ? exact : HypergradientEngine<double>(s).compute(problem), true);
       continue;
     }
-    if (s.method == Method::Neumann) s.alpha = alpha_for(s.curvature);
-    if (s.method == Method::Unrolled) s.alpha = alpha_for(Curvature::Hessian);
+    if (s.method == Method::Neumann) s.neumann.alpha = alpha_for(s.curvature);
+    if (s.method == Method::Unrolled) s.neumann.alpha = alpha_for(Curvature::Hessian);
     // Unrolled from w*: w_0 = w*, so unrolled(k) = neumann(k − 1) (Lorraine et al. 2020).
     if (progress) std::fprintf(stderr, "\r  %-24s k = 0..%lld\033[K", name.c_str(),
                                static_cast<long long>(ks_max));

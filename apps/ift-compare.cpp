@@ -117,7 +117,7 @@ int run(int argc, char** argv) {
     }
     spec.steps = o.steps;
     spec.damping = o.damping;
-    if (vm.count("alpha")) spec.alpha = o.alpha;
+    if (vm.count("alpha")) spec.neumann.alpha = o.alpha;
     specs.push_back(spec);
   }
   check_sizes(o.common, o.train, o.val, o.test);

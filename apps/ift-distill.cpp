@@ -138,7 +138,7 @@ int run(int argc, char** argv) {
   app::require_option(spec.method != Method::Unrolled && spec.method != Method::Zero, "method",
                       "unrolled and zero are not offered here (zero never moves the pixels)");
   spec.steps = opt.steps;
-  spec.tolerance = 1e-10;
+  spec.cg.tolerance = 1e-10;
   spec.compute_residual = spec.method == Method::Cg;
   const bool progress = !opt.quiet && isatty(fileno(stderr));
   std::filesystem::create_directories(opt.common.out);

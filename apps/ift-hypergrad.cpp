@@ -152,7 +152,7 @@ int main(int argc, char** argv) {
     base.method = parse_method(method);
     base.curvature = parse_curvature(curvature);
     base.steps = steps;
-    base.alpha = alpha;
+    base.neumann.alpha = alpha;
     base.damping = damping;
     base.compute_residual = true;
     base.check();
@@ -284,9 +284,9 @@ int main(int argc, char** argv) {
         s.method = mt;
         s.curvature = c;
         s.steps = k;
-        if (s.alpha == 0 && (mt == Method::Neumann || mt == Method::Unrolled) &&
+        if (s.neumann.alpha == 0 && (mt == Method::Neumann || mt == Method::Unrolled) &&
             c == Curvature::Hessian)
-          s.alpha = auto_alpha;  // one α for every k, as in the paper's comparison
+          s.neumann.alpha = auto_alpha;  // one α for every k, as in the paper's comparison
         specs.push_back(s);
       };
       add(Method::Exact, Curvature::GaussNewton, 0);
@@ -304,9 +304,9 @@ int main(int argc, char** argv) {
       }
     } else {
       MethodSpec s = base;
-      if (s.alpha == 0 && (s.method == Method::Neumann || s.method == Method::Unrolled) &&
+      if (s.neumann.alpha == 0 && (s.method == Method::Neumann || s.method == Method::Unrolled) &&
           s.curvature == Curvature::Hessian)
-        s.alpha = auto_alpha;
+        s.neumann.alpha = auto_alpha;
       specs.push_back(s);
     }
 

@@ -175,7 +175,7 @@ int run(int argc, char** argv) {
   params.on_failure = parse_option("on-failure", [&] { return parse_on_failure(o.on_failure); });
   params.method.steps = o.steps;
   params.method.damping = o.damping;
-  if (vm.count("alpha")) params.method.alpha = o.alpha;
+  if (vm.count("alpha")) params.method.neumann.alpha = o.alpha;
   params.hyper_steps = o.hyper_steps;
   params.inner_steps = o.inner_steps;
   params.warmup_steps = o.warmup_steps;

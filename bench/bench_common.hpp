@@ -270,7 +270,7 @@ void BM_Hypergradient(benchmark::State& state, Index n, Method method, Index k, 
   MethodSpec spec;
   spec.method = method;
   spec.steps = k;
-  if (method == Method::Neumann || method == Method::Unrolled) spec.alpha = s.neumann_alpha();
+  if (method == Method::Neumann || method == Method::Unrolled) spec.neumann.alpha = s.neumann_alpha();
   if (method == Method::Kfac) spec.damping = 1e-3;
   HypergradientEngine<S> engine(spec);
   set_threads(threads);
@@ -318,7 +318,7 @@ struct StepSetup {
     BilevelParams p;
     p.method.method = Method::Neumann;
     p.method.steps = 5;
-    p.method.alpha = base.neumann_alpha();
+    p.method.neumann.alpha = base.neumann_alpha();
     p.inner = {OptimizerKind::Sgd, 0.05};
     p.outer = {OptimizerKind::Sgd, 0.01};
     p.record_metrics = false;

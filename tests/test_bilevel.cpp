@@ -211,7 +211,7 @@ TEST(BilevelSolverState, WarmStartedCgSolvesTheSameSystemsInFewerIterations) {
   p.hyper_steps = 8;
   p.inner_steps = 5;
   p.method.steps = 200;
-  p.method.tolerance = 1e-9;
+  p.method.cg.tolerance = 1e-9;
   // SGD on λ: Adam's sign-like first steps would turn rounding-level differences in entries
   // near zero into steps of the full learning rate.
   p.outer = {OptimizerKind::Sgd, 1.0};

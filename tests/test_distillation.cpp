@@ -51,7 +51,7 @@ MethodSpec spec(Method m, Index steps = 20, double alpha = 0) {
   MethodSpec s;
   s.method = m;
   s.steps = steps;
-  s.alpha = alpha;
+  s.neumann.alpha = alpha;
   return s;
 }
 

@@ -60,7 +60,7 @@ MethodSpec spec(Method m, Index steps = 20, double alpha = 0) {
   MethodSpec s;
   s.method = m;
   s.steps = steps;
-  s.alpha = alpha;
+  s.neumann.alpha = alpha;
   return s;
 }
 
@@ -281,7 +281,7 @@ TEST(Hypergradient, RejectsBadSpecs) {
   s.steps = -1;
   EXPECT_THROW(s.check(), std::invalid_argument);
   s = MethodSpec{};
-  s.alpha = -1;
+  s.neumann.alpha = -1;
   EXPECT_THROW(HypergradientEngine<double>{s}, std::invalid_argument);
 }
 

@@ -331,6 +331,7 @@ TYPED_TEST(Solvers, CgAgreesWithEigenConjugateGradient) {
       ift::CgParams p;
       p.max_iterations = k;
       p.tolerance = 0;
+      p.reorthogonalize = false;
       const auto r = ift::conjugate_gradient(op, b, p);
       EXPECT_EQ(r.status, ift::SolverStatus::MaxIterations);
       EXPECT_EQ(r.iterations, k);
@@ -375,6 +376,7 @@ TYPED_TEST(Solvers, ReorthogonalisedCgEqualsPlainCgWhenWellConditioned) {
       p.max_iterations = k;
       p.tolerance = 0;
       p.record_history = true;
+      p.reorthogonalize = false;
       const auto plain = ift::conjugate_gradient(ift::DenseOperator<S>(H), b, p);
       p.reorthogonalize = true;
       const auto lanczos = ift::conjugate_gradient(ift::DenseOperator<S>(H), b, p);
@@ -400,6 +402,7 @@ TEST(Solvers, ReorthogonalisedCgIsMoreAccurateWhenIllConditioned) {
     ift::CgParams p;
     p.max_iterations = n;
     p.tolerance = 0;
+    p.reorthogonalize = false;
     const auto plain = ift::conjugate_gradient(ift::DenseOperator<double>(H), b, p);
     p.reorthogonalize = true;
     p.true_residual = true;
@@ -420,6 +423,7 @@ TYPED_TEST(Solvers, CgReportsNegativeCurvatureMaxIterationsAndNumericalIssue) {
   for (bool reorth : {false, true}) {
     ift::CgParams p;
     p.reorthogonalize = reorth;
+    p.tolerance = 1e-10;
     // Negative definite: the first pᵀAp is negative, nothing is clamped, x is the start.
     const Mat<S> negative = -random_spd<S>(n, 10.0, 72);
     const auto neg = ift::conjugate_gradient(ift::DenseOperator<S>(negative), b, p);
@@ -560,6 +564,7 @@ TYPED_TEST(Solvers, NeumannAutomaticAlphaAndDivergence) {
     // Automatic α = safety / λ_max; power-iteration HVPs are counted.
     ift::NeumannParams p;
     p.steps = 10;
+    p.power_iterations = 100;
     Index count = 0;
     const auto automatic = ift::neumann(counting<S>(H, &count), g, p);
     EXPECT_NEAR(automatic.alpha, 1.0 / lambda_max, 1e-3 / lambda_max);
@@ -595,6 +600,7 @@ TYPED_TEST(Solvers, NeumannAutomaticAlphaAndDivergence) {
     const Mat<S> indefinite = symmetric_with_spectrum<S>(d, 103 + n);
     ift::NeumannParams q;
     q.steps = 500;
+    q.power_iterations = 100;
     const auto ind = ift::neumann(ift::DenseOperator<S>(indefinite), g, q);
     EXPECT_EQ(ind.status, ift::SolverStatus::Diverged) << ind.message;
     EXPECT_TRUE(ind.x.allFinite());
@@ -613,6 +619,7 @@ TYPED_TEST(Solvers, NeumannAutomaticAlphaAndDivergence) {
     ift::NeumannParams r;
     r.alpha = 0.1;
     r.steps = 5;
+    r.power_iterations = 100;
     const auto inf = ift::neumann(poisoned, g, r);
     EXPECT_EQ(inf.status, ift::SolverStatus::Diverged);
     EXPECT_EQ(inf.iterations, 0);
@@ -995,6 +1002,7 @@ TEST(Solvers, SolversRunOnAnyVectorSpace) {
   ift::NeumannParams np;
   np.steps = 300;
   np.tolerance = 1e-12;
+  np.power_iterations = 100;
   const auto ns = ift::neumann(op, gs, np);
   EXPECT_EQ(ns.status, ift::SolverStatus::Converged);
   EXPECT_LT(rel_error<double>(from_shared(ns.x), exact), 1e-10);
@@ -1012,6 +1020,8 @@ TEST(Solvers, EveryStatusIsProduced) {
   const Mat<double> H = random_spd<double>(n, 100.0, 201);
   const Vec<double> g = random_vector<double>(n, 202);
   ift::CgParams cg;
+  cg.tolerance = 1e-10;
+  cg.reorthogonalize = false;
   seen.insert(ift::conjugate_gradient(ift::DenseOperator<double>(H), g, cg).status);
   cg.max_iterations = 2;
   seen.insert(ift::conjugate_gradient(ift::DenseOperator<double>(H), g, cg).status);
@@ -1019,6 +1029,7 @@ TEST(Solvers, EveryStatusIsProduced) {
   seen.insert(ift::conjugate_gradient(ift::DenseOperator<double>(negative), g).status);
   ift::NeumannParams np;
   np.alpha = 3.0 / 100.0;
+  np.power_iterations = 100;
   seen.insert(ift::neumann(ift::DenseOperator<double>(H), g, np).status);
   Vec<double> d = geometric_spectrum(n, 1.0, 10.0);
   d[0] = -1;

@@ -255,10 +255,10 @@ int run(const Options& o) {
   ift::require(spec.method != ift::Method::Exact,
                "--method exact forms a dense Hessian: use cg with enough steps on deep nets");
   spec.steps = o.steps;
-  spec.alpha = o.alpha;
+  spec.neumann.alpha = o.alpha;
   spec.damping = o.damping;
-  spec.power_iterations = o.power_iterations;
-  spec.reorthogonalize = false;  // k is small here; plain CG keeps memory at a few vectors
+  spec.neumann.power_iterations = o.power_iterations;
+  spec.cg.reorthogonalize = false;  // k is small here; plain CG keeps memory at a few vectors
   spec.check();
 
   // Algorithm 2 through the library's one loop (ift/generic/bilevel.hpp) on flat tensors.

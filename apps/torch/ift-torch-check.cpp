@@ -57,15 +57,15 @@ void time_problem(const std::string& name, ift::deep::TorchProblem& problem, int
   ift::MethodSpec cg;
   cg.method = ift::Method::Cg;
   cg.steps = 10;
-  cg.tolerance = 0;
-  cg.reorthogonalize = false;
+  cg.cg.tolerance = 0;
+  cg.cg.reorthogonalize = false;
   ift::MethodSpec neumann;
   neumann.method = ift::Method::Neumann;
   neumann.steps = 10;
-  neumann.alpha = 1e-3;  // fixed: the timing is of the 10 terms, not of power iteration
+  neumann.neumann.alpha = 1e-3;  // fixed: the timing is of the 10 terms, not of power iteration
   // On a non-convex net the series may grow and report `diverged`, which then estimates λ_max
   // for a suggested α: one power iteration keeps that from dominating the timing.
-  neumann.power_iterations = 1;
+  neumann.neumann.power_iterations = 1;
   const double grad = median_ms([&] { problem.set_point(lambda, w); }, repeats, device);
   const double hvp = median_ms([&] { problem.hvp(v, out); }, repeats, device);
   const double hc = median_ms([&] { (void)ift::generic::hypergradient(problem, cg); }, repeats, device);

@@ -167,12 +167,12 @@ ift::MethodSpec spec(const std::string& what) {
   s.steps = 10;
   if (what == "Neumann10") {
     s.method = ift::Method::Neumann;
-    s.alpha = 1e-3;  // fixed: time the 10 terms, not power iteration
-    s.power_iterations = 1;  // a divergence report then costs one HVP, not 200
+    s.neumann.alpha = 1e-3;  // fixed: time the 10 terms, not power iteration
+    s.neumann.power_iterations = 1;  // a divergence report then costs one HVP, not 200
   } else {
     s.method = ift::Method::Cg;
-    s.tolerance = 0;
-    s.reorthogonalize = false;
+    s.cg.tolerance = 0;
+    s.cg.reorthogonalize = false;
   }
   return s;
 }

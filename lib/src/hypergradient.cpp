@@ -1,6 +1,8 @@
 #include "ift/hypergradient.hpp"
 
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 namespace ift {
 
@@ -55,14 +57,42 @@ std::string MethodSpec::name() const {
   return std::string(to_string(curvature)) + "/" + to_string(method);
 }
 
+namespace {
+
+/// A solver struct's own check, its message prefixed with the MethodSpec field it sits in.
+template <class Params>
+void check_part(const Params& params, const char* field) {
+  try {
+    params.check();
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("MethodSpec::") + field + ": " + e.what());
+  }
+}
+
+/// A solver field that MethodSpec sets from its method-level field must be left alone (or
+/// already hold that value): otherwise the spec would say two things.
+template <class T>
+void require_mapped(const T& value, const T& default_value, const T& mapped, const char* field,
+                    const char* from) {
+  require(value == default_value || value == mapped,
+          std::string("MethodSpec::") + field + " is set from MethodSpec::" + from +
+              " at solve time: set " + from + " instead");
+}
+
+}  // namespace
+
 void MethodSpec::check() const {
   require(steps >= 0, "MethodSpec::steps must be >= 0 (got " + std::to_string(steps) + ")");
-  require(std::isfinite(alpha) && alpha >= 0,
-          "MethodSpec::alpha must be > 0, or 0 to choose it from λ_max");
-  require(safety > 0 && safety < 2, "MethodSpec::safety must lie in (0, 2)");
   require(std::isfinite(damping) && damping >= 0, "MethodSpec::damping must be finite and >= 0");
-  require(tolerance >= 0, "MethodSpec::tolerance must be >= 0");
-  require(power_iterations >= 1, "MethodSpec::power_iterations must be >= 1");
+  require_mapped(cg.max_iterations, CgParams{}.max_iterations, steps, "cg.max_iterations", "steps");
+  require_mapped(cg.true_residual, CgParams{}.true_residual, compute_residual, "cg.true_residual",
+                 "compute_residual");
+  require_mapped(neumann.steps, NeumannParams{}.steps, steps, "neumann.steps", "steps");
+  require_mapped(neumann.compute_residual, NeumannParams{}.compute_residual, compute_residual,
+                 "neumann.compute_residual", "compute_residual");
+  check_part(cg_params(), "cg");
+  check_part(neumann_params(), "neumann");
+  check_part(kfac, "kfac");
   const bool rank_deficient =
       curvature == Curvature::OuterProduct || curvature == Curvature::Fisher;
   require(!(rank_deficient && method != Method::Neumann),
@@ -71,6 +101,28 @@ void MethodSpec::check() const {
   require(!(curvature != Curvature::Hessian &&
             (method == Method::Kfac || method == Method::Unrolled)),
           std::string(to_string(method)) + " takes no --curvature (it defines its own)");
+}
+
+CgParams MethodSpec::cg_params() const {
+  CgParams p = cg;
+  p.max_iterations = steps;
+  p.true_residual = compute_residual;
+  return p;
+}
+
+NeumannParams MethodSpec::neumann_params() const {
+  NeumannParams p = neumann;
+  p.steps = steps;
+  p.compute_residual = compute_residual;
+  return p;
+}
+
+PowerIterationParams MethodSpec::power_params() const {
+  PowerIterationParams p;
+  p.max_iterations = neumann.power_iterations;
+  p.tolerance = neumann.power_tolerance;
+  p.seed = neumann.seed;
+  return p;
 }
 
 template <class S>

@@ -28,7 +28,7 @@ std::vector<MethodSpec> all_specs() {
     s.curvature = c;
     s.steps = steps;
     s.damping = damping;
-    s.power_iterations = 60;
+    s.neumann.power_iterations = 60;
     specs.push_back(s);
   };
   add(Method::Exact, Curvature::Hessian, 0);
@@ -45,7 +45,7 @@ std::vector<MethodSpec> all_specs() {
   MethodSpec plain;
   plain.method = Method::Cg;
   plain.steps = 8;
-  plain.reorthogonalize = false;
+  plain.cg.reorthogonalize = false;
   plain.compute_residual = true;
   specs.push_back(plain);
   return specs;

@@ -1,11 +1,16 @@
 // The inverse approximations of DESIGN.md §1 and their parameters: one definition shared by
-// both backends (Eigen and LibTorch), the apps and the CSV files.
+// both backends (Eigen and LibTorch), the apps and the CSV files. Each solver's parameters are
+// its own struct (CgParams, NeumannParams, KfacParams) with their one set of defaults; a
+// MethodSpec composes them with the method-level choices.
 #pragma once
 
 #include <string>
 
 #include "ift/core.hpp"
+#include "ift/linalg/cg.hpp"
 #include "ift/linalg/kfac.hpp"
+#include "ift/linalg/neumann.hpp"
+#include "ift/linalg/power_iteration.hpp"
 
 namespace ift {
 
@@ -27,30 +32,39 @@ const char* to_string(Curvature c);
 struct MethodSpec {
   Method method = Method::Exact;
   Curvature curvature = Curvature::Hessian;
-  /// CG iterations, Neumann terms k (v = α Σ_{j=0..k} (I − αH)^j g), or unrolled steps i. ≥ 0.
+  /// The one user-level k: CG iterations, Neumann terms k (v = α Σ_{j=0..k} (I − αH)^j g), or
+  /// unrolled steps i. ≥ 0. Becomes cg.max_iterations / neumann.steps at solve time.
   Index steps = 20;
-  /// Neumann / unrolled step size; 0 chooses safety / λ_max (power iteration, HVPs counted).
-  double alpha = 0;
-  /// Factor in α = safety / λ_max, in (0, 2).
-  double safety = 1.0;
   /// Added to the curvature as δI for exact, cg and neumann; KFAC's explicit damping. ≥ 0.
   double damping = 0;
-  KfacDampingMode kfac_damping_mode = KfacDampingMode::Exact;
-  /// CG: stop early when ||Hv − g|| / ||g|| falls below this. ≥ 0.
-  double tolerance = 1e-12;
-  /// CG: Lanczos form with full reorthogonalisation (reproducible for κ in the thousands).
-  bool reorthogonalize = true;
-  /// Power iterations for the automatic α.
-  Index power_iterations = 200;
-  /// Compute ||H v − g|| / ||g|| for methods where it costs an extra HVP.
+  /// Compute ||H v − g|| / ||g|| for methods where it costs an extra HVP (cg, neumann, kfac).
+  /// Becomes cg.true_residual / neumann.compute_residual at solve time.
   bool compute_residual = false;
   /// CG: start from the previous hyper-step's v (generic/solver_state.hpp) instead of 0.
   bool warm_start = false;
 
+  /// cg: tolerance, reorthogonalize, record_history (linalg/cg.hpp). max_iterations and
+  /// true_residual come from steps and compute_residual.
+  CgParams cg;
+  /// neumann: alpha (0: safety / λ_max by power iteration), safety, power_iterations, divergence
+  /// detection, tolerance (linalg/neumann.hpp); steps and compute_residual come from the fields
+  /// above. unrolled takes its step size from the same alpha / safety / power iteration, so that
+  /// unrolled(i, α) = neumann(i − 1, α) holds for one spec (Lorraine et al. 2020).
+  NeumannParams neumann;
+  /// kfac: the damping mode (linalg/kfac.hpp); the damping itself is `damping` above.
+  KfacParams kfac;
+
   /// "neumann", "gauss-newton/cg", "outer-product/neumann", …: the name used in CSV files.
   std::string name() const;
-  /// Throws std::invalid_argument naming the field, and for curvatures a method cannot use.
+  /// Throws std::invalid_argument naming the field (the solver structs' own checks, prefixed
+  /// with MethodSpec::cg / ::neumann / ::kfac), and for curvatures a method cannot use.
   void check() const;
+
+  /// The parameters each solver runs with: its struct with steps and compute_residual mapped in.
+  CgParams cg_params() const;
+  NeumannParams neumann_params() const;
+  /// The power iteration that chooses unrolled's automatic α (neumann's budget, tolerance, seed).
+  PowerIterationParams power_params() const;
 };
 
 }  // namespace ift

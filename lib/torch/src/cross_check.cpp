@@ -53,15 +53,15 @@ std::vector<MethodSpec> specs() {
   MethodSpec s;
   s.method = Method::Cg;
   s.steps = 15;
-  s.reorthogonalize = true;
+  s.cg.reorthogonalize = true;
   out.push_back(s);
-  s.reorthogonalize = false;
+  s.cg.reorthogonalize = false;
   s.steps = 6;
   out.push_back(s);
   s = MethodSpec{};
   s.method = Method::Neumann;
   s.steps = 10;
-  s.power_iterations = 50;
+  s.neumann.power_iterations = 50;
   out.push_back(s);
   s = MethodSpec{};
   s.method = Method::Identity;
@@ -71,7 +71,7 @@ std::vector<MethodSpec> specs() {
   s = MethodSpec{};
   s.method = Method::Unrolled;
   s.steps = 4;
-  s.power_iterations = 50;
+  s.neumann.power_iterations = 50;
   out.push_back(s);
   s = MethodSpec{};
   s.method = Method::Kfac;
@@ -82,7 +82,7 @@ std::vector<MethodSpec> specs() {
 
 std::string spec_label(const MethodSpec& s) {
   std::string label = s.name();
-  if (s.method == Method::Cg) label += std::string(s.reorthogonalize ? "-lanczos" : "-plain");
+  if (s.method == Method::Cg) label += std::string(s.cg.reorthogonalize ? "-lanczos" : "-plain");
   return label;
 }
 
@@ -168,7 +168,7 @@ std::vector<CheckResult> compare(const std::string& prefix, EigenProblem& eigen,
   bp.outer = {OptimizerKind::Sgd, 1.0};
   bp.method.method = Method::Cg;
   bp.method.steps = 6;
-  bp.method.reorthogonalize = false;
+  bp.method.cg.reorthogonalize = false;
   BilevelLoop<double> eigen_loop(bp);
   const auto er = eigen_loop.run(static_cast<BilevelProblem<double>&>(eigen), w, lambda);
   generic::BilevelLoop<TorchProblem> torch_loop(bp);
@@ -279,11 +279,11 @@ std::vector<CheckResult> check_unification(const CrossCheckOptions& o) {
     MethodSpec unrolled;
     unrolled.method = Method::Unrolled;
     unrolled.steps = i;
-    unrolled.alpha = alpha;
+    unrolled.neumann.alpha = alpha;
     MethodSpec series;
     series.method = Method::Neumann;
     series.steps = i - 1;
-    series.alpha = alpha;
+    series.neumann.alpha = alpha;
     const auto a = generic::hypergradient(deep, unrolled);
     const auto b = generic::hypergradient(deep, series);
     const double error = relative_error(to_vector<double>(a.hypergradient), to_vector<double>(b.hypergradient));

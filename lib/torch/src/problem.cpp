@@ -508,90 +508,29 @@ const std::vector<TorchProblem::KfacFactor>& TorchProblem::kfac_factors() {
   return kfac_;
 }
 
-SolveResult<Tensor> TorchProblem::kfac_solve(const Tensor& g, const MethodSpec& spec) {
-  using VS = VectorSpace<Tensor>;
-  require(g.numel() == num_params_, "TorchProblem::kfac_solve: g has the wrong size");
+std::vector<KfacBlock<Tensor>> TorchProblem::kfac_factors(std::vector<double>& shift) {
   const auto& factors = kfac_factors();
-  SolveResult<Tensor> result;
-  result.x = ::torch::zeros_like(g);
-
-  // Penalty curvature folded into damping: its size-weighted mean over the blocks.
   const Tensor diagonal = family_->penalty_hessian_diagonal();
-  double shift_sum = 0;
-  std::int64_t covered = 0;
+  std::vector<KfacBlock<Tensor>> blocks;
+  shift.clear();
   for (const KfacFactor& f : factors) {
-    const std::int64_t weight_count = f.bias_offset >= 0 ? f.outputs * (f.inputs - 1)
-                                                         : f.outputs * f.inputs;
+    KfacBlock<Tensor> block;
+    block.offset = f.weight_offset;
+    block.bias_offset = f.bias_offset;
+    block.A = f.A;
+    block.G = f.G;
+    double sum = 0;
     if (diagonal.defined()) {
-      shift_sum += diagonal.narrow(0, f.weight_offset, weight_count).sum().item<double>();
-      if (f.bias_offset >= 0) shift_sum += diagonal.narrow(0, f.bias_offset, f.outputs).sum().item<double>();
+      ::torch::NoGradGuard no_grad;
+      const BlockLayout layout = block.layout();
+      sum = diagonal.narrow(0, layout.offset, layout.leading_size()).sum().item<double>();
+      if (layout.last_row_apart())
+        sum += diagonal.narrow(0, layout.last_row_offset, layout.cols).sum().item<double>();
     }
-    covered += f.outputs * f.inputs;
+    shift.push_back(sum / static_cast<double>(block.size()));
+    blocks.push_back(std::move(block));
   }
-  const double damping = spec.damping + (covered ? shift_sum / double(covered) : 0.0);
-  const double root = std::sqrt(damping);
-  const bool exact = spec.kfac_damping_mode == KfacDampingMode::Exact;
-  const double eps = g.scalar_type() == ::torch::kDouble ? std::numeric_limits<double>::epsilon()
-                                                         : std::numeric_limits<float>::epsilon();
-  result.message = "KFAC inverse (LibTorch), damping δ = " + std::to_string(damping) + " (" +
-                   to_string(spec.kfac_damping_mode) + "), " + std::to_string(factors.size()) +
-                   " block(s), " + std::to_string(num_params_ - covered) +
-                   " parameter(s) outside blocks scaled by 1/δ";
-  auto fail = [&](const std::string& why) {
-    result.status = SolverStatus::NumericalIssue;
-    result.message = "KFAC inverse not defined: " + why + "; x = 0";
-    return result;
-  };
-  if (covered < num_params_ && damping <= 0)
-    return fail("parameters outside every block need damping > 0 (they are multiplied by 1/δ)");
-  if (damping > 0) result.x = g / damping;
-
-  ::torch::NoGradGuard no_grad;
-  for (std::size_t b = 0; b < factors.size(); ++b) {
-    const KfacFactor& f = factors[b];
-    if (!::torch::isfinite(f.A).all().item<bool>() || !::torch::isfinite(f.G).all().item<bool>())
-      return fail("block " + std::to_string(b) + ": non-finite Kronecker factor");
-    const auto [da, Ua] = ::torch::linalg::eigh(f.A, "L");
-    const auto [dg, Ug] = ::torch::linalg::eigh(f.G, "L");
-    // The block as the out × inputs matrix M (bias last): curvature M ↦ G M A.
-    const std::int64_t weight_count = f.bias_offset >= 0 ? f.outputs * (f.inputs - 1)
-                                                         : f.outputs * f.inputs;
-    Tensor M = g.narrow(0, f.weight_offset, weight_count).view({f.outputs, -1});
-    if (f.bias_offset >= 0)
-      M = ::torch::cat({M, g.narrow(0, f.bias_offset, f.outputs).view({f.outputs, 1})}, 1);
-    Tensor denominator = exact ? ::torch::outer(dg, da) + damping
-                               : ::torch::outer(dg + root, da + root);
-    const double largest = denominator.abs().max().item<double>();
-    const double smallest = denominator.min().item<double>();
-    if (!(smallest > eps * largest) || !std::isfinite(largest))
-      return fail("block " + std::to_string(b) + ": a denominator of the damped Kronecker inverse is " +
-                  std::to_string(smallest) + " (largest " + std::to_string(largest) +
-                  "): a factor is singular or indefinite and the damping does not cover it");
-    const Tensor rotated = ::torch::mm(::torch::mm(Ug.t(), M), Ua) / denominator;
-    const Tensor back = ::torch::mm(::torch::mm(Ug, rotated), Ua.t());
-    const std::int64_t cols = f.bias_offset >= 0 ? f.inputs - 1 : f.inputs;
-    result.x.narrow(0, f.weight_offset, weight_count)
-        .copy_(back.narrow(1, 0, cols).reshape({-1}));
-    if (f.bias_offset >= 0)
-      result.x.narrow(0, f.bias_offset, f.outputs).copy_(back.narrow(1, cols, 1).reshape({-1}));
-  }
-  if (!VS::all_finite(result.x)) {
-    result.x.zero_();
-    result.status = SolverStatus::NumericalIssue;
-    result.message += "; the result is not finite, x = 0";
-    return result;
-  }
-  result.status = SolverStatus::Converged;
-  if (spec.compute_residual) {
-    Tensor r;
-    hvp(result.x, r);
-    ++result.hvps;
-    if (spec.damping != 0) r.add_(result.x, spec.damping);
-    r.sub_(g);
-    const double g_norm = VS::norm(g);
-    result.relative_residual = g_norm > 0 ? VS::norm(r) / g_norm : 0.0;
-  }
-  return result;
+  return blocks;
 }
 
 }  // namespace ift::deep

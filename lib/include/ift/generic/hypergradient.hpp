@@ -1,7 +1,7 @@
 // The hypergradient of DESIGN.md §1 written once for any vector type V with a VectorSpace<V>:
 //   dL_V*/dλ = ∂L_V/∂λ − vᵀ ∂²L_T/∂w∂λᵀ,   v ≈ H⁻¹ ∂L_V/∂w,
 // with v from cg / neumann / identity / zero (the linalg templates), exact (Eigen vectors with a
-// dense Hessian), kfac (when the problem supplies Kronecker factors or its own KFAC inverse), or
+// dense Hessian), kfac (when the problem supplies Kronecker factors), or
 // unrolled reverse-mode differentiation through i gradient steps (Lorraine et al. 2020, §3).
 // hypergradient_sweep gives the result for every step count k of a sweep from one run (one
 // series for cg and neumann, one trajectory for unrolled), each equal to its single-k call.
@@ -27,6 +27,7 @@
 #include "ift/linalg/cg.hpp"
 #include "ift/linalg/dense_solver.hpp"
 #include "ift/linalg/kfac.hpp"
+#include "ift/linalg/matrix_space.hpp"
 #include "ift/linalg/neumann.hpp"
 #include "ift/linalg/operators.hpp"
 #include "ift/linalg/power_iteration.hpp"
@@ -91,18 +92,15 @@ concept HasDenseGaussNewton =
     requires(P& p, Matrix<typename VectorSpace<ProblemVector<P>>::Scalar>& G) {
       p.gauss_newton_matrix(G);
     };
-/// Eigen problems expose their Kronecker factors; the KFAC inverse is then built here.
+/// Problems that support KFAC export their Kronecker factors at the current point (on the
+/// matrices of MatrixSpace<V>) and, in `shift`, one entry per block: the mean of the penalty's
+/// Hessian diagonal over the block. The one KFAC inverse (linalg/kfac.hpp) is built here.
 template <class P>
 concept HasKroneckerFactors =
-    std::same_as<ProblemVector<P>, Vector<typename VectorSpace<ProblemVector<P>>::Scalar>> &&
+    HasMatrixSpace<ProblemVector<P>> &&
     requires(P& p, std::vector<typename VectorSpace<ProblemVector<P>>::Scalar>& shift) {
-      p.kfac_factors(shift);
+      { p.kfac_factors(shift) } -> std::convertible_to<std::vector<KfacBlock<ProblemVector<P>>>>;
     };
-/// Other backends (LibTorch) apply their own KFAC inverse: v = (KFAC + damping)⁻¹ g.
-template <class P>
-concept HasKfacSolve = requires(P& p, const ProblemVector<P>& cv, const MethodSpec& spec) {
-  { p.kfac_solve(cv, spec) } -> std::same_as<SolveResult<ProblemVector<P>>>;
-};
 
 /// The exact method's dense curvature and its factorisation, kept between calls by a caller that
 /// wants no D² reallocation per hypergradient and reuse of the factor (HypergradientEngine).
@@ -188,25 +186,6 @@ FunctionOperator<ProblemVector<P>> curvature_operator(P& problem, const MethodSp
                               " is not provided by this problem");
 }
 
-/// The solver parameters a spec stands for (one definition for hypergradient and the sweep).
-inline CgParams cg_params(const MethodSpec& spec) {
-  CgParams p;
-  p.max_iterations = spec.steps;
-  p.tolerance = spec.tolerance;
-  p.reorthogonalize = spec.reorthogonalize;
-  p.true_residual = spec.compute_residual;
-  return p;
-}
-inline NeumannParams neumann_params(const MethodSpec& spec) {
-  NeumannParams p;
-  p.steps = spec.steps;
-  p.alpha = spec.alpha;
-  p.safety = spec.safety;
-  p.power_iterations = spec.power_iterations;
-  p.compute_residual = spec.compute_residual;
-  return p;
-}
-
 template <class V>
 void copy_diagnostics(SolveResult<V>&& r, Result<V>& out) {
   out.v = std::move(r.x);
@@ -251,27 +230,27 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
       }
     case Method::Cg: {
       const auto op = curvature_operator(problem, spec);
-      const CgParams p = cg_params(spec);
       const bool warm = spec.warm_start && state != nullptr && state->has_v &&
                         VectorSpace<V>::size(state->v) == VectorSpace<V>::size(g);
-      copy_diagnostics(conjugate_gradient(op, g, p, warm ? &state->v : nullptr), out);
+      copy_diagnostics(conjugate_gradient(op, g, spec.cg_params(), warm ? &state->v : nullptr),
+                       out);
       return;
     }
     case Method::Neumann: {
       const auto op = curvature_operator(problem, spec);
-      copy_diagnostics(neumann(op, g, neumann_params(spec)), out);
+      copy_diagnostics(neumann(op, g, spec.neumann_params()), out);
       return;
     }
     case Method::Identity: copy_diagnostics(identity_solve(g), out); return;
     case Method::Zero: copy_diagnostics(zero_solve(g), out); return;
     case Method::Kfac:
-      if constexpr (HasKfacSolve<P>) {
-        copy_diagnostics(problem.kfac_solve(g, spec), out);
-        return;
-      } else if constexpr (HasKroneckerFactors<P>) {
+      if constexpr (HasKroneckerFactors<P>) {
         using S = typename VectorSpace<V>::Scalar;
         std::vector<S> shift;
-        const auto factors = problem.kfac_factors(shift);
+        const std::vector<KfacBlock<V>> factors = problem.kfac_factors(shift);
+        require(shift.size() == factors.size(),
+                "kfac: the problem returned " + std::to_string(shift.size()) +
+                    " penalty shifts for " + std::to_string(factors.size()) + " blocks");
         double shift_sum = 0;
         Index covered = 0;
         for (std::size_t b = 0; b < factors.size(); ++b) {
@@ -281,8 +260,8 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
         // The penalty's curvature enters as damping, by its size-weighted mean over the blocks
         // (exact for global decay); the explicit damping is added on top.
         const double damping = spec.damping + (covered ? shift_sum / double(covered) : 0.0);
-        KfacInverseOperator<S> inverse(problem.num_params(), factors, damping,
-                                       spec.kfac_damping_mode);
+        const KfacInverse<V> inverse(problem.num_params(), factors, damping,
+                                     spec.kfac.damping_mode);
         if (spec.compute_residual) {
           const auto op = curvature_operator(problem, spec);
           copy_diagnostics(kfac_solve(inverse, g, op), out);
@@ -363,17 +342,15 @@ void unrolled_sweep(P& problem, const MethodSpec& spec, const ProblemVector<P>& 
   const V w0 = clone(start);  // start may be problem.w() itself, which set_point overwrites
   const Index steps = ks.back();
   problem.set_point(lambda, w0);
-  double alpha = spec.alpha;
+  double alpha = spec.neumann.alpha;
   Index power_hvps = 0;
   if (alpha == 0) {
     const auto op = curvature_operator(problem, spec);
-    PowerIterationParams p;
-    p.max_iterations = spec.power_iterations;
-    const PowerIterationResult power = power_iteration(op, w0, p);
+    const PowerIterationResult power = power_iteration(op, w0, spec.power_params());
     power_hvps = power.hvps;
     require(power.eigenvalue > 0, "unrolled: the Hessian's largest eigenvalue is not positive; "
                                   "give --alpha explicitly");
-    alpha = spec.safety / power.eigenvalue;
+    alpha = spec.neumann.safety / power.eigenvalue;
   }
   const S a_step = static_cast<S>(alpha);
   std::vector<V> trajectory;
@@ -475,7 +452,8 @@ Result<ProblemVector<P>> hypergradient(
   if (state != nullptr) {
     ++state->uses;
     if (out.alpha > 0) state->alpha = out.alpha;
-    if (out.alpha > 0 && spec.alpha == 0) state->lambda_max = spec.safety / out.alpha;
+    if (out.alpha > 0 && spec.neumann.alpha == 0)
+      state->lambda_max = spec.neumann.safety / out.alpha;
     // Only a usable v is handed on: a warm start from a diverged or non-finite one would
     // carry the failure into the next hyper-step.
     const bool usable = spec.method != Method::Unrolled && VS::size(out.v) > 0 &&
@@ -544,9 +522,9 @@ std::vector<Result<ProblemVector<P>>> hypergradient_sweep(P& problem, const Meth
         out.seconds = elapsed();
       };
       if (spec.method == Method::Neumann)
-        neumann(op, g, detail::neumann_params(run), partial);
+        neumann(op, g, run.neumann_params(), partial);
       else
-        conjugate_gradient(op, g, detail::cg_params(run), nullptr, partial);
+        conjugate_gradient(op, g, run.cg_params(), nullptr, partial);
       require(next == sorted.size(), "hypergradient_sweep: a solver skipped a partial result");
       break;
     }

@@ -20,16 +20,17 @@ namespace ift {
 struct CgParams {
   /// Maximum number of CG iterations (one HVP each). Default 50, valid >= 0.
   Index max_iterations = 50;
-  /// Stop when ||g − H v|| / ||g|| <= tolerance. Default 1e-10, valid >= 0 (0: run all
+  /// Stop when ||g − H v|| / ||g|| <= tolerance. Default 1e-12, valid >= 0 (0: run all
   /// iterations unless the residual is exactly zero).
-  double tolerance = 1e-10;
+  double tolerance = 1e-12;
   /// Record the relative residual after every iteration in residual_history. Default false.
   bool record_history = false;
   /// Run the Lanczos form of CG with full reorthogonalisation. Same iterates as CG in exact
   /// arithmetic, reproducible in floating point for κ in the thousands and beyond (DESIGN.md
   /// §5). Memory: max_iterations + 1 extra vectors of the problem size, allocated up front
-  /// (plus x); time: O(n·k²) extra dot/axpy work for k iterations. Default false.
-  bool reorthogonalize = false;
+  /// (plus x); time: O(n·k²) extra dot/axpy work for k iterations. Default true (set false
+  /// to keep memory at a few vectors when k is large).
+  bool reorthogonalize = true;
   /// Spend one extra HVP at the end to report the true residual ||g − H v|| / ||g|| instead of
   /// the recurrence's (which drifts from the true one once rounding accumulates). Default false.
   bool true_residual = false;

@@ -1,26 +1,34 @@
 // Kronecker-factored approximate curvature (KFAC; Martens & Grosse 2015) as an approximate
 // inverse for the IFT solve (DESIGN.md §1: H⁻¹ ≈ per-layer (Kronecker factors + damping)⁻¹).
 //
-// Layout convention (the models use it): a block holds the parameters of one dense layer as
-// the (in+1)×out column-major matrix M (inputs with the bias row last), parameter
-// offset + j + (in+1)·o ↔ M(j, o). With A = E[a aᵀ] ((in+1)×(in+1), layer inputs with a
-// constant 1 appended) and G = E[g gᵀ] (out×out, output-side curvature), the block curvature
-// is (G ⊗ A) vec(M) = vec(A M G). (DESIGN.md writes A ⊗ G for the same approximation with the
-// other vec ordering.)
+// Written once over the vector-space seam: the vectors through VectorSpace<V>, the per-layer
+// factors and their eigendecompositions through MatrixSpace<V> (linalg/matrix_space.hpp). The
+// same code applies the inverse to Eigen vectors (KfacInverseOperator<S>) and to flat LibTorch
+// tensors on their device (KfacInverse<torch::Tensor>, with torch's eigh and matmuls there);
+// problems only export their Kronecker factors.
+//
+// Layout convention (models/kronecker_factors.hpp): a block holds the parameters of one dense
+// layer as the (in+1)×out column-major matrix M (inputs with the bias row last), parameter
+// offset + j + (in+1)·o ↔ M(j, o) (or the bias row apart, at bias_offset + o). With
+// A = E[a aᵀ] ((in+1)×(in+1), layer inputs with a constant 1 appended) and G = E[g gᵀ]
+// (out×out, output-side curvature), the block curvature is (G ⊗ A) vec(M) = vec(A M G).
+// (DESIGN.md writes A ⊗ G for the same approximation with the other vec ordering.)
 #pragma once
 
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include <Eigen/Eigenvalues>
-
 #include "ift/core.hpp"
+#include "ift/linalg/matrix_space.hpp"
 #include "ift/linalg/operators.hpp"
-#include "ift/models/kronecker_factors.hpp"
 #include "ift/linalg/status.hpp"
+#include "ift/linalg/vector_space.hpp"
+#include "ift/models/kronecker_factors.hpp"
 
 namespace ift {
 
@@ -36,140 +44,175 @@ constexpr const char* to_string(KfacDampingMode mode) {
   return mode == KfacDampingMode::Exact ? "exact" : "factored";
 }
 
+/// Parameters of the KFAC inverse beyond its damping δ (which the caller gives: MethodSpec's
+/// damping plus the penalty's curvature).
+struct KfacParams {
+  /// How δ enters (see KfacDampingMode). Default Exact.
+  KfacDampingMode damping_mode = KfacDampingMode::Exact;
+
+  void check() const {
+    require(damping_mode == KfacDampingMode::Exact || damping_mode == KfacDampingMode::Factored,
+            "KfacParams::damping_mode must be exact or factored");
+  }
+};
+
 namespace detail {
 
-template <class S>
-void check_kronecker_blocks(Index dimension, const std::vector<KroneckerBlock<S>>& blocks,
+template <class V>
+void check_kronecker_blocks(Index dimension, const std::vector<KfacBlock<V>>& blocks,
                             const char* who) {
+  using MS = MatrixSpace<V>;
   require(dimension >= 0, std::string(who) + ": dimension must be >= 0");
   std::vector<std::pair<Index, Index>> ranges;
   for (std::size_t b = 0; b < blocks.size(); ++b) {
-    const KroneckerBlock<S>& k = blocks[b];
+    const KfacBlock<V>& k = blocks[b];
     const std::string name = std::string(who) + ": block " + std::to_string(b);
-    require(k.A.rows() == k.A.cols() && k.A.rows() > 0, name + ": A must be square and non-empty");
-    require(k.G.rows() == k.G.cols() && k.G.rows() > 0, name + ": G must be square and non-empty");
-    require(k.offset >= 0 && k.offset + k.size() <= dimension,
-            name + ": parameters [offset, offset + (in+1)·out) exceed the dimension " +
-                std::to_string(dimension));
-    ranges.emplace_back(k.offset, k.offset + k.size());
+    require(MS::rows(k.A) == MS::cols(k.A) && MS::rows(k.A) > 0,
+            name + ": A must be square and non-empty");
+    require(MS::rows(k.G) == MS::cols(k.G) && MS::rows(k.G) > 0,
+            name + ": G must be square and non-empty");
+    const BlockLayout layout = k.layout();
+    const Index leading = layout.leading_size();
+    require(k.offset >= 0 && k.offset + leading <= dimension,
+            name + (layout.last_row_apart() ? ": parameters [offset, offset + in·out)"
+                                            : ": parameters [offset, offset + (in+1)·out)") +
+                " exceed the dimension " + std::to_string(dimension));
+    if (leading > 0) ranges.emplace_back(k.offset, k.offset + leading);
+    if (layout.last_row_apart()) {
+      require(k.bias_offset + k.outputs() <= dimension,
+              name + ": bias parameters [bias_offset, bias_offset + out) exceed the dimension " +
+                  std::to_string(dimension));
+      ranges.emplace_back(k.bias_offset, k.bias_offset + k.outputs());
+    }
   }
   std::sort(ranges.begin(), ranges.end());
   for (std::size_t i = 1; i < ranges.size(); ++i)
     require(ranges[i].first >= ranges[i - 1].second, std::string(who) + ": blocks overlap");
 }
 
-template <class S>
-Index covered_parameters(const std::vector<KroneckerBlock<S>>& blocks) {
+template <class V>
+Index covered_parameters(const std::vector<KfacBlock<V>>& blocks) {
   Index covered = 0;
-  for (const KroneckerBlock<S>& k : blocks) covered += k.size();
+  for (const KfacBlock<V>& k : blocks) covered += k.size();
   return covered;
 }
 
 }  // namespace detail
 
 /// Forward KFAC curvature y = (G ⊗ A + δ I) x per block, y = δ x outside every block. Used to
-/// check the inverse and as a cheap PSD curvature model. apply() uses one mutable work matrix
-/// per block (no allocation; not thread-safe on one object).
-template <class S>
-class KfacCurvatureOperator {
+/// check the inverse and as a cheap PSD curvature model. apply() uses three mutable work
+/// matrices per block (no allocation; not thread-safe on one object).
+template <class V>
+  requires HasMatrixSpace<V>
+class KfacCurvature {
  public:
-  using VectorType = Vector<S>;
-  using Scalar = S;
+  using VectorType = V;
+  using Scalar = typename VectorSpace<V>::Scalar;
 
-  KfacCurvatureOperator(Index dimension, std::vector<KroneckerBlock<S>> blocks, double damping)
-      : dimension_(dimension), blocks_(std::move(blocks)), damping_(static_cast<S>(damping)) {
-    detail::check_kronecker_blocks(dimension_, blocks_, "KfacCurvatureOperator");
-    require(std::isfinite(damping), "KfacCurvatureOperator: damping must be finite");
-    for (const KroneckerBlock<S>& k : blocks_) work_.push_back(Matrix<S>::Zero(k.inputs(), k.outputs()));
+  KfacCurvature(Index dimension, std::vector<KfacBlock<V>> blocks, double damping)
+      : dimension_(dimension), blocks_(std::move(blocks)), damping_(damping) {
+    detail::check_kronecker_blocks(dimension_, blocks_, "KfacCurvature");
+    require(std::isfinite(damping), "KfacCurvature: damping must be finite");
+    for (const KfacBlock<V>& k : blocks_) {
+      Work w;
+      w.m = MS::zeros(k.A, k.inputs(), k.outputs());
+      w.am = MS::zeros(k.A, k.inputs(), k.outputs());
+      w.amg = MS::zeros(k.A, k.inputs(), k.outputs());
+      work_.push_back(std::move(w));
+    }
   }
 
   Index rows() const { return dimension_; }
   Index cols() const { return dimension_; }
-  void apply(const VectorType& x, VectorType& y) const {
-    y.noalias() = damping_ * x;
+  void apply(const V& x, V& y) const {
+    VS::assign(y, x);
+    VS::scale(static_cast<Scalar>(damping_), y);
     for (std::size_t b = 0; b < blocks_.size(); ++b) {
-      const KroneckerBlock<S>& k = blocks_[b];
-      const Eigen::Map<const Matrix<S>> M(x.data() + k.offset, k.inputs(), k.outputs());
-      Eigen::Map<Matrix<S>> Y(y.data() + k.offset, k.inputs(), k.outputs());
-      work_[b].noalias() = k.A * M;
-      Y.noalias() += work_[b] * k.G;  // Y = δ M + A M G
+      const KfacBlock<V>& k = blocks_[b];
+      Work& w = work_[b];
+      MS::read_block(x, k.layout(), w.m);
+      MS::product(k.A, false, w.m, false, w.am);
+      MS::product(w.am, false, k.G, false, w.amg);
+      MS::write_block(w.amg, k.layout(), y, /*accumulate=*/true);  // Y = δ M + A M G
     }
   }
-  const std::vector<KroneckerBlock<S>>& blocks() const { return blocks_; }
-  double damping() const { return static_cast<double>(damping_); }
+  const std::vector<KfacBlock<V>>& blocks() const { return blocks_; }
+  double damping() const { return damping_; }
 
  private:
+  using VS = VectorSpace<V>;
+  using MS = MatrixSpace<V>;
+  struct Work {
+    typename MS::MatrixType m, am, amg;
+  };
+
   Index dimension_;
-  std::vector<KroneckerBlock<S>> blocks_;
-  S damping_;
-  mutable std::vector<Matrix<S>> work_;
+  std::vector<KfacBlock<V>> blocks_;
+  double damping_;
+  mutable std::vector<Work> work_;
 };
 
 /// Applies the KFAC approximate inverse (see KfacDampingMode) per block; parameters outside
 /// every block (e.g. a layer without factors) get the damping-only inverse x / δ, the inverse
 /// of the forward operator's δ I there. Construction factorises once (two symmetric
-/// eigendecompositions per block, O(in³ + out³)); apply() then costs four small GEMMs per block
-/// and allocates nothing (two mutable work matrices per block: not thread-safe on one object).
+/// eigendecompositions per block, O(in³ + out³), on the factors' backend and device); apply()
+/// then costs four small matrix products per block and allocates nothing (three mutable work
+/// matrices per block: not thread-safe on one object).
 ///
 /// status() is Converged when the approximation is well defined and NumericalIssue when it is
 /// not: a denominator (da_i dg_j + δ, or (da_i + √δ)(dg_j + √δ)) <= eps·max (damping 0 with a
 /// singular or indefinite factor), uncovered parameters with δ = 0, non-finite factors or a
 /// failed eigendecomposition. apply() then writes NaN (so misuse cannot pass unnoticed).
-template <class S>
-class KfacInverseOperator {
+template <class V>
+  requires HasMatrixSpace<V>
+class KfacInverse {
  public:
-  using VectorType = Vector<S>;
-  using Scalar = S;
+  using VectorType = V;
+  using Scalar = typename VectorSpace<V>::Scalar;
 
-  KfacInverseOperator(Index dimension, const std::vector<KroneckerBlock<S>>& blocks, double damping,
-                      KfacDampingMode mode = KfacDampingMode::Exact)
+  KfacInverse(Index dimension, const std::vector<KfacBlock<V>>& blocks, double damping,
+              KfacDampingMode mode = KfacDampingMode::Exact)
       : dimension_(dimension), damping_(damping), mode_(mode) {
-    detail::check_kronecker_blocks(dimension, blocks, "KfacInverseOperator");
-    require(damping >= 0 && std::isfinite(damping),
-            "KfacInverseOperator: damping must be finite and >= 0");
-    const S delta = static_cast<S>(damping);
-    const S root = std::sqrt(delta);
-    const S eps = std::numeric_limits<S>::epsilon();
+    detail::check_kronecker_blocks(dimension, blocks, "KfacInverse");
+    require(damping >= 0 && std::isfinite(damping), "KfacInverse: damping must be finite and >= 0");
+    const double root = std::sqrt(damping);
     if (detail::covered_parameters(blocks) < dimension && damping <= 0) {
       fail("parameters outside every block need damping > 0 (they are multiplied by 1/δ)");
     }
     for (std::size_t b = 0; b < blocks.size() && valid_; ++b) {
-      const KroneckerBlock<S>& k = blocks[b];
+      const KfacBlock<V>& k = blocks[b];
       const std::string name = "block " + std::to_string(b) + ": ";
-      if (!k.A.allFinite() || !k.G.allFinite()) {
+      if (!MS::all_finite(k.A) || !MS::all_finite(k.G)) {
         fail(name + "non-finite Kronecker factor");
         break;
       }
-      Eigen::SelfAdjointEigenSolver<Matrix<S>> ea(k.A), eg(k.G);
-      if (ea.info() != Eigen::Success || eg.info() != Eigen::Success) {
+      Factors f;
+      f.layout = k.layout();
+      V da, dg;
+      if (!MS::symmetric_eigen(k.A, da, f.Ua) || !MS::symmetric_eigen(k.G, dg, f.Ug)) {
         fail(name + "eigendecomposition of a Kronecker factor failed");
         break;
       }
-      Factors f;
-      f.offset = k.offset;
-      f.Ua = ea.eigenvectors();
-      f.Ug = eg.eigenvectors();
-      const Vector<S>& da = ea.eigenvalues();
-      const Vector<S>& dg = eg.eigenvalues();
-      Matrix<S> denominator(k.inputs(), k.outputs());
       if (mode == KfacDampingMode::Exact) {
-        denominator.noalias() = da * dg.transpose();
-        denominator.array() += delta;
+        f.inverse_denominator = MS::outer(da, dg);
+        MS::add_constant(f.inverse_denominator, damping);
       } else {
-        denominator.noalias() = (da.array() + root).matrix() * (dg.array() + root).matrix().transpose();
+        MS::add_constant(da, root);
+        MS::add_constant(dg, root);
+        f.inverse_denominator = MS::outer(da, dg);
       }
-      const S largest = denominator.cwiseAbs().maxCoeff();
-      const S smallest = denominator.minCoeff();
-      if (!(smallest > eps * largest) || !std::isfinite(static_cast<double>(largest))) {
-        fail(name + "a denominator of the damped Kronecker inverse is " +
-             std::to_string(static_cast<double>(smallest)) + " (largest " +
-             std::to_string(static_cast<double>(largest)) +
+      const double largest = MS::max_abs(f.inverse_denominator);
+      const double smallest = MS::min(f.inverse_denominator);
+      if (!(smallest > MS::epsilon(f.inverse_denominator) * largest) || !std::isfinite(largest)) {
+        fail(name + "a denominator of the damped Kronecker inverse is " + std::to_string(smallest) +
+             " (largest " + std::to_string(largest) +
              "): a factor is singular or indefinite and the damping does not cover it");
         break;
       }
-      f.inverse_denominator = denominator.cwiseInverse();
-      f.work1 = Matrix<S>::Zero(k.inputs(), k.outputs());
-      f.work2 = Matrix<S>::Zero(k.inputs(), k.outputs());
+      MS::reciprocal(f.inverse_denominator);
+      f.m = MS::zeros(k.A, k.inputs(), k.outputs());
+      f.work1 = MS::zeros(k.A, k.inputs(), k.outputs());
+      f.work2 = MS::zeros(k.A, k.inputs(), k.outputs());
       factors_.push_back(std::move(f));
     }
     if (valid_) {
@@ -183,24 +226,25 @@ class KfacInverseOperator {
   Index rows() const { return dimension_; }
   Index cols() const { return dimension_; }
 
-  void apply(const VectorType& x, VectorType& y) const {
+  void apply(const V& x, V& y) const {
+    VS::assign(y, x);
     if (!valid_) {
-      y.setConstant(x.size(), std::numeric_limits<S>::quiet_NaN());
+      VS::scale(std::numeric_limits<Scalar>::quiet_NaN(), y);  // NaN · x is NaN everywhere
       return;
     }
     if (damping_ > 0) {
-      y.noalias() = static_cast<S>(1.0 / damping_) * x;
+      VS::scale(static_cast<Scalar>(1.0 / damping_), y);
     } else {
-      y.setZero(x.size());  // every parameter is in a block (checked at construction)
+      VS::set_zero(y);  // every parameter is in a block (checked at construction)
     }
     for (const Factors& f : factors_) {
-      const Eigen::Map<const Matrix<S>> M(x.data() + f.offset, f.Ua.rows(), f.Ug.rows());
-      Eigen::Map<Matrix<S>> Y(y.data() + f.offset, f.Ua.rows(), f.Ug.rows());
-      f.work1.noalias() = f.Ua.transpose() * M;  // rotate into the eigenbases
-      f.work2.noalias() = f.work1 * f.Ug;
-      f.work2.array() *= f.inverse_denominator.array();
-      f.work1.noalias() = f.Ua * f.work2;  // rotate back
-      Y.noalias() = f.work1 * f.Ug.transpose();
+      MS::read_block(x, f.layout, f.m);
+      MS::product(f.Ua, true, f.m, false, f.work1);  // rotate into the eigenbases
+      MS::product(f.work1, false, f.Ug, false, f.work2);
+      MS::multiply_elements(f.work2, f.inverse_denominator);
+      MS::product(f.Ua, false, f.work2, false, f.work1);  // rotate back
+      MS::product(f.work1, false, f.Ug, true, f.m);
+      MS::write_block(f.m, f.layout, y, /*accumulate=*/false);
     }
   }
 
@@ -210,10 +254,12 @@ class KfacInverseOperator {
   KfacDampingMode mode() const { return mode_; }
 
  private:
+  using VS = VectorSpace<V>;
+  using MS = MatrixSpace<V>;
   struct Factors {
-    Index offset = 0;
-    Matrix<S> Ua, Ug, inverse_denominator;
-    mutable Matrix<S> work1, work2;
+    BlockLayout layout;
+    typename MS::MatrixType Ua, Ug, inverse_denominator;
+    mutable typename MS::MatrixType m, work1, work2;
   };
 
   void fail(const std::string& why) {
@@ -229,23 +275,33 @@ class KfacInverseOperator {
   std::vector<Factors> factors_;
 };
 
+/// The Eigen backend's names.
+template <class S>
+using KfacCurvatureOperator = KfacCurvature<Vector<S>>;
+template <class S>
+using KfacInverseOperator = KfacInverse<Vector<S>>;
+
 /// v = KFAC⁻¹ g (0 HVPs, 0 iterations). Status Converged means the approximation was applied as
 /// defined (it is not a solve of H v = g); NumericalIssue with x = 0 when the inverse is not
 /// defined or the result is not finite. The message reports the damping.
-template <class S>
-SolveResult<Vector<S>> kfac_solve(const KfacInverseOperator<S>& inverse, const Vector<S>& g) {
-  require(g.size() == inverse.rows(), "kfac_solve: g has size " + std::to_string(g.size()) +
-                                          ", expected " + std::to_string(inverse.rows()));
-  SolveResult<Vector<S>> result;
-  result.x = Vector<S>::Zero(g.size());
+template <class V>
+SolveResult<V> kfac_solve(const KfacInverse<V>& inverse, const V& g) {
+  using VS = VectorSpace<V>;
+  require(VS::size(g) == inverse.rows(), [&] {
+    return "kfac_solve: g has size " + std::to_string(VS::size(g)) + ", expected " +
+           std::to_string(inverse.rows());
+  });
+  SolveResult<V> result;
+  result.x = VS::zeros_like(g);
   result.message = inverse.message();
   if (inverse.status() != SolverStatus::Converged) {
     result.status = inverse.status();
+    result.message += "; x = 0";
     return result;
   }
   inverse.apply(g, result.x);
-  if (!result.x.allFinite()) {
-    result.x.setZero();
+  if (!VS::all_finite(result.x)) {
+    VS::set_zero(result.x);
     result.status = SolverStatus::NumericalIssue;
     result.message += "; the result is not finite, x = 0";
     return result;
@@ -256,19 +312,19 @@ SolveResult<Vector<S>> kfac_solve(const KfacInverseOperator<S>& inverse, const V
 
 /// As above, plus the relative residual ||H v − g|| / ||g|| against the true curvature H (one
 /// HVP, counted).
-template <class S, LinearOperator Op>
-  requires std::same_as<typename Op::VectorType, Vector<S>>
-SolveResult<Vector<S>> kfac_solve(const KfacInverseOperator<S>& inverse, const Vector<S>& g,
-                                  const Op& H) {
-  require(H.rows() == g.size() && H.cols() == g.size(), "kfac_solve: H has the wrong size");
-  SolveResult<Vector<S>> result = kfac_solve(inverse, g);
+template <class V, LinearOperator Op>
+  requires std::same_as<typename Op::VectorType, V>
+SolveResult<V> kfac_solve(const KfacInverse<V>& inverse, const V& g, const Op& H) {
+  using VS = VectorSpace<V>;
+  require(H.rows() == VS::size(g) && H.cols() == VS::size(g), "kfac_solve: H has the wrong size");
+  SolveResult<V> result = kfac_solve(inverse, g);
   if (result.status != SolverStatus::Converged) return result;
-  Vector<S> r(g.size());
+  V r = VS::zeros_like(g);
   H.apply(result.x, r);
   ++result.hvps;
-  r -= g;
-  const double g_norm = static_cast<double>(g.norm());
-  result.relative_residual = g_norm > 0 ? static_cast<double>(r.norm()) / g_norm : 0.0;
+  VS::axpy(typename VS::Scalar(-1), g, r);
+  const double g_norm = static_cast<double>(VS::norm(g));
+  result.relative_residual = g_norm > 0 ? static_cast<double>(VS::norm(r)) / g_norm : 0.0;
   return result;
 }
 

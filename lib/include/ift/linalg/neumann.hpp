@@ -25,8 +25,8 @@ struct NeumannParams {
   double alpha = 0;
   /// Factor on 1/λ_max when α is automatic. Default 1, valid in (0, 2).
   double safety = 1.0;
-  /// Power-iteration budget for λ_max (automatic α and suggested_alpha). Default 100, >= 1.
-  Index power_iterations = 100;
+  /// Power-iteration budget for λ_max (automatic α and suggested_alpha). Default 200, >= 1.
+  Index power_iterations = 200;
   /// Relative Rayleigh-quotient change at which power iteration stops. Default 1e-6, >= 0.
   double power_tolerance = 1e-6;
   /// Seed of the power iteration's start vector. Default 42.

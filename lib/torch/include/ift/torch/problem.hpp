@@ -19,6 +19,7 @@
 #include "ift/core.hpp"
 #include "ift/hypergradient.hpp"
 #include "ift/linalg/status.hpp"
+#include "ift/models/kronecker_factors.hpp"
 #include "ift/problem.hpp"
 #include "ift/torch/tensor_space.hpp"
 
@@ -202,11 +203,6 @@ class TorchProblem {
   void val_direct_gradient(Tensor& out);
   void hvp(const Tensor& v, Tensor& out);
   void mixed_product(const Tensor& v, Tensor& out);
-  /// v = (KFAC + δ I)⁻¹ g at the current point with δ = spec.damping plus the size-weighted
-  /// mean of the penalty's Hessian diagonal over the blocks (as HypergradientEngine does);
-  /// parameters outside every tapped layer get g / δ. Status NumericalIssue (x = 0) when the
-  /// damped factors are singular.
-  SolveResult<Tensor> kfac_solve(const Tensor& g, const MethodSpec& spec);
   /// Kronecker factors at the current point, per tapped layer: (offset of weight, A, G). For
   /// tests and diagnostics.
   struct KfacFactor {
@@ -216,6 +212,10 @@ class TorchProblem {
     Tensor A, G;
   };
   const std::vector<KfacFactor>& kfac_factors();
+  /// The same factors as the blocks of the one KFAC inverse (ift/linalg/kfac.hpp, run by the
+  /// generic hypergradient on this problem's device), with `shift` = per block the mean of the
+  /// penalty's Hessian diagonal over its parameters (folded into the damping there).
+  std::vector<KfacBlock<Tensor>> kfac_factors(std::vector<double>& shift);
 
   /// Losses and accuracies (data terms only) on train (the inputs L_T sees, with the fixed ε),
   /// val and test at the current point, evaluated in chunks without a graph.

@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,7 @@
 
 #include "ift/core.hpp"
 #include "ift/generic/backend.hpp"
+#include "ift/linalg/matrix_space.hpp"
 #include "ift/linalg/vector_space.hpp"
 
 namespace ift {
@@ -97,6 +100,86 @@ struct VectorBackend<::torch::Tensor> {
 };
 
 static_assert(HasVectorBackend<::torch::Tensor>);
+/// MatrixSpace<torch::Tensor>: 2-D tensors with the flat vectors' dtype and device. The
+/// eigendecompositions (torch::linalg_eigh) and products (mm) run on that device; no operation
+/// records an autograd graph (KFAC is never differentiated). min, max_abs and all_finite
+/// synchronise with the device.
+template <>
+struct MatrixSpace<::torch::Tensor> {
+  using VectorType = ::torch::Tensor;
+  using MatrixType = ::torch::Tensor;
+  using Scalar = double;
+
+  static Index rows(const MatrixType& m) { return static_cast<Index>(m.size(0)); }
+  static Index cols(const MatrixType& m) { return static_cast<Index>(m.size(1)); }
+  static MatrixType zeros(const MatrixType& like, Index rows, Index cols) {
+    return ::torch::zeros({rows, cols}, like.options());
+  }
+  static bool all_finite(const MatrixType& m) { return ::torch::isfinite(m).all().item<bool>(); }
+  static double epsilon(const MatrixType& m) {
+    return m.scalar_type() == ::torch::kDouble ? std::numeric_limits<double>::epsilon()
+                                               : std::numeric_limits<float>::epsilon();
+  }
+  static bool symmetric_eigen(const MatrixType& A, VectorType& values, MatrixType& vectors) {
+    ::torch::NoGradGuard no_grad;
+    try {
+      std::tie(values, vectors) = ::torch::linalg_eigh(A, "L");
+    } catch (const c10::Error&) {  // LAPACK / cuSOLVER did not converge
+      return false;
+    }
+    return true;
+  }
+  static MatrixType outer(const VectorType& a, const VectorType& b) {
+    ::torch::NoGradGuard no_grad;
+    return ::torch::outer(a, b);
+  }
+  static void add_constant(VectorType& x, double c) {
+    ::torch::NoGradGuard no_grad;
+    x.add_(c);
+  }
+  static double min(const MatrixType& m) { return m.min().item<double>(); }
+  static double max_abs(const MatrixType& m) { return m.abs().max().item<double>(); }
+  static void reciprocal(MatrixType& m) {
+    ::torch::NoGradGuard no_grad;
+    m.reciprocal_();
+  }
+  static void multiply_elements(MatrixType& m, const MatrixType& by) {
+    ::torch::NoGradGuard no_grad;
+    m.mul_(by);
+  }
+  static void product(const MatrixType& a, bool transpose_a, const MatrixType& b,
+                      bool transpose_b, MatrixType& out) {
+    ::torch::NoGradGuard no_grad;
+    ::torch::mm_out(out, transpose_a ? a.t() : a, transpose_b ? b.t() : b);
+  }
+  /// The block as rows × cols: the flat weights hold it row-major as cols × rows (LibTorch's
+  /// out × in), so it is read through a transpose; a bias kept apart is the last row.
+  static void read_block(const VectorType& x, const BlockLayout& l, MatrixType& m) {
+    ::torch::NoGradGuard no_grad;
+    if (!m.defined() || rows(m) != l.rows || cols(m) != l.cols)
+      m = ::torch::empty({l.rows, l.cols}, x.options());
+    const Index leading = l.last_row_apart() ? l.rows - 1 : l.rows;
+    if (leading > 0)
+      m.narrow(0, 0, leading).copy_(x.narrow(0, l.offset, leading * l.cols).reshape({l.cols, leading}).t());
+    if (l.last_row_apart()) m.select(0, l.rows - 1).copy_(x.narrow(0, l.last_row_offset, l.cols));
+  }
+  static void write_block(const MatrixType& m, const BlockLayout& l, VectorType& y, bool accumulate) {
+    ::torch::NoGradGuard no_grad;
+    const Index leading = l.last_row_apart() ? l.rows - 1 : l.rows;
+    auto put = [accumulate](::torch::Tensor target, const ::torch::Tensor& source) {
+      if (accumulate) {
+        target.add_(source);
+      } else {
+        target.copy_(source);
+      }
+    };
+    if (leading > 0)
+      put(y.narrow(0, l.offset, leading * l.cols).view({l.cols, leading}), m.narrow(0, 0, leading).t());
+    if (l.last_row_apart()) put(y.narrow(0, l.last_row_offset, l.cols), m.select(0, l.rows - 1));
+  }
+};
+
+static_assert(HasMatrixSpace<::torch::Tensor>);
 
 }  // namespace ift
 
