@@ -57,6 +57,7 @@
 #include "ift/models/softmax_regression.hpp"
 #include "ift/optimizers.hpp"
 #include "ift/problem.hpp"
+#include "ift/problems/regularized.hpp"
 
 namespace po = boost::program_options;
 using namespace ift;

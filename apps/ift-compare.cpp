@@ -20,6 +20,7 @@
 #include "app_common.hpp"
 #include "ift/bilevel.hpp"
 #include "ift/models/softmax_regression.hpp"
+#include "ift/problems/regularized.hpp"
 
 namespace {
 

@@ -23,6 +23,7 @@
 #include "ift/linalg/power_iteration.hpp"
 #include "ift/linalg/spectrum.hpp"
 #include "ift/models/softmax_regression.hpp"
+#include "ift/problems/regularized.hpp"
 
 namespace po = boost::program_options;
 using namespace ift;

@@ -18,6 +18,7 @@
 #include "ift/bilevel.hpp"
 #include "ift/models/mlp.hpp"
 #include "ift/models/softmax_regression.hpp"
+#include "ift/problems/regularized.hpp"
 
 namespace {
 

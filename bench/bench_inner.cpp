@@ -19,6 +19,7 @@
 #include <optional>
 
 #include "ift/inner.hpp"
+#include "ift/problems/regularized.hpp"
 
 namespace ift::bench {
 namespace {

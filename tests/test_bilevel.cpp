@@ -15,6 +15,7 @@
 #include "ift/data/synthetic.hpp"
 #include "ift/models/softmax_regression.hpp"
 #include "ift/optimizers.hpp"
+#include "ift/problems/regularized.hpp"
 
 namespace {
 

@@ -9,6 +9,7 @@
 #include "ift/inner.hpp"
 #include "ift/models/mlp.hpp"
 #include "ift/models/softmax_regression.hpp"
+#include "ift/problems/regularized.hpp"
 
 namespace ift {
 namespace {
@@ -283,6 +284,127 @@ TEST(Hypergradient, RejectsBadSpecs) {
   s = MethodSpec{};
   s.neumann.alpha = -1;
   EXPECT_THROW(HypergradientEngine<double>{s}, std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace ift
+
+namespace ift {
+namespace {
+
+// A problem with the required interface only: L_T = ½ wᵀ A w − λᵀ w (A = diag(a) + u uᵀ, SPD),
+// L_V = ½ ||w − t||². The IFT gives w* = A⁻¹ λ and dL_V*/dλ = A⁻¹ (w* − t).
+class QuadraticProblem final : public BilevelProblem<double> {
+ public:
+  explicit QuadraticProblem(Index n) : a_(Vector<double>::LinSpaced(n, 1.0, 3.0)),
+                                       u_(Vector<double>::LinSpaced(n, -0.5, 0.5)),
+                                       t_(Vector<double>::LinSpaced(n, 0.2, -0.3)) {}
+  Matrix<double> A() const {
+    Matrix<double> A = u_ * u_.transpose();
+    A.diagonal() += a_;
+    return A;
+  }
+  Index num_params() const override { return a_.size(); }
+  Index num_hyper() const override { return a_.size(); }
+  void set_point(const Vector<double>& lambda, const Vector<double>& w) override {
+    lambda_ = lambda;
+    w_ = w;
+    Vector<double> Aw;
+    hvp(w, Aw);
+    gradient_ = Aw - lambda;
+    loss_ = 0.5 * w.dot(Aw) - lambda.dot(w);
+    val_gradient_ = w - t_;
+  }
+  const Vector<double>& lambda() const override { return lambda_; }
+  const Vector<double>& w() const override { return w_; }
+  double train_loss() const override { return loss_; }
+  const Vector<double>& train_gradient() const override { return gradient_; }
+  double val_loss() override { return 0.5 * val_gradient_.squaredNorm(); }
+  const Vector<double>& val_gradient() override { return val_gradient_; }
+  void val_direct_gradient(Vector<double>& out) override { out.setZero(num_hyper()); }
+  void hvp(const Vector<double>& v, Vector<double>& out) override {
+    out = a_.cwiseProduct(v) + u_ * u_.dot(v);
+  }
+  void mixed_product(const Vector<double>& v, Vector<double>& out) override { out = -v; }
+  Metrics metrics() override { return {}; }
+
+ private:
+  Vector<double> a_, u_, t_, lambda_, w_, gradient_, val_gradient_;
+  double loss_ = 0;
+};
+
+// Capabilities are opt-in: a problem with the required interface alone gets every matrix-free
+// method, and a method needing a capability it lacks is refused with the capability's name,
+// whether the problem is seen through its own type (compile time) or through BilevelProblem
+// (run time). RegularizedProblem opts into all of them.
+TEST(ProblemCapabilities, RequiredInterfaceAloneServesTheMatrixFreeMethods) {
+  static_assert(generic::HypergradientProblem<QuadraticProblem>);
+  static_assert(!generic::HasDenseHessian<QuadraticProblem>);
+  static_assert(!generic::HasGaussNewton<QuadraticProblem>);
+  static_assert(!generic::HasDenseHessian<BilevelProblem<double>>);
+  static_assert(generic::HasDenseHessian<
+                RegularizedProblem<SoftmaxRegression<double>>>);  // through its static type
+  QuadraticProblem problem(12);
+  const Vector<double> lambda = Vector<double>::LinSpaced(12, 1.0, -1.0);
+  const Matrix<double> A = problem.A();
+  const Vector<double> w_star = A.llt().solve(lambda);
+  problem.set_point(lambda, w_star);
+  const Vector<double> expected = A.llt().solve(w_star - Vector<double>::LinSpaced(12, 0.2, -0.3));
+  MethodSpec cg;
+  cg.method = Method::Cg;
+  cg.steps = 12;
+  const auto h = generic::hypergradient(problem, cg);
+  EXPECT_LT((h.hypergradient - expected).norm(), 1e-10 * expected.norm());
+  BilevelProblem<double>& erased = problem;
+  for (const Method m : {Method::Exact, Method::Kfac}) {
+    MethodSpec spec;
+    spec.method = m;
+    for (const bool through_interface : {false, true}) {
+      try {
+        if (through_interface)
+          HypergradientEngine<double>(spec).compute(erased);
+        else
+          generic::hypergradient(problem, spec);
+        FAIL() << to_string(m) << " accepted a problem without the capability";
+      } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("capability::"), std::string::npos) << e.what();
+      }
+    }
+  }
+  MethodSpec gn = cg;
+  gn.curvature = Curvature::GaussNewton;
+  EXPECT_THROW(HypergradientEngine<double>(gn).compute(erased), std::invalid_argument);
+  NewtonParams newton;
+  Vector<double> w = Vector<double>::Zero(12);
+  EXPECT_THROW(newton_solve(erased, lambda, w, newton), std::invalid_argument);
+  // Newton-CG needs only the HVP: it finds w* of the capability-free problem.
+  const InnerResult r = newton_cg_solve(problem, lambda, w);
+  EXPECT_TRUE(r.converged) << r.message;
+  EXPECT_LT((w - w_star).norm(), 1e-9 * w_star.norm());
+}
+
+TEST(ProblemCapabilities, TypeErasedProblemFindsItsCapabilitiesAtRunTime) {
+  // The same exact and Gauss-Newton hypergradients through the static type and the interface.
+  auto train = std::make_shared<const Dataset<double>>(testing::random_classification<double>(60, 5, 3, 1));
+  auto val = std::make_shared<const Dataset<double>>(testing::random_classification<double>(30, 5, 3, 2));
+  SoftmaxRegression<double> model(6, 3);
+  RegularizedProblem problem(model, WeightDecay<double>(DecayKind::PerWeight, 18), train, val);
+  problem.set_point(Vector<double>::Constant(18, -2.0), Vector<double>::LinSpaced(18, -0.3, 0.3));
+  BilevelProblem<double>& erased = problem;
+  for (const Curvature c : {Curvature::Hessian, Curvature::GaussNewton}) {
+    for (const Method m : {Method::Exact, Method::Kfac, Method::Cg}) {
+      if (m == Method::Kfac && c != Curvature::Hessian) continue;
+      MethodSpec spec;
+      spec.method = m;
+      spec.curvature = c;
+      const auto direct = generic::hypergradient(problem, spec);
+      const auto through = generic::hypergradient(erased, spec);
+      EXPECT_EQ(direct.status, SolverStatus::Converged) << spec.name();
+      EXPECT_LE((direct.hypergradient - through.hypergradient).norm(),
+                1e-14 * direct.hypergradient.norm())
+          << spec.name();
+    }
+  }
 }
 
 }  // namespace

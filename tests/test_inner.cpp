@@ -14,6 +14,7 @@
 #include "ift/inner.hpp"
 #include "ift/models/mlp.hpp"
 #include "ift/models/softmax_regression.hpp"
+#include "ift/problems/regularized.hpp"
 
 namespace ift {
 namespace {

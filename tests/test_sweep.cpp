@@ -16,6 +16,7 @@
 #include "ift/linalg/linalg.hpp"
 #include "ift/models/mlp.hpp"
 #include "ift/models/softmax_regression.hpp"
+#include "ift/problems/regularized.hpp"
 
 namespace ift {
 namespace {

@@ -31,6 +31,7 @@
 #include "ift/models/mlp.hpp"
 #include "ift/models/softmax_regression.hpp"
 #include "ift/problem.hpp"
+#include "ift/problems/regularized.hpp"
 #include "ift/torch/models.hpp"
 #include "ift/torch/problem.hpp"
 

@@ -50,6 +50,9 @@ InnerResult newton_solve(BilevelProblem<S>& problem, const Vector<S>& lambda, Ve
                          const NewtonParams& params,
                          const std::function<void(Index, double, double)>& progress) {
   params.check();
+  auto* dense = dynamic_cast<capability::DenseHessian<S>*>(&problem);
+  require(dense != nullptr,
+          "newton: this problem forms no dense Hessian (capability::DenseHessian); use newton-cg");
   InnerResult result;
   problem.set_point(lambda, w);
   Matrix<S> H;
@@ -77,7 +80,7 @@ InnerResult newton_solve(BilevelProblem<S>& problem, const Vector<S>& lambda, Ve
                        " iterations with ||grad|| = " + detail::format_e(result.gradient_norm);
       return result;
     }
-    problem.hessian(H);
+    dense->hessian(H);
     llt.compute(H);
     double mu = 0;
     while (llt.info() != Eigen::Success) {

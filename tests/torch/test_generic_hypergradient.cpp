@@ -13,6 +13,7 @@
 #include "ift/models/mlp.hpp"
 #include "ift/models/softmax_regression.hpp"
 #include "ift/problem.hpp"
+#include "ift/problems/regularized.hpp"
 
 namespace ift {
 namespace {

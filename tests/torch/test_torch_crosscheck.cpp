@@ -15,6 +15,7 @@
 #include "ift/linalg/cg.hpp"
 #include "ift/linalg/neumann.hpp"
 #include "ift/linalg/power_iteration.hpp"
+#include "ift/problems/regularized.hpp"
 #include "ift/torch/cross_check.hpp"
 #include "ift/torch/models.hpp"
 #include "ift/torch/problem.hpp"

@@ -1,3 +1,4 @@
+#include "ift/problems/regularized.hpp"
 #include "ift/torch/cross_check.hpp"
 
 #include <algorithm>

@@ -24,6 +24,7 @@
 
 #include "ift/core.hpp"
 #include "ift/method.hpp"
+#include "ift/problem.hpp"
 #include "ift/linalg/cg.hpp"
 #include "ift/linalg/dense_solver.hpp"
 #include "ift/linalg/kfac.hpp"
@@ -136,6 +137,27 @@ V clone(const V& x) {
   return y;
 }
 
+/// Calls `use(provider)` with the object that provides a capability of `problem`: the problem
+/// itself when its static type has it (kStatic: decided at compile time), else, for an Eigen
+/// problem seen through the BilevelProblem<S> interface, the capability interface it implements
+/// (ift::capability::…, found by dynamic_cast at run time). Returns false, calling nothing, when
+/// the problem lacks the capability.
+template <template <class> class Interface, bool kStatic, class P, class Use>
+bool with_capability(P& problem, Use&& use) {
+  using V = ProblemVector<P>;
+  using S = typename VectorSpace<V>::Scalar;
+  if constexpr (kStatic) {
+    use(problem);
+    return true;
+  } else if constexpr (std::same_as<V, Vector<S>> && std::is_polymorphic_v<P>) {
+    if (auto* provider = dynamic_cast<Interface<S>*>(&problem)) {
+      use(*provider);
+      return true;
+    }
+  }
+  return false;
+}
+
 /// The curvature chosen by the spec as a matrix-free operator on the problem (plus δI). Throws
 /// std::invalid_argument when the problem cannot provide it.
 template <HypergradientProblem P>
@@ -154,33 +176,42 @@ FunctionOperator<ProblemVector<P>> curvature_operator(P& problem, const MethodSp
         problem.hvp(x, y);
         damp(x, y);
       });
-    case Curvature::GaussNewton:
-      if constexpr (HasGaussNewton<P>) {
-        return FunctionOperator<V>(n, [&problem, damp](const V& x, V& y) {
-          problem.gauss_newton_product(x, y);
+    case Curvature::GaussNewton: {
+      std::optional<FunctionOperator<V>> op;
+      with_capability<capability::GaussNewton, HasGaussNewton<P>>(problem, [&](auto& c) {
+        op.emplace(n, [&c, damp](const V& x, V& y) {
+          c.gauss_newton_product(x, y);
           damp(x, y);
         });
-      }
+      });
+      if (op) return std::move(*op);
       break;
-    case Curvature::Fisher:
-      if constexpr (HasFisher<P>) {
-        return FunctionOperator<V>(n, [&problem, damp](const V& x, V& y) {
-          problem.fisher_product(x, y);
+    }
+    case Curvature::Fisher: {
+      std::optional<FunctionOperator<V>> op;
+      with_capability<capability::Fisher, HasFisher<P>>(problem, [&](auto& c) {
+        op.emplace(n, [&c, damp](const V& x, V& y) {
+          c.fisher_product(x, y);
           damp(x, y);
         });
-      }
+      });
+      if (op) return std::move(*op);
       break;
-    case Curvature::OuterProduct:
-      if constexpr (HasPenaltyHvp<P>) {
-        // H ≈ g gᵀ + ∇²R with g = ∇_w L_T at the current point: one gradient serves every term.
-        return FunctionOperator<V>(n, [&problem, damp](const V& x, V& y) {
-          problem.penalty_hvp(x, y);
+    }
+    case Curvature::OuterProduct: {
+      // H ≈ g gᵀ + ∇²R with g = ∇_w L_T at the current point: one gradient serves every term.
+      std::optional<FunctionOperator<V>> op;
+      with_capability<capability::PenaltyCurvature, HasPenaltyHvp<P>>(problem, [&](auto& c) {
+        op.emplace(n, [&c, &problem, damp](const V& x, V& y) {
+          c.penalty_hvp(x, y);
           const V& g = problem.train_gradient();
           VS::axpy(static_cast<S>(VS::dot(g, x)), g, y);
           damp(x, y);
         });
-      }
+      });
+      if (op) return std::move(*op);
       break;
+    }
   }
   throw std::invalid_argument(std::string("curvature ") + to_string(spec.curvature) +
                               " is not provided by this problem");
@@ -207,18 +238,20 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
   using V = ProblemVector<P>;
   switch (spec.method) {
     case Method::Exact:
-      if constexpr (HasDenseHessian<P>) {
+      if constexpr (std::same_as<V, Vector<typename VectorSpace<V>::Scalar>>) {
         using S = typename VectorSpace<V>::Scalar;
         DenseWorkspace<S> local;
         DenseWorkspace<S>& ws = workspace ? *workspace : local;
         if (spec.curvature == Curvature::GaussNewton) {
-          if constexpr (HasDenseGaussNewton<P>) {
-            problem.gauss_newton_matrix(ws.matrix);
-          } else {
-            throw std::invalid_argument("exact: this problem has no dense Gauss-Newton matrix");
-          }
-        } else {
-          problem.hessian(ws.matrix);
+          if (!with_capability<capability::DenseGaussNewton, HasDenseGaussNewton<P>>(
+                  problem, [&ws](auto& c) { c.gauss_newton_matrix(ws.matrix); }))
+            throw std::invalid_argument(
+                "exact: this problem forms no dense Gauss-Newton matrix (capability::DenseGaussNewton)");
+        } else if (!with_capability<capability::DenseHessian, HasDenseHessian<P>>(
+                       problem, [&ws](auto& c) { c.hessian(ws.matrix); })) {
+          throw std::invalid_argument(
+              "exact: this problem forms no dense Hessian (capability::DenseHessian); use cg with "
+              "enough steps instead");
         }
         if (spec.damping != 0) ws.matrix.diagonal().array() += static_cast<S>(spec.damping);
         ws.solver.compute(ws.matrix);
@@ -244,10 +277,14 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
     case Method::Identity: copy_diagnostics(identity_solve(g), out); return;
     case Method::Zero: copy_diagnostics(zero_solve(g), out); return;
     case Method::Kfac:
-      if constexpr (HasKroneckerFactors<P>) {
+      if constexpr (HasMatrixSpace<V>) {
         using S = typename VectorSpace<V>::Scalar;
         std::vector<S> shift;
-        const std::vector<KfacBlock<V>> factors = problem.kfac_factors(shift);
+        std::vector<KfacBlock<V>> factors;
+        if (!with_capability<capability::KroneckerFactorization, HasKroneckerFactors<P>>(
+                problem, [&](auto& c) { factors = c.kfac_factors(shift); }))
+          throw std::invalid_argument(
+              "kfac: this problem provides no Kronecker factors (capability::KroneckerFactorization)");
         require(shift.size() == factors.size(),
                 "kfac: the problem returned " + std::to_string(shift.size()) +
                     " penalty shifts for " + std::to_string(factors.size()) + " blocks");

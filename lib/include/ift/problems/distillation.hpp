@@ -22,7 +22,7 @@
 namespace ift {
 
 template <class S>
-class DistillationProblem final : public BilevelProblem<S> {
+class DistillationProblem final : public BilevelProblem<S>, public capability::All<S> {
  public:
   /// `val` (and optional `test`) are real data with num_pixels + 1 features (bias column last,
   /// Dataset::append_bias_column) and labels in [0, num_classes). `weight_decay` is μ > 0.
