@@ -24,6 +24,15 @@ template <class S>
 class HypergradientEngine {
  public:
   explicit HypergradientEngine(MethodSpec spec);
+  /// Not copyable: a copy would duplicate the D² curvature and its factor (about 1 GB at
+  /// D = 7850). Movable: the moved engine's dense_solver() reads its own dense_curvature()
+  /// (DenseWorkspace rebinds); the moved-from engine keeps its spec and has no factorisation.
+  HypergradientEngine(const HypergradientEngine&) = delete;
+  HypergradientEngine& operator=(const HypergradientEngine&) = delete;
+  HypergradientEngine(HypergradientEngine&&) = default;
+  HypergradientEngine& operator=(HypergradientEngine&&) = default;
+  ~HypergradientEngine() = default;
+
   const MethodSpec& spec() const { return spec_; }
 
   /// For `unrolled`, `start` is w_0 of the unrolled trajectory (default: the current w); the

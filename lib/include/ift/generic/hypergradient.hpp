@@ -105,10 +105,46 @@ concept HasKroneckerFactors =
 
 /// The exact method's dense curvature and its factorisation, kept between calls by a caller that
 /// wants no D² reallocation per hypergradient and reuse of the factor (HypergradientEngine).
+///
+/// `solver` reads `matrix` (DenseSolver keeps a pointer to the matrix it factorised), so a
+/// memberwise copy would read the source's matrix and a memberwise move a moved-from one. Copy
+/// and move therefore rebind the solver to this workspace's own matrix; a solver that was given
+/// some other matrix keeps reading that one. A moved-from workspace is empty (no factorisation).
 template <class S>
 struct DenseWorkspace {
   Matrix<S> matrix;
   DenseSolver<S> solver;
+
+  DenseWorkspace() = default;
+  DenseWorkspace(const DenseWorkspace& other) : matrix(other.matrix), solver(other.solver) {
+    adopt(other);
+  }
+  DenseWorkspace(DenseWorkspace&& other)
+      : matrix(std::move(other.matrix)), solver(std::move(other.solver)) {
+    adopt(other);
+  }
+  DenseWorkspace& operator=(const DenseWorkspace& other) {
+    if (this != &other) {
+      matrix = other.matrix;
+      solver = other.solver;
+      adopt(other);
+    }
+    return *this;
+  }
+  DenseWorkspace& operator=(DenseWorkspace&& other) {
+    if (this != &other) {
+      matrix = std::move(other.matrix);
+      other.matrix = Matrix<S>();  // Eigen's move assignment swaps: do not leave our old D² there
+      solver = std::move(other.solver);
+      adopt(other);
+    }
+    return *this;
+  }
+
+ private:
+  void adopt(const DenseWorkspace& source) {
+    if (solver.matrix() == &source.matrix) solver.rebind(matrix);
+  }
 };
 
 /// The hypergradient and the solver's diagnostics, on any vector type.

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <utility>
 
 #include <Eigen/Cholesky>
 
@@ -35,6 +36,11 @@ enum class DenseFactorization { None, Cholesky, LDLT };
 /// Memory: the solver keeps a *reference* to H (no copy: at D = 7850 a copy is 490 MB) for the
 /// relative residual ||H x − g|| / ||g||, plus one n×n factor. H must outlive the solver and not
 /// change between compute() and solve(); binding to a temporary is refused at compile time.
+///
+/// Copy and move: a copy owns a copy of the factor and reads the same H (the reference is the
+/// contract above). A move takes the factor and leaves the source as if default-constructed, so
+/// the source can never solve from a moved-out factor. An owner that keeps H next to its solver
+/// (generic::DenseWorkspace) rebinds the solver to its own H when it is copied or moved.
 template <class S>
 class DenseSolver {
  public:
@@ -42,11 +48,40 @@ class DenseSolver {
   explicit DenseSolver(const Matrix<S>& H) { compute(H); }
   explicit DenseSolver(Matrix<S>&&) = delete;
 
+  DenseSolver(const DenseSolver&) = default;
+  DenseSolver& operator=(const DenseSolver&) = default;
+  DenseSolver(DenseSolver&& other)
+      : H_(other.H_),
+        n_(other.n_),
+        factor_(std::move(other.factor_)),
+        ldlt_(std::move(other.ldlt_)),
+        factorization_(other.factorization_),
+        status_(other.status_),
+        rcond_(other.rcond_),
+        message_(std::move(other.message_)) {
+    other.reset();
+  }
+  DenseSolver& operator=(DenseSolver&& other) {
+    if (this != &other) {
+      H_ = other.H_;
+      n_ = other.n_;
+      factor_ = std::move(other.factor_);
+      ldlt_ = std::move(other.ldlt_);
+      factorization_ = other.factorization_;
+      status_ = other.status_;
+      rcond_ = other.rcond_;
+      message_ = std::move(other.message_);
+      other.reset();
+    }
+    return *this;
+  }
+
   /// Factorises H (O(n³/3)). Throws std::invalid_argument if H is not square.
   DenseSolver& compute(const Matrix<S>& H) {
     require(H.rows() == H.cols(), "DenseSolver::compute: H must be square (" +
                                       std::to_string(H.rows()) + "x" + std::to_string(H.cols()) + ")");
     H_ = &H;
+    n_ = H.rows();
     ldlt_ = Eigen::LDLT<Matrix<S>>();
     message_.clear();
     rcond_ = 0;
@@ -105,7 +140,7 @@ class DenseSolver {
   /// x = H⁻¹ g from the stored factorisation, nothing else (no residual, no checks beyond sizes):
   /// the operator x ↦ H⁻¹ x for inverse iteration or Lanczos on H⁻¹. Requires a factorisation.
   void apply_inverse(const Vector<S>& g, Vector<S>& x) const {
-    require(factorization_ != DenseFactorization::None && g.size() == H_->rows(),
+    require(factorization_ != DenseFactorization::None && g.size() == n_,
             "DenseSolver::apply_inverse: no factorisation, or g has the wrong size");
     if (factorization_ == DenseFactorization::Cholesky) {
       x = g;
@@ -119,8 +154,8 @@ class DenseSolver {
   /// O(n²) product with H). hvps = 0, iterations = 0.
   SolveResult<Vector<S>> solve(const Vector<S>& g) const {
     require(H_ != nullptr, "DenseSolver::solve: compute(H) was not called");
-    require(g.size() == H_->rows(), "DenseSolver::solve: g has size " + std::to_string(g.size()) +
-                                        ", expected " + std::to_string(H_->rows()));
+    require(g.size() == n_, "DenseSolver::solve: g has size " + std::to_string(g.size()) +
+                                ", expected " + std::to_string(n_));
     SolveResult<Vector<S>> result;
     result.status = status_;
     result.message = message_;
@@ -156,11 +191,40 @@ class DenseSolver {
   const std::string& message() const { return message_; }
   /// Cholesky's reciprocal condition estimate in the 1-norm (0 when LDLT was used).
   double rcond() const { return rcond_; }
-  Index rows() const { return H_ ? H_->rows() : 0; }
+  Index rows() const { return n_; }
   Index cols() const { return rows(); }
 
+  /// The matrix the residual reads (the one given to compute()); null before compute().
+  const Matrix<S>* matrix() const { return H_; }
+  /// Reads H from now on, keeping the factorisation: for an owner whose copy of the factorised
+  /// matrix moved (a copy of it, or the same values at a new address; the old one need not exist
+  /// any more). H must equal the matrix that was factorised; only its size is checked (O(1)).
+  /// Throws before compute().
+  void rebind(const Matrix<S>& H) {
+    require(H_ != nullptr, "DenseSolver::rebind: compute(H) was not called");
+    require(H.rows() == n_ && H.cols() == n_,
+            "DenseSolver::rebind: H has size " + std::to_string(H.rows()) + "x" +
+                std::to_string(H.cols()) + ", the factorised matrix " + std::to_string(n_) +
+                "x" + std::to_string(n_));
+    H_ = &H;
+  }
+  void rebind(Matrix<S>&&) = delete;
+
  private:
+  /// The default-constructed state (what a moved-from solver is left in).
+  void reset() {
+    H_ = nullptr;
+    n_ = 0;
+    factor_ = Matrix<S>();
+    ldlt_ = Eigen::LDLT<Matrix<S>>();
+    factorization_ = DenseFactorization::None;
+    status_ = SolverStatus::NumericalIssue;
+    rcond_ = 0;
+    message_ = "compute(H) was not called";
+  }
+
   const Matrix<S>* H_ = nullptr;
+  Index n_ = 0;  ///< size of the factorised matrix
   Matrix<S> factor_;  ///< L in the lower triangle (Cholesky)
   Eigen::LDLT<Matrix<S>> ldlt_;
   DenseFactorization factorization_ = DenseFactorization::None;

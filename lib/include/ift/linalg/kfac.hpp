@@ -223,6 +223,33 @@ class KfacInverse {
     }
   }
 
+  /// Copies own their factors (nothing points into the object). A move leaves the source not
+  /// defined (NumericalIssue; apply() writes NaN) rather than an operator without blocks that
+  /// would silently return g / δ.
+  KfacInverseOperator(const KfacInverseOperator&) = default;
+  KfacInverseOperator& operator=(const KfacInverseOperator&) = default;
+  KfacInverseOperator(KfacInverseOperator&& other)
+      : dimension_(other.dimension_),
+        damping_(other.damping_),
+        mode_(other.mode_),
+        valid_(other.valid_),
+        message_(std::move(other.message_)),
+        factors_(std::move(other.factors_)) {
+    other.moved_from();
+  }
+  KfacInverseOperator& operator=(KfacInverseOperator&& other) {
+    if (this != &other) {
+      dimension_ = other.dimension_;
+      damping_ = other.damping_;
+      mode_ = other.mode_;
+      valid_ = other.valid_;
+      message_ = std::move(other.message_);
+      factors_ = std::move(other.factors_);
+      other.moved_from();
+    }
+    return *this;
+  }
+
   Index rows() const { return dimension_; }
   Index cols() const { return dimension_; }
 
@@ -265,6 +292,10 @@ class KfacInverse {
   void fail(const std::string& why) {
     valid_ = false;
     message_ = "KFAC inverse not defined: " + why;
+  }
+  void moved_from() {
+    factors_.clear();
+    fail("the operator was moved from");
   }
 
   Index dimension_;
