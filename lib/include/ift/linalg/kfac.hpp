@@ -223,12 +223,13 @@ class KfacInverse {
     }
   }
 
-  /// Copies own their factors (nothing points into the object). A move leaves the source not
+  /// Copies own their factors (nothing points into the object; on tensors the copies share the
+  /// read-only factors and the scratch matrices, so use one copy at a time). A move leaves the source not
   /// defined (NumericalIssue; apply() writes NaN) rather than an operator without blocks that
   /// would silently return g / δ.
-  KfacInverseOperator(const KfacInverseOperator&) = default;
-  KfacInverseOperator& operator=(const KfacInverseOperator&) = default;
-  KfacInverseOperator(KfacInverseOperator&& other)
+  KfacInverse(const KfacInverse&) = default;
+  KfacInverse& operator=(const KfacInverse&) = default;
+  KfacInverse(KfacInverse&& other)
       : dimension_(other.dimension_),
         damping_(other.damping_),
         mode_(other.mode_),
@@ -237,7 +238,7 @@ class KfacInverse {
         factors_(std::move(other.factors_)) {
     other.moved_from();
   }
-  KfacInverseOperator& operator=(KfacInverseOperator&& other) {
+  KfacInverse& operator=(KfacInverse&& other) {
     if (this != &other) {
       dimension_ = other.dimension_;
       damping_ = other.damping_;
