@@ -90,8 +90,6 @@ inline std::optional<OptionValues> parse_command_line(int argc, const char* cons
       else
         values.give(*spec, option.string_key, option.value.empty() ? "" : option.value.front());
     }
-  } catch (const po::multiple_occurrences& e) {
-    throw UsageError(e.get_option_name() + ": given more than once");
   } catch (const po::invalid_command_line_syntax& e) {
     throw UsageError(e.get_option_name() +
                      (e.kind() == po::invalid_command_line_syntax::extra_parameter

@@ -246,8 +246,8 @@ inline const std::vector<OptionSpec>& option_table() {
       // Data (DESIGN.md P1's splits: train, then validation rows of the train file; test rows
       // of the t10k file).
       option(g::kData, "data", K::Text, "NAME",
-             "the Debian package's Fashion-MNIST IDX files, or seeded synthetic images (784 "
-             "features) for offline runs")
+             "the Debian package's Fashion-MNIST IDX files, or seeded synthetic data (784 "
+             "features, 10 classes) for offline runs")
           .by_default("fashion-mnist")
           .one_of({"fashion-mnist", "synthetic"})
           .alias("synthetic", "synthetic"),
