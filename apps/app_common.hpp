@@ -1,13 +1,13 @@
-// Shared helpers for the thin mains in apps/ (STYLE.md item 8): common options, validation with
-// messages that name the option, data loading, parameter echoes, stop signals, a progress bar
-// and the CSV columns of a bilevel hyper-step. Header-only: each app is one translation unit.
+// Shared helpers for the Eigen apps' thin mains (STYLE.md item 8): the option table
+// (options.hpp) parsed by Boost.Program_options, common options, data loading, the P1 problem,
+// stop signals, a progress bar and the CSV columns of a bilevel hyper-step. Header-only: each
+// app is one translation unit. The LibTorch apps use options.hpp alone (no Boost).
 #pragma once
 
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <boost/any.hpp>
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cmath>
@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -32,84 +33,114 @@
 #include "ift/data/fashion_mnist.hpp"
 #include "ift/data/synthetic.hpp"
 #include "ift/io/csv_writer.hpp"
+#include "ift/models/softmax_regression.hpp"
+#include "ift/problem.hpp"
+#include "ift/problems/regularized.hpp"
+#include "options.hpp"
 
 namespace ift::app {
 
 namespace po = boost::program_options;
 
-/// Bad command-line input: reported as "<app>: error: <message>" with exit code 2.
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+// ---- The Boost.Program_options parser over the option table -----------------------------------
 
-/// parse(text) with its std::invalid_argument re-thrown as UsageError("--<option>: …"), so a bad
-/// value names the option it came from.
-template <class Parse>
-auto parse_option(const std::string& option, Parse&& parse) -> decltype(parse()) {
-  try {
-    return parse();
-  } catch (const std::invalid_argument& e) {
-    throw UsageError("--" + option + ": " + e.what());
+/// Parses argv with Boost.Program_options, its description generated from `set` (one switch per
+/// name and alias; no abbreviations, as the built-in parser). Prints --help and returns nothing
+/// for --help. Unknown options, repeated options, bad values and positional arguments become
+/// UsageError naming the option, worded as parse_builtin words them.
+inline std::optional<OptionValues> parse_command_line(int argc, const char* const* argv,
+                                                      const OptionSet& set) {
+  po::options_description desc;
+  desc.add_options()("help,h", "");
+  auto add = [&](const std::string& name, bool flag) {
+    if (flag)
+      desc.add_options()(name.c_str(), po::bool_switch());
+    else
+      desc.add_options()(name.c_str(), po::value<std::string>());
+  };
+  for (const auto& spec : set.options()) {
+    add(spec.name, spec.kind == ValueKind::Flag);
+    for (const auto& alias : spec.aliases)
+      add(alias.name, spec.kind == ValueKind::Flag || !alias.implied.empty());
   }
-}
-
-/// Throws UsageError("--<option>: <what>") unless ok.
-inline void require_option(bool ok, const std::string& option, const std::string& what) {
-  if (!ok) throw UsageError("--" + option + ": " + what);
+  namespace style = po::command_line_style;
+  OptionValues values;
+  try {
+    const po::parsed_options parsed = po::command_line_parser(argc, argv)
+                                          .options(desc)
+                                          .style(style::default_style & ~style::allow_guessing)
+                                          .allow_unregistered()
+                                          .run();
+    const auto unknown = po::collect_unrecognized(parsed.options, po::include_positional);
+    if (!unknown.empty()) {
+      const std::string& token = unknown.front();
+      if (token.rfind("-", 0) == 0)
+        throw UsageError("unrecognised option '" + token.substr(0, token.find('=')) + "'");
+      throw UsageError("unexpected argument '" + token + "'");
+    }
+    // In command-line order, so a repeated option is reported as parse_builtin reports it.
+    for (const po::option& option : parsed.options) {
+      if (option.string_key == "help") {
+        std::cout << set.help();
+        return std::nullopt;
+      }
+      const auto [spec, alias] = set.find(option.string_key);
+      if (!spec) throw UsageError("unrecognised option '--" + option.string_key + "'");
+      if (spec->kind == ValueKind::Flag || (alias && !alias->implied.empty()))
+        values.give(*spec, option.string_key,
+                    alias && !alias->implied.empty() ? alias->implied : "true");
+      else
+        values.give(*spec, option.string_key, option.value.empty() ? "" : option.value.front());
+    }
+  } catch (const po::invalid_command_line_syntax& e) {
+    throw UsageError(e.get_option_name() +
+                     (e.kind() == po::invalid_command_line_syntax::extra_parameter
+                          ? ": takes no value"
+                          : ": expected a value"));
+  } catch (const po::error& e) {
+    throw UsageError(e.what());
+  }
+  values.finish(set);
+  return values;
 }
 
 // ---- Common options ----------------------------------------------------------------------------
 
+/// The data, output, thread and seed options every Eigen app takes.
 struct CommonOptions {
   std::uint64_t seed = 0;
   int threads = 0;  // 0: leave OpenMP's and Eigen's defaults
   std::string out = ".";
   std::string data = "fashion-mnist";
+  std::string data_dir;                // empty: default_fashion_mnist_dir()
+  Index train = 0, val = 0, test = 0;  // rows of each split (0 where the app has no option)
 };
 
-inline void add_common_options(po::options_description& desc, CommonOptions& c) {
-  desc.add_options()
-      ("help,h", "print this help and exit")
-      ("seed", po::value(&c.seed)->default_value(c.seed),
-       "seed of every random choice (synthetic data, minibatches, initial weights)")
-      ("threads", po::value(&c.threads)->default_value(c.threads),
-       "OpenMP and Eigen threads (0: their defaults); resumed runs need the same count to be "
-       "bitwise identical")
-      ("out", po::value(&c.out)->default_value(c.out), "output directory (created if missing)")
-      ("data", po::value(&c.data)->default_value(c.data),
-       "fashion-mnist (the Debian package's IDX files) or synthetic (seeded Gaussian blobs with "
-       "784 features, for offline runs)");
-}
+inline void check_sizes(const CommonOptions& c, Index n_train, Index n_val, Index n_test);
 
-/// Parses argv; prints help and returns false for --help. Unknown options, bad values and
-/// positional arguments become UsageError naming the option.
-inline bool parse_options(int argc, char** argv, const po::options_description& desc,
-                          const std::string& usage, po::variables_map& vm) {
-  try {
-    po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
-    if (vm.count("help")) {
-      std::cout << usage << "\n\n" << desc << "\n";
-      return false;
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw UsageError(e.what());
-  }
-  return true;
-}
-
-/// Validates the common options and applies --threads to OpenMP and Eigen.
-inline void apply_common_options(const CommonOptions& c) {
-  require_option(c.threads >= 0, "threads", "must be >= 0 (got " + std::to_string(c.threads) + ")");
-  require_option(c.data == "fashion-mnist" || c.data == "synthetic", "data",
-                 "unknown data set '" + c.data + "' (expected fashion-mnist or synthetic)");
-  require_option(!c.out.empty(), "out", "must not be empty");
+/// The common options of parsed values, with --threads applied to OpenMP and Eigen and the split
+/// sizes checked against the data set (before anything is loaded or written).
+inline CommonOptions apply_common_options(const OptionValues& v) {
+  CommonOptions c;
+  if (v.has("seed")) c.seed = static_cast<std::uint64_t>(v.integer("seed"));
+  if (v.has("threads")) c.threads = static_cast<int>(v.integer("threads"));
+  if (v.has("out")) c.out = v.text("out");
+  if (v.has("data")) c.data = v.text("data");
+  if (v.has("data-dir")) c.data_dir = v.text("data-dir");
+  if (v.has("train")) c.train = v.integer("train");
+  if (v.has("val")) c.val = v.integer("val");
+  if (v.has("test")) c.test = v.integer("test");
+  if (v.has("train")) check_sizes(c, c.train, c.val, c.test);
+  if (v.has("batch-size") && v.has("train"))
+    require_option(v.integer("batch-size") <= c.train, "batch-size",
+                   "must lie in [0, --train] (0: full batch)");
   if (c.threads > 0) {
 #ifdef IFT_HAVE_OPENMP
     omp_set_num_threads(c.threads);
 #endif
     Eigen::setNbThreads(c.threads);
   }
+  return c;
 }
 
 /// The thread count actually in effect (part of a run's fingerprint).
@@ -143,8 +174,12 @@ inline void check_sizes(const CommonOptions& c, Index n_train, Index n_val, Inde
 
 /// Train/validation/test splits with the bias column appended (785 features): Fashion-MNIST by
 /// DESIGN.md P1's rules, or seeded blobs (784 features, 10 classes) cut in the same order.
-inline Splits<double> load_data(const CommonOptions& c, Index n_train, Index n_val, Index n_test) {
-  if (c.data == "fashion-mnist") return load_fashion_mnist<double>(n_train, n_val, n_test, true);
+inline Splits<double> load_data(const CommonOptions& c) {
+  const Index n_train = c.train, n_val = c.val, n_test = c.test;
+  if (c.data == "fashion-mnist")
+    return load_fashion_mnist<double>(
+        n_train, n_val, n_test, true,
+        c.data_dir.empty() ? default_fashion_mnist_dir() : c.data_dir);
   // Separation 3 keeps the blobs overlapping in 784 dimensions at small n, so validation loss
   // has something to gain from the hyperparameters.
   const Dataset<double> all = make_blobs<double>(n_train + n_val + n_test, 784, 10, 3.0, c.seed);
@@ -158,31 +193,27 @@ inline Splits<double> load_data(const CommonOptions& c, Index n_train, Index n_v
   return s;
 }
 
-// ---- Parameter echo ------------------------------------------------------------------------------
+// ---- Problems
+// ------------------------------------------------------------------------------------
 
-/// "name = value" per option, in the variables_map's (alphabetical) order: the '#' header of
-/// every CSV, so a table says how it was made.
-inline std::string describe_options(const po::variables_map& vm) {
-  std::ostringstream s;
-  for (const auto& [name, value] : vm) {
-    if (name == "help") continue;
-    const boost::any& v = value.value();
-    s << name << " = ";
-    if (const auto* x = boost::any_cast<std::string>(&v)) s << *x;
-    else if (const auto* x = boost::any_cast<int>(&v)) s << *x;
-    else if (const auto* x = boost::any_cast<long>(&v)) s << *x;
-    else if (const auto* x = boost::any_cast<long long>(&v)) s << *x;
-    else if (const auto* x = boost::any_cast<unsigned long>(&v)) s << *x;
-    else if (const auto* x = boost::any_cast<unsigned long long>(&v)) s << *x;
-    else if (const auto* x = boost::any_cast<bool>(&v)) s << (*x ? "true" : "false");
-    else if (const auto* x = boost::any_cast<double>(&v)) {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%.17g", *x);
-      s << buf;
-    } else s << "(set)";
-    s << "\n";
-  }
-  return s.str();
+/// Per-weight weight decay on `model` over the splits (DESIGN.md P1's family; P3 and P4 on an MLP):
+/// L_T = mean cross-entropy(train) + ½ Σ exp(λ_i) w_i², L_V = mean cross-entropy(val); the test
+/// set is attached when it has rows.
+template <class Model>
+RegularizedProblem<Model> make_decay_problem(Model model, Splits<double> data) {
+  const Index D = model.num_params();
+  return RegularizedProblem<Model>(
+      std::move(model), WeightDecay<double>(DecayKind::PerWeight, D),
+      std::make_shared<const Dataset<double>>(std::move(data.train)),
+      std::make_shared<const Dataset<double>>(std::move(data.val)),
+      data.test.size() ? std::make_shared<const Dataset<double>>(std::move(data.test)) : nullptr);
+}
+
+/// DESIGN.md P1: multinomial logistic regression on the splits' features (785 with the bias
+/// load_data appends; W is 10 × 785, class-major), one weight decay per weight (D = 7850).
+inline RegularizedProblem<SoftmaxRegression<double>> make_p1_problem(Splits<double> data) {
+  SoftmaxRegression<double> model(data.train.num_features(), 10);
+  return make_decay_problem(std::move(model), std::move(data));
 }
 
 // ---- Stop signals ----------------------------------------------------------------------------
@@ -274,25 +305,6 @@ inline std::vector<io::CsvCell> record_cells(const HyperStepRecord& r) {
           r.hypergradient_seconds,
           r.elapsed_seconds,
           r.message};
-}
-
-// ---- main ----------------------------------------------------------------------------------------
-
-/// Runs `body`, turning exceptions into a message on stderr and a non-zero exit code:
-/// 2 for bad command-line input, 1 for anything else (unreadable data, I/O errors).
-inline int run_main(const char* app, const std::function<int()>& body) {
-  try {
-    return body();
-  } catch (const UsageError& e) {
-    std::cerr << app << ": error: " << e.what() << " (see " << app << " --help)\n";
-    return 2;
-  } catch (const std::invalid_argument& e) {
-    std::cerr << app << ": error: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << app << ": error: " << e.what() << "\n";
-    return 1;
-  }
 }
 
 /// OpenMP threads that spin while they wait collapse when a shared 2-core machine is

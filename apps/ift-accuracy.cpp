@@ -35,7 +35,6 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <algorithm>
-#include <boost/program_options.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -44,6 +43,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -59,7 +59,6 @@
 #include "ift/problem.hpp"
 #include "ift/problems/regularized.hpp"
 
-namespace po = boost::program_options;
 using namespace ift;
 namespace app = ift::app;
 
@@ -78,33 +77,6 @@ std::string join(const std::vector<std::string>& items, const char* sep = ",") {
   std::string s;
   for (const auto& x : items) s += (s.empty() ? "" : sep) + x;
   return s;
-}
-
-std::vector<std::string> split(const std::string& list) {
-  std::vector<std::string> out;
-  std::stringstream ss(list);
-  std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(item);
-  return out;
-}
-
-/// A comma-separated list of non-negative integers.
-std::vector<Index> parse_steps(const std::string& option, const std::string& list) {
-  std::vector<Index> steps;
-  for (const std::string& item : split(list)) {
-    std::size_t used = 0;
-    long long k = -1;
-    try {
-      k = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    app::require_option(!item.empty() && used == item.size() && k >= 0, option,
-                        "'" + item + "' is not a non-negative integer (expected e.g. 0,1,5,20,50)");
-    steps.push_back(static_cast<Index>(k));
-  }
-  app::require_option(!steps.empty(), option, "empty list");
-  return steps;
 }
 
 /// The spec of a method named as in the CSV ("gauss-newton/cg", "kfac", …).
@@ -239,104 +211,78 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
   return rows;
 }
 
-template <class Model>
-RegularizedProblem<Model> make_problem(Model model, Splits<double>& splits) {
-  const Index D = model.num_params();
-  return RegularizedProblem<Model>(std::move(model), WeightDecay<double>(DecayKind::PerWeight, D),
-                                   std::make_shared<const Dataset<double>>(std::move(splits.train)),
-                                   std::make_shared<const Dataset<double>>(std::move(splits.val)));
-}
-
 int run(int argc, char** argv) {
   Options opt;
-  opt.common.out = "results/accuracy";
-  po::options_description desc("Options");
-  app::add_common_options(desc, opt.common);
-  desc.add_options()
-      ("model", po::value(&opt.model)->default_value(opt.model),
-       "logreg (softmax regression, 785 features, D = 7850) or mlp (784-hidden-10)")
-      ("train", po::value(&opt.n_train)->default_value(opt.n_train),
-       "training rows: [0, train) of the Fashion-MNIST train file")
-      ("val", po::value(&opt.n_val)->default_value(opt.n_val),
-       "validation rows: the next val rows of the train file")
-      ("hidden", po::value(&opt.hidden)->default_value(opt.hidden),
-       "mlp hidden width h (D = 795 h + 10; the exact method factorises a dense D × D Hessian "
-       "built from D HVPs, and so does every Newton iteration)")
-      ("activation", po::value(&opt.activation)->default_value(opt.activation),
-       "mlp activation: tanh, sigmoid or softplus (relu has no second derivative)")
-      ("pretrain-steps", po::value(&opt.pretrain_steps)->default_value(opt.pretrain_steps),
-       "mlp: Adam steps on L_T from the initial weights before Newton (>= 0; 0: Newton from the "
-       "initial weights, as P3 specifies)")
-      ("pretrain-lr", po::value(&opt.pretrain_lr)->default_value(opt.pretrain_lr),
-       "mlp: Adam learning rate of the pre-training (> 0)")
-      ("log-decay", po::value(&opt.log_decay)->default_value(opt.log_decay, "log(1e-3)"),
-       "λ_i for every weight (per-weight decay ½ Σ exp(λ_i) w_i²)")
-      ("max-steps", po::value(&opt.max_steps)->default_value(opt.max_steps),
-       "K: k runs over 0..K (>= 0)")
-      ("steps-list", po::value(&opt.steps_list),
-       "comma-separated k instead of 0..K, e.g. 0,1,2,5,10,20,50")
-      ("methods", po::value(&opt.methods)->default_value(opt.methods),
-       "comma-separated subset of the methods listed (the exact one is always computed)")
-      ("kfac-damping", po::value(&opt.kfac_damping)->default_value(opt.kfac_damping),
-       "KFAC's explicit damping on top of the penalty's curvature (>= 0)")
-      ("grad-tol", po::value(&opt.grad_tol)->default_value(opt.grad_tol),
-       "Newton stops when ||∇_w L_T|| is below this (> 0)")
-      ("quiet", po::bool_switch(&opt.quiet), "print only the summary lines");
   const std::string usage =
       "ift-accuracy: hypergradient accuracy sweep (DESIGN.md §2 P3). At (λ, w*) with w* by Newton "
-      "to ||∇_w L_T|| < --grad-tol, every inverse approximation for k = 0..--max-steps, with "
+      "to ||∇_w L_T|| < --inner-tol, every inverse approximation for k = 0..--max-steps, with "
       "relative error and cosine to the exact IFT hypergradient.\n\nOutput: OUT/accuracy.csv "
       "with header\n  " + join(kCsvHeader) +
       "\none row per (method, k); k is empty for k-independent methods (exact, "
       "gauss-newton/exact, kfac, identity); status is the solver's (converged, max-iterations, "
-      "diverged, not-positive-definite, ...); '#' lines echo the parameters.";
-  po::variables_map vm;
-  if (!app::parse_options(argc, argv, desc, usage, vm)) return 0;
-  app::apply_common_options(opt.common);
-  app::require_option(opt.model == "logreg" || opt.model == "mlp", "model",
-                      "must be logreg or mlp (got '" + opt.model + "')");
-  app::check_sizes(opt.common, opt.n_train, opt.n_val, 0);
-  app::require_option(opt.hidden > 0, "hidden", "must be positive");
-  app::require_option(opt.max_steps >= 0, "max-steps", "must be >= 0");
-  app::require_option(opt.pretrain_steps >= 0, "pretrain-steps", "must be >= 0");
-  app::require_option(opt.pretrain_lr > 0 && std::isfinite(opt.pretrain_lr), "pretrain-lr",
-                      "must be > 0");
-  app::require_option(std::isfinite(opt.log_decay), "log-decay", "must be finite");
-  app::require_option(opt.grad_tol > 0, "grad-tol", "must be > 0");
-  app::require_option(opt.kfac_damping >= 0, "kfac-damping", "must be >= 0");
-  Activation activation = Activation::Tanh;
-  try {
-    activation = parse_activation(opt.activation);
-  } catch (const std::invalid_argument& e) {
-    throw app::UsageError(std::string("--activation: ") + e.what());
-  }
+      "diverged, not-positive-definite, ...); '#' lines echo the parameters. The MLP's initial "
+      "weights come from --seed; its exact method factorises a dense D × D Hessian (D = 795 h + "
+      "10) built from D HVPs, and so does every Newton iteration.";
+  app::OptionSet set("ift-accuracy", usage);
+  set.use({"data", "data-dir", "train", "val", "model", "hidden", "activation", "init-log-decay",
+           "methods", "steps-list", "inner-tol", "out", "quiet", "threads", "seed"})
+      .add(app::option("", "max-steps", app::ValueKind::Integer, "K",
+                       "k runs over 0..K (unless --steps-list)")
+               .by_default("50")
+               .check(app::valid::integer_at_least(0)))
+      .add(app::option("", "kfac-damping", app::ValueKind::Real, "D",
+                       "KFAC's explicit damping on top of the penalty's curvature")
+               .by_default("0")
+               .check(app::valid::non_negative()))
+      .add(app::option("", "pretrain-steps", app::ValueKind::Integer, "N",
+                       "mlp: Adam steps on L_T from the initial weights before Newton (0: Newton "
+                       "from the initial weights, as P3 specifies)")
+               .by_default("0")
+               .check(app::valid::integer_at_least(0)))
+      .add(app::option("", "pretrain-lr", app::ValueKind::Real, "E",
+                       "mlp: Adam learning rate of the pre-training")
+               .by_default("0.01")
+               .check(app::valid::positive()));
+  set.set_defaults({{"out", "results/accuracy"}, {"hidden", "2"}});
+  set.set_default("methods", join(kAllMethods)).set_choices("methods", kAllMethods);
+  const std::optional<app::OptionValues> parsed = app::parse_command_line(argc, argv, set);
+  if (!parsed) return 0;
+  const app::OptionValues& v = *parsed;
+  opt.common = app::apply_common_options(v);
+  opt.model = v.text("model");
+  opt.n_train = opt.common.train;
+  opt.n_val = opt.common.val;
+  opt.hidden = v.integer("hidden");
+  opt.activation = v.text("activation");
+  opt.pretrain_steps = v.integer("pretrain-steps");
+  opt.pretrain_lr = v.real("pretrain-lr");
+  opt.log_decay = v.real("init-log-decay");
+  opt.max_steps = v.integer("max-steps");
+  opt.kfac_damping = v.real("kfac-damping");
+  opt.grad_tol = v.real("inner-tol");
+  opt.quiet = v.flag("quiet");
+  const Activation activation = parse_activation(opt.activation);
   app::require_option(activation != Activation::Relu, "activation",
                       "relu has a zero second derivative almost everywhere; use tanh, sigmoid or "
                       "softplus");
   std::vector<Index> ks;
-  if (vm.count("steps-list")) {
-    ks = parse_steps("steps-list", opt.steps_list);
+  if (v.has("steps-list")) {
+    ks = v.index_list("steps-list");
   } else {
     for (Index k = 0; k <= opt.max_steps; ++k) ks.push_back(k);
   }
-  const std::vector<std::string> methods = split(opt.methods);
-  app::require_option(!methods.empty(), "methods", "empty list");
-  for (const auto& m : methods)
-    app::require_option(std::find(kAllMethods.begin(), kAllMethods.end(), m) != kAllMethods.end(),
-                        "methods", "unknown method '" + m + "' (expected some of " +
-                                       join(kAllMethods) + ")");
+  const std::vector<std::string> methods = v.list("methods");
   const bool progress = !opt.quiet && isatty(fileno(stderr));
   std::filesystem::create_directories(opt.common.out);
 
   const bool logreg = opt.model == "logreg";
-  Splits<double> splits = app::load_data(opt.common, opt.n_train, opt.n_val, 0);
+  Splits<double> splits = app::load_data(opt.common);
   std::unique_ptr<BilevelProblem<double>> problem;
   Vector<double> w;
   if (logreg) {
-    SoftmaxRegression<double> model(splits.train.num_features(), 10);
-    w = Vector<double>::Zero(model.num_params());  // P1: Newton from w = 0 (convex)
-    problem = std::make_unique<RegularizedProblem<SoftmaxRegression<double>>>(
-        make_problem(model, splits));
+    auto p1 = app::make_p1_problem(std::move(splits));
+    w = Vector<double>::Zero(p1.num_params());  // P1: Newton from w = 0 (convex)
+    problem = std::make_unique<decltype(p1)>(std::move(p1));
   } else {
     // The MLP has its own biases: drop the bias feature load_data appends.
     for (Dataset<double>* d : {&splits.train, &splits.val})
@@ -344,7 +290,8 @@ int run(int argc, char** argv) {
     Mlp<double> model({splits.train.num_features(), opt.hidden, 10}, activation,
                       OutputLoss::SoftmaxCrossEntropy);
     w = model.initial_weights(opt.common.seed);  // non-convex: Newton finds a local minimum
-    problem = std::make_unique<RegularizedProblem<Mlp<double>>>(make_problem(model, splits));
+    problem = std::make_unique<RegularizedProblem<Mlp<double>>>(
+        app::make_decay_problem(std::move(model), std::move(splits)));
   }
   const Index D = problem->num_params();
   const Vector<double> lambda = Vector<double>::Constant(D, opt.log_decay);
@@ -399,7 +346,7 @@ int run(int argc, char** argv) {
 
   io::CsvWriter csv(opt.common.out + "/accuracy.csv", kCsvHeader);
   csv.add_comment("ift-accuracy (DESIGN.md P3), D = " + std::to_string(D) + ", options:\n" +
-                  app::describe_options(vm));
+                  v.describe());
   if (!pretrain_note.empty()) csv.add_comment("pre-training: " + pretrain_note);
   csv.add_comment("w*: " + inner.message + " after " + std::to_string(inner.iterations) +
                   " Newton iterations (" + std::to_string(newton_seconds) + " s)" +

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
 
 #include "app_common.hpp"
@@ -34,154 +35,66 @@ const char* const kUsage =
     "Usage: ift-compare [options]      (writes OUT/compare.csv; plot it with\n"
     "       /usr/bin/python3 plots/plot_compare.py OUT/compare.csv -o OUT/compare.png)";
 
-struct Options {
-  CommonOptions common;
-  std::string methods = "exact,kfac,cg,neumann,identity,zero";
-  Index train = 3500, val = 3500, test = 10000;
+int run(int argc, char** argv) {
+  OptionSet set("ift-compare", kUsage);
+  set.use(selection::kData)
+      .use({"init-log-decay", "methods"})
+      .use(selection::kMethod)
+      .use(selection::kLoop)
+      .use({"warmup-steps"})
+      .use(selection::kRun)
+      .add(flag("", "full",
+                "the paper-size run: 200 hyper-steps (overrides --hyper-steps; the exact method "
+                "then takes most of an hour on 2 cores)"));
   // Defaults sized so all six methods finish in about five minutes on 2 cores: the exact method
   // builds and factorises a 7850² Hessian every hyper-step (10–20 s each there). --full: 200.
-  Index hyper_steps = 10, inner_steps = 10, warmup_steps = 200, batch_size = 0;
-  std::string inner_optimizer = "adam", outer_optimizer = "adam";
-  double inner_lr = 0.01, outer_lr = 0.1;
-  double init_log_decay = -6.907755278982137;  // log 1e-3
-  Index steps = 20;
-  double alpha = 0, damping = 0;
-  std::string on_failure = "continue";
-  Index checkpoint_every = 5;
-  bool resume = false, full = false;
-};
-
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream s(text);
-  std::string item;
-  while (std::getline(s, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
-int run(int argc, char** argv) {
-  Options o;
-  po::options_description desc("Options");
-  add_common_options(desc, o.common);
-  desc.add_options()(
-      "methods", po::value(&o.methods)->default_value(o.methods),
-      "comma-separated inverse approximations: exact, kfac, cg, neumann, identity, zero "
-      "(also unrolled)")("train", po::value(&o.train)->default_value(o.train), "training rows")(
-      "val", po::value(&o.val)->default_value(o.val), "validation rows (after the training rows)")(
-      "test", po::value(&o.test)->default_value(o.test), "test rows")(
-      "hyper-steps", po::value(&o.hyper_steps)->default_value(o.hyper_steps),
-      "outer iterations per method")("inner-steps",
-                                     po::value(&o.inner_steps)->default_value(o.inner_steps),
-                                     "inner optimiser steps N per hyper-step (w is warm-started)")(
-      "warmup-steps", po::value(&o.warmup_steps)->default_value(o.warmup_steps),
-      "inner steps from w = 0 at λ0 before the first hyper-step (shared by all methods, so "
-      "the first hypergradient is taken near w*)")(
-      "batch-size", po::value(&o.batch_size)->default_value(o.batch_size),
-      "rows per inner minibatch (0: full batch)")(
-      "inner-optimizer", po::value(&o.inner_optimizer)->default_value(o.inner_optimizer),
-      "sgd, momentum or adam")("inner-lr", po::value(&o.inner_lr)->default_value(o.inner_lr),
-                               "inner learning rate")(
-      "outer-optimizer", po::value(&o.outer_optimizer)->default_value(o.outer_optimizer),
-      "sgd, momentum or adam")("outer-lr", po::value(&o.outer_lr)->default_value(o.outer_lr),
-                               "outer learning rate")(
-      "init-log-decay", po::value(&o.init_log_decay)->default_value(o.init_log_decay),
-      "initial log weight decay of every weight (log 1e-3)")(
-      "steps", po::value(&o.steps)->default_value(o.steps), "CG iterations / Neumann terms k")(
-      "alpha", po::value(&o.alpha),
-      "Neumann step size, > 0 (default: 1/λ_max by power iteration at every hyper-step)")(
-      "damping", po::value(&o.damping)->default_value(o.damping),
-      "δ ≥ 0 added to the curvature by exact, cg, neumann and kfac")(
-      "on-failure", po::value(&o.on_failure)->default_value(o.on_failure),
-      "continue or stop a method's run when its hypergradient fails numerically")(
-      "checkpoint-every", po::value(&o.checkpoint_every)->default_value(o.checkpoint_every),
-      "hyper-steps between checkpoints (0: only at the end or on SIGINT/SIGTERM)")(
-      "resume", po::bool_switch(&o.resume), "continue from OUT/checkpoint-<method>.bin")(
-      "full", po::bool_switch(&o.full),
-      "the paper-size run: 200 hyper-steps (overrides --hyper-steps; the exact method then "
-      "takes most of an hour on 2 cores)");
-  po::variables_map vm;
-  if (!parse_options(argc, argv, desc, kUsage, vm)) return 0;
+  set.set_defaults(
+      {{"train", "3500"}, {"val", "3500"}, {"test", "10000"}, {"warmup-steps", "200"}});
+  set.set_choices("inner", {"sgd", "momentum", "adam"});
+  const std::optional<OptionValues> parsed = parse_command_line(argc, argv, set);
+  if (!parsed) return 0;
+  const OptionValues& v = *parsed;
+  const CommonOptions common = apply_common_options(v);  // validates the sizes, sets threads
+  const Index warmup_steps = v.integer("warmup-steps");
+  const double init_log_decay = v.real("init-log-decay");
+  const bool resume = v.flag("resume");
 
   // Validate everything before loading data or writing anything.
-  apply_common_options(o.common);
-  if (o.full) o.hyper_steps = 200;
-  const std::vector<std::string> methods = split_list(o.methods);
-  require_option(!methods.empty(), "methods", "names no method");
   std::vector<MethodSpec> specs;
-  for (const std::string& name : methods) {
-    MethodSpec spec;
-    try {
-      spec.method = parse_method(name);
-    } catch (const std::invalid_argument& e) {
-      throw UsageError(std::string("--methods: ") + e.what());
-    }
-    spec.steps = o.steps;
-    spec.damping = o.damping;
-    if (vm.count("alpha")) spec.neumann.alpha = o.alpha;
-    specs.push_back(spec);
-  }
-  check_sizes(o.common, o.train, o.val, o.test);
-  require_option(o.hyper_steps >= 0, "hyper-steps", "must be >= 0");
-  require_option(o.inner_steps >= 0, "inner-steps", "must be >= 0");
-  require_option(o.warmup_steps >= 0, "warmup-steps", "must be >= 0");
-  require_option(o.batch_size >= 0 && o.batch_size <= o.train, "batch-size",
-                 "must lie in [0, --train] (0: full batch)");
-  require_option(o.steps >= 0, "steps", "must be >= 0");
-  require_option(!vm.count("alpha") || (std::isfinite(o.alpha) && o.alpha > 0), "alpha",
-                 "must be > 0 (omit it to choose α from λ_max)");
-  require_option(std::isfinite(o.damping) && o.damping >= 0, "damping", "must be >= 0");
-  require_option(std::isfinite(o.inner_lr) && o.inner_lr > 0, "inner-lr", "must be > 0");
-  require_option(std::isfinite(o.outer_lr) && o.outer_lr > 0, "outer-lr", "must be > 0");
-  require_option(std::isfinite(o.init_log_decay), "init-log-decay", "must be finite");
-  require_option(o.checkpoint_every >= 0, "checkpoint-every", "must be >= 0");
+  for (const std::string& name : v.list("methods")) specs.push_back(method_spec(v, name));
   BilevelParams base;
-  base.inner = {parse_option("inner-optimizer", [&] { return parse_optimizer(o.inner_optimizer); }),
-                o.inner_lr};
-  base.outer = {parse_option("outer-optimizer", [&] { return parse_optimizer(o.outer_optimizer); }),
-                o.outer_lr};
-  base.on_failure = parse_option("on-failure", [&] { return parse_on_failure(o.on_failure); });
-  base.hyper_steps = o.hyper_steps;
-  base.inner_steps = o.inner_steps;
-  base.batch_size = o.batch_size;
-  base.seed = o.common.seed;
-  base.checkpoint_every = o.checkpoint_every;
+  apply_loop_options(v, base);
+  if (v.flag("full")) base.hyper_steps = 200;
   {
     std::ostringstream c;
-    c << "app=ift-compare\nmodel=softmax-regression\ndecay=per-weight\ndata=" << o.common.data
-      << "\ntrain=" << o.train << "\nval=" << o.val << "\ntest=" << o.test
-      << "\ninit_log_decay=" << o.init_log_decay << "\nwarmup_steps=" << o.warmup_steps
+    c << "app=ift-compare\nmodel=softmax-regression\ndecay=per-weight\ndata=" << common.data
+      << "\ntrain=" << common.train << "\nval=" << common.val << "\ntest=" << common.test
+      << "\ninit_log_decay=" << init_log_decay << "\nwarmup_steps=" << warmup_steps
       << "\nthreads=" << effective_threads() << "\n";
     base.configuration = c.str();
   }
   namespace fs = std::filesystem;
-  const fs::path out_dir(o.common.out);
+  const fs::path out_dir(common.out);
   auto checkpoint_path = [&](const MethodSpec& s) {
     return (out_dir / ("checkpoint-" + s.name() + ".bin")).string();
   };
-  if (o.resume) {
+  if (resume) {
     bool any = false;
     for (const auto& s : specs) any = any || fs::exists(checkpoint_path(s));
-    require_option(any, "resume", "no checkpoint-<method>.bin in " + o.common.out);
+    require_option(any, "resume", "no checkpoint-<method>.bin in " + common.out);
   }
 
-  const Splits<double> data = load_data(o.common, o.train, o.val, o.test);
-  const Index features = data.train.num_features();
-  SoftmaxRegression<double> model(features, 10);
-  RegularizedProblem<SoftmaxRegression<double>> problem(
-      model, WeightDecay<double>(DecayKind::PerWeight, model.num_params()),
-      std::make_shared<const Dataset<double>>(data.train),
-      std::make_shared<const Dataset<double>>(data.val),
-      data.test.size() ? std::make_shared<const Dataset<double>>(data.test) : nullptr);
-  const Vector<double> lambda0 = Vector<double>::Constant(model.num_params(), o.init_log_decay);
+  auto problem = make_p1_problem(load_data(common));
+  const Index D = problem.num_params();
+  const Vector<double> lambda0 = Vector<double>::Constant(D, init_log_decay);
   // The common start w0: --warmup-steps inner steps from w = 0 at λ0, done once here rather than
   // once per method (the runs would repeat the same deterministic steps).
-  Vector<double> w0 = Vector<double>::Zero(model.num_params());
-  if (!o.resume || !std::all_of(specs.begin(), specs.end(), [&](const MethodSpec& s) {
+  Vector<double> w0 = Vector<double>::Zero(D);
+  if (!resume || !std::all_of(specs.begin(), specs.end(), [&](const MethodSpec& s) {
         return fs::exists(checkpoint_path(s));
       })) {
-    Optimizer<double> warmup(base.inner, model.num_params());
-    for (Index i = 0; i < o.warmup_steps; ++i) {
+    Optimizer<double> warmup(base.inner, D);
+    for (Index i = 0; i < warmup_steps; ++i) {
       problem.set_point(lambda0, w0);
       warmup.step(w0, problem.train_gradient());
     }
@@ -191,9 +104,8 @@ int run(int argc, char** argv) {
   for (const auto& c : record_columns()) header.push_back(c);
   io::CsvWriter csv((out_dir / "compare.csv").string(), header);
   csv.add_comment("ift-compare (DESIGN.md P2): per-weight decay, logistic regression, D = " +
-                  std::to_string(model.num_params()) + ", " + std::to_string(effective_threads()) +
-                  " threads");
-  csv.add_comment(describe_options(vm));
+                  std::to_string(D) + ", " + std::to_string(effective_threads()) + " threads");
+  csv.add_comment(v.describe());
 
   install_stop_signals();
   struct Summary {
@@ -218,7 +130,7 @@ int run(int argc, char** argv) {
     });
     loop.set_stop_request(stop_requested);
     BilevelResult<double> result;
-    if (o.resume && fs::exists(params.checkpoint_path)) {
+    if (resume && fs::exists(params.checkpoint_path)) {
       result = loop.resume(problem, load_checkpoint<double>(params.checkpoint_path));
       csv.save();
     } else {

@@ -3,8 +3,7 @@
 // at w* by any inverse approximation, with its relative error and cosine to the exact one.
 //
 //   ift-hypergrad --method exact                    one method, summary.csv + .npy files
-//   ift-hypergrad --sweep --sweep-steps 0,5,20,50   every method for each k (problem P3)
-#include <boost/program_options.hpp>
+//   ift-hypergrad --sweep --steps-list 0,5,20,50    every method for each k (problem P3)
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -12,9 +11,10 @@
 #include <functional>
 #include <iostream>
 #include <limits>
+#include <optional>
 #include <sstream>
 
-#include "ift/data/fashion_mnist.hpp"
+#include "app_common.hpp"
 #include "ift/hypergradient.hpp"
 #include "ift/inner.hpp"
 #include "ift/io/csv_writer.hpp"
@@ -25,38 +25,15 @@
 #include "ift/models/softmax_regression.hpp"
 #include "ift/problems/regularized.hpp"
 
-namespace po = boost::program_options;
 using namespace ift;
 
 namespace {
 
 constexpr Index kFeatures = 785, kClasses = 10;
-constexpr Index kTrainRows = 60000, kTestRows = 10000;
 
 /// Class-major w (w[c·785 + j] = W[c, j]) as the 10 × 785 matrix W, for .npy files.
 Matrix<double> as_class_matrix(const Vector<double>& w) {
   return Eigen::Map<const Matrix<double>>(w.data(), kFeatures, kClasses).transpose();
-}
-
-std::vector<Index> parse_steps(const std::string& list) {
-  std::vector<Index> steps;
-  std::stringstream ss(list);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    std::size_t used = 0;
-    long long k = -1;
-    try {
-      k = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != item.size() || k < 0)
-      throw std::invalid_argument("--sweep-steps: '" + item +
-                                  "' is not a non-negative integer (expected e.g. 0,5,20,50)");
-    steps.push_back(static_cast<Index>(k));
-  }
-  if (steps.empty()) throw std::invalid_argument("--sweep-steps: empty list");
-  return steps;
 }
 
 const std::vector<std::string> kHeader = {
@@ -91,84 +68,58 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Index n_train = 1000, n_val = 1000, n_test = 1000, steps = 20;
-  double log_decay = std::log(1e-3), alpha = 0, damping = 0, grad_tol = 1e-10, w_tol = 5e-13;
-  std::string method = "exact", curvature = "hessian", out_dir = "results/hypergrad",
-              sweep_steps = "0,1,2,5,10,20,50", data_dir, w_start, inner_solver = "newton-cg";
-  bool sweep = false, quiet = false;
-  po::options_description opts(
-      "ift-hypergrad: the P1 hypergradient (DESIGN.md §2) at w*(λ) for one inverse "
-      "approximation, or every approximation with --sweep.\nOptions");
-  opts.add_options()("help,h", "show this help")
-      ("n-train", po::value(&n_train)->default_value(n_train), "training rows: [0, n-train) of the train file")
-      ("n-val", po::value(&n_val)->default_value(n_val), "validation rows: the next n-val rows of the train file")
-      ("n-test", po::value(&n_test)->default_value(n_test), "test rows: [0, n-test) of the t10k file")
-      ("log-decay", po::value(&log_decay)->default_value(log_decay), "initial λ_i for every weight (log of the decay)")
-      ("method", po::value(&method)->default_value(method), "exact|cg|neumann|identity|zero|kfac|unrolled")
-      ("curvature", po::value(&curvature)->default_value(curvature), "hessian|gauss-newton|outer-product|fisher (outer-product and fisher: neumann only)")
-      ("steps", po::value(&steps)->default_value(steps), "k: CG iterations, Neumann terms, unrolled steps (>= 0)")
-      ("alpha", po::value(&alpha), "Neumann/unrolled step size (> 0); default 1/λ_max from Spectra")
-      ("damping", po::value(&damping)->default_value(damping), "δ added to the curvature (>= 0); KFAC's damping")
-      ("inner", po::value(&inner_solver)->default_value(inner_solver),
-       "inner solver for w*: newton-cg (truncated Newton, CG on the HVP; fastest), lbfgs "
-       "(LBFGSpp, gradients only) or newton (dense Hessian and Cholesky per step; slow)")
-      ("grad-tol", po::value(&grad_tol)->default_value(grad_tol), "the inner solve stops at ||∇_w L_T|| below this (> 0)")
-      ("w-tol", po::value(&w_tol)->default_value(w_tol, "5e-13"),
-       "then continues until ||w − w*|| <= w-tol·||w*|| is certified by strong convexity: "
-       "||w − w*|| <= ||∇_w L_T|| / μ, μ = min_i exp(λ_i) (in (0, 1); two solves certified to 5e-13 "
-       "agree to 1e-12)")
-      ("sweep", po::bool_switch(&sweep), "run every method for each k in --sweep-steps (problem P3)")
-      ("sweep-steps", po::value(&sweep_steps)->default_value(sweep_steps), "comma-separated k for --sweep")
-      ("w-start", po::value(&w_start), "start the inner solve from this w_star.npy (e.g. of an earlier run with the same data and decay) instead of 0")
-      ("data-dir", po::value(&data_dir), "Fashion-MNIST folder (default /usr/share/datasets/fashion-mnist)")
-      ("out", po::value(&out_dir)->default_value(out_dir), "output folder: summary.csv, hypergradient.npy, w_star.npy")
-      ("quiet", po::bool_switch(&quiet), "print only the summary table");
+  app::OptionSet set(
+      "ift-hypergrad",
+      "ift-hypergrad: the P1 hypergradient (DESIGN.md §2) at w*(λ) for one inverse approximation, "
+      "or every approximation with --sweep. w* by --inner (Newton-CG by default) to "
+      "||∇_w L_T|| < --inner-tol, then until --w-tol certifies it.\nOutputs (in --out):\n  summary.csv        one row per method: " +
+          [] {
+            std::string s;
+            for (const auto& h : kHeader) s += (s.empty() ? "" : ",") + h;
+            return s;
+          }() +
+          "\n  hypergradient.npy  float64 (10, 785): dL_V/dλ for the weight W[c, j] (the exact one "
+          "with --sweep)\n  w_star.npy         float64 (10, 785): w*(λ)");
+  set.use(app::selection::kData)
+      .use({"init-log-decay", "method", "curvature", "steps", "alpha", "damping", "steps-list",
+            "inner-tol", "inner", "quiet"})
+      .use(app::selection::kRun)
+      .add(app::flag("", "sweep", "run every method for each k in --steps-list (problem P3)"))
+      .add(app::option("", "w-tol", app::ValueKind::Real, "X",
+                       "then continues until ||w − w*|| <= w-tol·||w*|| is certified by strong "
+                       "convexity: ||w − w*|| <= ||∇_w L_T|| / μ, μ = min_i exp(λ_i) (in (0, 1); "
+                       "two solves certified to 5e-13 agree to 1e-12)")
+               .by_default("5e-13")
+               .check(app::valid::number_above(0, true, "a number in (0, 1)")))
+      .add(app::option("", "w-start", app::ValueKind::Text, "FILE",
+                       "start Newton from this w_star.npy (e.g. of an earlier run with the same "
+                       "data and decay) instead of 0")
+               .check(app::valid::non_empty()));
+  set.set_defaults({{"out", "results/hypergrad"}, {"steps-list", "0,1,2,5,10,20,50"},
+                    {"inner", "newton-cg"}});
+  set.set_choices("inner", {"newton-cg", "lbfgs", "newton"});
   try {
-    po::variables_map vm;
-    po::store(po::parse_command_line(argc, argv, opts), vm);
-    if (vm.count("help")) {
-      std::cout << opts << "\nOutputs (in --out):\n"
-                << "  summary.csv        one row per method: " << [] {
-                     std::string s;
-                     for (const auto& h : kHeader) s += (s.empty() ? "" : ",") + h;
-                     return s;
-                   }() << "\n  hypergradient.npy  float64 (10, 785): dL_V/dλ for the weight W[c, j]"
-                << " (the exact one with --sweep)\n  w_star.npy         float64 (10, 785): w*(λ)\n";
-      return 0;
-    }
-    po::notify(vm);
-    require(n_train > 0 && n_val > 0 && n_test > 0, "--n-train, --n-val and --n-test must be positive");
-    require(n_train + n_val <= kTrainRows, "--n-train + --n-val must be at most 60000 (the train file's rows)");
-    require(n_test <= kTestRows, "--n-test must be at most 10000 (the t10k file's rows)");
-    require(steps >= 0, "--steps must be >= 0");
-    require(!vm.count("alpha") || alpha > 0, "--alpha must be > 0 (omit it to choose 1/λ_max)");
-    require(damping >= 0, "--damping must be >= 0");
-    require(std::isfinite(log_decay), "--log-decay must be finite");
-    require(grad_tol > 0, "--grad-tol must be > 0");
-    require(w_tol > 0 && w_tol < 1, "--w-tol must lie in (0, 1)");
-    require(inner_solver == "newton-cg" || inner_solver == "lbfgs" || inner_solver == "newton",
-            "--inner must be newton-cg, lbfgs or newton (got '" + inner_solver + "')");
+    const std::optional<app::OptionValues> parsed = app::parse_command_line(argc, argv, set);
+    if (!parsed) return 0;
+    const app::OptionValues& v = *parsed;
+    const app::CommonOptions common = app::apply_common_options(v);
+    app::require_option(common.test >= 1, "test", "must be >= 1 (accuracies are reported)");
+    const Index n_train = common.train, n_val = common.val, n_test = common.test;
+    const double log_decay = v.real("init-log-decay"), grad_tol = v.real("inner-tol"),
+                 w_tol = v.real("w-tol");
+    app::require_option(w_tol < 1, "w-tol", "must lie in (0, 1)");
+    const std::string inner_solver = v.text("inner");
+    const std::string out_dir = common.out, w_start = v.has("w-start") ? v.text("w-start") : "";
+    const bool sweep = v.flag("sweep"), quiet = v.flag("quiet");
 
-    MethodSpec base;
-    base.method = parse_method(method);
-    base.curvature = parse_curvature(curvature);
-    base.steps = steps;
-    base.neumann.alpha = alpha;
-    base.damping = damping;
+    MethodSpec base = app::method_spec(v, v.text("method"));
     base.compute_residual = true;
     base.check();
-    const std::vector<Index> ks = sweep ? parse_steps(sweep_steps) : std::vector<Index>{};
+    const std::vector<Index> ks = sweep ? v.index_list("steps-list") : std::vector<Index>{};
 
     // ---- Problem P1 ----------------------------------------------------------------------------
-    auto splits = data_dir.empty() ? load_fashion_mnist<double>(n_train, n_val, n_test, true)
-                                   : load_fashion_mnist<double>(n_train, n_val, n_test, true, data_dir);
-    SoftmaxRegression<double> model(kFeatures, kClasses);
-    const Index D = model.num_params();
-    RegularizedProblem<SoftmaxRegression<double>> problem(
-        model, WeightDecay<double>(DecayKind::PerWeight, D),
-        std::make_shared<const Dataset<double>>(std::move(splits.train)),
-        std::make_shared<const Dataset<double>>(std::move(splits.val)),
-        std::make_shared<const Dataset<double>>(std::move(splits.test)));
+    auto problem = app::make_p1_problem(app::load_data(common));
+    const Index D = problem.num_params();
     const Vector<double> lambda = Vector<double>::Constant(D, log_decay);
     Vector<double> w = Vector<double>::Zero(D);
     if (!w_start.empty()) {
@@ -352,8 +303,6 @@ int main(int argc, char** argv) {
     std::printf("wrote %s/summary.csv, %s/hypergradient.npy, %s/w_star.npy\n", out_dir.c_str(),
                 out_dir.c_str(), out_dir.c_str());
     return 0;
-  } catch (const po::error& e) {
-    std::cerr << "ift-hypergrad: " << e.what() << " (see --help)\n";
   } catch (const std::exception& e) {
     std::cerr << "ift-hypergrad: " << e.what() << "\n";
   }

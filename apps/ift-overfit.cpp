@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
 
 #include "app_common.hpp"
@@ -31,47 +32,28 @@ const char* const kUsage =
     "Usage: ift-overfit [options]      (writes OUT/overfit.csv; plot it with\n"
     "       /usr/bin/python3 plots/plot_overfit.py OUT/overfit.csv -o OUT/overfit.png)";
 
-struct Options {
-  CommonOptions common;
-  std::string model = "logreg", activation = "tanh", method = "identity";
-  Index hidden = 50;
-  Index train = 50, val = 50, test = 10000;
-  Index hyper_steps = 1000, inner_steps = 10, warmup_steps = 100;
-  std::string inner_optimizer = "adam", outer_optimizer = "adam";
-  double inner_lr = 0.01, outer_lr = 0.1;
-  double init_log_decay = -4, target = 1.0;
-  Index steps = 20;
-  double alpha = 0, damping = 0;
-  std::string on_failure = "continue";
-  Index checkpoint_every = 50;
-  bool resume = false;
-};
-
-/// Builds the problem for the chosen model and runs the loop on it.
+/// Runs the loop on the problem and writes OUT/overfit.csv.
 template <class Model>
-int run_with(const Options& o, const po::variables_map& vm, Model model, Vector<double> w0,
-             Splits<double> data, const BilevelParams& params) {
-  RegularizedProblem<Model> problem(
-      model, WeightDecay<double>(DecayKind::PerWeight, model.num_params()),
-      std::make_shared<const Dataset<double>>(std::move(data.train)),
-      std::make_shared<const Dataset<double>>(std::move(data.val)),
-      data.test.size() ? std::make_shared<const Dataset<double>>(std::move(data.test)) : nullptr);
-  const Vector<double> lambda0 = Vector<double>::Constant(model.num_params(), o.init_log_decay);
+int run_with(const OptionValues& v, const CommonOptions& common, RegularizedProblem<Model> problem,
+             const Vector<double>& w0, const BilevelParams& params) {
+  const Vector<double> lambda0 =
+      Vector<double>::Constant(problem.num_params(), v.real("init-log-decay"));
+  const std::string model = v.text("model");
 
   std::vector<std::string> header = {"model", "method"};
   for (const auto& c : record_columns()) header.push_back(c);
   namespace fs = std::filesystem;
-  io::CsvWriter csv((fs::path(o.common.out) / "overfit.csv").string(), header);
+  io::CsvWriter csv((fs::path(common.out) / "overfit.csv").string(), header);
   csv.add_comment(
-      "ift-overfit (DESIGN.md P4): per-weight decay, D = " + std::to_string(model.num_params()) +
+      "ift-overfit (DESIGN.md P4): per-weight decay, D = " + std::to_string(problem.num_params()) +
       ", " + std::to_string(effective_threads()) + " threads");
-  csv.add_comment(describe_options(vm));
+  csv.add_comment(v.describe());
 
   BilevelLoop<double> loop(params);
   const std::string method = params.method.name();
-  ProgressBar progress(o.model + "/" + method, params.hyper_steps);
+  ProgressBar progress(model + "/" + method, params.hyper_steps);
   loop.add_observer([&](const HyperStepRecord& r) {
-    std::vector<io::CsvCell> row = {o.model, method};
+    std::vector<io::CsvCell> row = {model, method};
     for (auto& cell : record_cells(r)) row.push_back(cell);
     csv.add_row(row);
     if (!r.restored) csv.save();
@@ -80,8 +62,8 @@ int run_with(const Options& o, const po::variables_map& vm, Model model, Vector<
   install_stop_signals();
   loop.set_stop_request(stop_requested);
   const BilevelResult<double> result =
-      o.resume ? loop.resume(problem, load_checkpoint<double>(params.checkpoint_path))
-               : loop.run(problem, w0, lambda0);
+      v.flag("resume") ? loop.resume(problem, load_checkpoint<double>(params.checkpoint_path))
+                       : loop.run(problem, w0, lambda0);
   progress.finish();
   csv.save();
   if (result.reason == StopReason::StopRequested) {
@@ -104,112 +86,65 @@ int run_with(const Options& o, const po::variables_map& vm, Model model, Vector<
 }
 
 int run(int argc, char** argv) {
-  Options o;
-  po::options_description desc("Options");
-  add_common_options(desc, o.common);
-  desc.add_options()(
-      "model", po::value(&o.model)->default_value(o.model),
-      "logreg (softmax regression, 785 features with the bias) or mlp (784-hidden-10)")(
-      "hidden", po::value(&o.hidden)->default_value(o.hidden), "MLP hidden units")(
-      "activation", po::value(&o.activation)->default_value(o.activation),
-      "MLP activation: tanh, sigmoid, softplus or relu")(
-      "method", po::value(&o.method)->default_value(o.method),
-      "inverse approximation: identity, exact, cg, neumann, kfac, zero or unrolled")(
-      "train", po::value(&o.train)->default_value(o.train), "training rows")(
-      "val", po::value(&o.val)->default_value(o.val), "validation rows (after the training rows)")(
-      "test", po::value(&o.test)->default_value(o.test), "test rows")(
-      "hyper-steps", po::value(&o.hyper_steps)->default_value(o.hyper_steps),
-      "most outer iterations")(
-      "target", po::value(&o.target)->default_value(o.target),
-      "stop once train and validation accuracy both reach this, in (0, 1]")(
-      "inner-steps", po::value(&o.inner_steps)->default_value(o.inner_steps),
-      "inner optimiser steps N per hyper-step (w is warm-started)")(
-      "warmup-steps", po::value(&o.warmup_steps)->default_value(o.warmup_steps),
-      "inner steps before the first hyper-step")(
-      "inner-optimizer", po::value(&o.inner_optimizer)->default_value(o.inner_optimizer),
-      "sgd, momentum or adam")("inner-lr", po::value(&o.inner_lr)->default_value(o.inner_lr),
-                               "inner learning rate")(
-      "outer-optimizer", po::value(&o.outer_optimizer)->default_value(o.outer_optimizer),
-      "sgd, momentum or adam")("outer-lr", po::value(&o.outer_lr)->default_value(o.outer_lr),
-                               "outer learning rate")(
-      "init-log-decay", po::value(&o.init_log_decay)->default_value(o.init_log_decay),
-      "initial log weight decay of every weight")(
-      "steps", po::value(&o.steps)->default_value(o.steps), "CG iterations / Neumann terms k")(
-      "alpha", po::value(&o.alpha), "Neumann step size, > 0 (default: 1/λ_max)")(
-      "damping", po::value(&o.damping)->default_value(o.damping),
-      "δ ≥ 0 added to the curvature by exact, cg, neumann and kfac")(
-      "on-failure", po::value(&o.on_failure)->default_value(o.on_failure),
-      "continue or stop when the hypergradient fails numerically")(
-      "checkpoint-every", po::value(&o.checkpoint_every)->default_value(o.checkpoint_every),
-      "hyper-steps between checkpoints (0: only at the end or on SIGINT/SIGTERM)")(
-      "resume", po::bool_switch(&o.resume), "continue from OUT/checkpoint-overfit.bin");
-  po::variables_map vm;
-  if (!parse_options(argc, argv, desc, kUsage, vm)) return 0;
+  OptionSet set("ift-overfit", kUsage);
+  set.use(selection::kData)
+      .use({"model", "hidden", "activation", "init-log-decay", "method"})
+      .use(selection::kMethod)
+      .use(selection::kLoop)
+      .use({"warmup-steps"})
+      .use(selection::kRun)
+      .add(option("", "target", ValueKind::Real, "ACC",
+                  "stop once train and validation accuracy both reach this")
+               .by_default("1")
+               .check(valid::fraction()));
+  set.set_defaults({{"train", "50"},
+                    {"val", "50"},
+                    {"test", "10000"},
+                    {"init-log-decay", "-4"},
+                    {"method", "identity"},
+                    {"hyper-steps", "1000"},
+                    {"warmup-steps", "100"},
+                    {"checkpoint-every", "50"}});
+  set.set_choices("inner", {"sgd", "momentum", "adam"});
+  const std::optional<OptionValues> parsed = parse_command_line(argc, argv, set);
+  if (!parsed) return 0;
+  const OptionValues& v = *parsed;
+  const CommonOptions common = apply_common_options(v);  // validates the sizes, sets threads
 
-  apply_common_options(o.common);
-  require_option(o.model == "logreg" || o.model == "mlp", "model",
-                 "unknown model '" + o.model + "' (expected logreg or mlp)");
-  require_option(o.hidden >= 1, "hidden", "must be >= 1");
-  Activation activation;
-  activation = parse_option("activation", [&] { return parse_activation(o.activation); });
+  const Activation activation =
+      parse_option("activation", [&] { return parse_activation(v.text("activation")); });
   BilevelParams params;
-  params.method.method = parse_option("method", [&] { return parse_method(o.method); });
-  check_sizes(o.common, o.train, o.val, o.test);
-  require_option(o.hyper_steps >= 0, "hyper-steps", "must be >= 0");
-  require_option(o.inner_steps >= 0, "inner-steps", "must be >= 0");
-  require_option(o.warmup_steps >= 0, "warmup-steps", "must be >= 0");
-  require_option(o.target > 0 && o.target <= 1, "target", "must lie in (0, 1]");
-  require_option(o.steps >= 0, "steps", "must be >= 0");
-  require_option(!vm.count("alpha") || (std::isfinite(o.alpha) && o.alpha > 0), "alpha",
-                 "must be > 0 (omit it to choose α from λ_max)");
-  require_option(std::isfinite(o.damping) && o.damping >= 0, "damping", "must be >= 0");
-  require_option(std::isfinite(o.inner_lr) && o.inner_lr > 0, "inner-lr", "must be > 0");
-  require_option(std::isfinite(o.outer_lr) && o.outer_lr > 0, "outer-lr", "must be > 0");
-  require_option(std::isfinite(o.init_log_decay), "init-log-decay", "must be finite");
-  require_option(o.checkpoint_every >= 0, "checkpoint-every", "must be >= 0");
-  params.inner = {
-      parse_option("inner-optimizer", [&] { return parse_optimizer(o.inner_optimizer); }),
-      o.inner_lr};
-  params.outer = {
-      parse_option("outer-optimizer", [&] { return parse_optimizer(o.outer_optimizer); }),
-      o.outer_lr};
-  params.on_failure = parse_option("on-failure", [&] { return parse_on_failure(o.on_failure); });
-  params.method.steps = o.steps;
-  params.method.damping = o.damping;
-  if (vm.count("alpha")) params.method.neumann.alpha = o.alpha;
-  params.hyper_steps = o.hyper_steps;
-  params.inner_steps = o.inner_steps;
-  params.warmup_steps = o.warmup_steps;
-  params.seed = o.common.seed;
-  params.target_accuracy = o.target;
-  params.checkpoint_every = o.checkpoint_every;
-  params.checkpoint_path =
-      (std::filesystem::path(o.common.out) / "checkpoint-overfit.bin").string();
+  params.method = method_spec(v, v.text("method"));
+  apply_loop_options(v, params);
+  params.warmup_steps = v.integer("warmup-steps");
+  params.target_accuracy = v.real("target");
+  params.checkpoint_path = (std::filesystem::path(common.out) / "checkpoint-overfit.bin").string();
   {
     std::ostringstream c;
-    c << "app=ift-overfit\nmodel=" << o.model << "\nhidden=" << o.hidden
-      << "\nactivation=" << o.activation << "\ndata=" << o.common.data << "\ntrain=" << o.train
-      << "\nval=" << o.val << "\ntest=" << o.test << "\ninit_log_decay=" << o.init_log_decay
-      << "\nthreads=" << effective_threads() << "\n";
+    c << "app=ift-overfit\nmodel=" << v.text("model") << "\nhidden=" << v.integer("hidden")
+      << "\nactivation=" << v.text("activation") << "\ndata=" << common.data
+      << "\ntrain=" << common.train << "\nval=" << common.val << "\ntest=" << common.test
+      << "\ninit_log_decay=" << v.real("init-log-decay") << "\nthreads=" << effective_threads()
+      << "\n";
     params.configuration = c.str();
   }
   params.check();
-  require_option(!o.resume || std::filesystem::exists(params.checkpoint_path), "resume",
+  require_option(!v.flag("resume") || std::filesystem::exists(params.checkpoint_path), "resume",
                  "no checkpoint at " + params.checkpoint_path);
 
-  Splits<double> data = load_data(o.common, o.train, o.val, o.test);
-  if (o.model == "logreg") {
-    SoftmaxRegression<double> model(data.train.num_features(), 10);
-    const Vector<double> w0 = Vector<double>::Zero(model.num_params());
-    return run_with(o, vm, model, w0, std::move(data), params);
+  Splits<double> data = load_data(common);
+  if (v.text("model") == "logreg") {
+    auto problem = make_p1_problem(std::move(data));
+    const Vector<double> w0 = Vector<double>::Zero(problem.num_params());
+    return run_with(v, common, std::move(problem), w0, params);
   }
   // The MLP has its own biases: drop the constant column load_data appended.
   for (Dataset<double>* d : {&data.train, &data.val, &data.test})
     d->X.conservativeResize(Eigen::NoChange, d->X.cols() - 1);
-  Mlp<double> model({data.train.num_features(), o.hidden, 10}, activation,
+  Mlp<double> model({data.train.num_features(), v.integer("hidden"), 10}, activation,
                     OutputLoss::SoftmaxCrossEntropy);
-  const Vector<double> w0 = model.initial_weights(o.common.seed);
-  return run_with(o, vm, model, w0, std::move(data), params);
+  const Vector<double> w0 = model.initial_weights(common.seed);
+  return run_with(v, common, make_decay_problem(std::move(model), std::move(data)), w0, params);
 }
 
 }  // namespace

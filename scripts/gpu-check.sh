@@ -240,15 +240,15 @@ if [ $quick -eq 0 ]; then
   note "timings: $build/timings.txt"
 
   # ---- A short Algorithm-2 run on the device ----------------------------------------------
-  data=(--synthetic)
+  data=(--data synthetic)
   fm=${IFT_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
   [ -e "$fm/train-images-idx3-ubyte.gz" ] || [ -e "$fm/train-images-idx3-ubyte" ] && data=(--data-dir "$fm")
   for hyper in weight-decay augmentation; do
     for method in cg kfac; do
       start=$(date +%s.%N)
       if "$bin/ift-deep" --device "$device" --dtype float --hyper "$hyper" --method "$method" \
-           --steps 5 --hyper-steps 5 --n-train 5000 --n-val 2000 --n-test 2000 --inner-steps 20 \
-           --batch 256 "${data[@]}" --csv "$build/deep-$hyper-$method.csv" >>"$log" 2>&1; then
+           --steps 5 --hyper-steps 5 --train 5000 --val 2000 --test 2000 --inner-steps 20 \
+           --batch-size 256 "${data[@]}" --csv "$build/deep-$hyper-$method.csv" >>"$log" 2>&1; then
         secs=$(echo "$(date +%s.%N) - $start" | bc 2>/dev/null || echo "?")
         last=$(grep -v '^#' "$build/deep-$hyper-$method.csv" | tail -1 | cut -d, -f5,9,11)
         note "ift-deep $hyper/$method on $device: ok in ${secs}s (last row val_acc,status,hvps = $last)"

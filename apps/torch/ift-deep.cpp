@@ -9,8 +9,9 @@
 // --experiment overfit: P4 on a CNN (50 train / 50 val, per-weight decay from log λ = −4,
 // identity inverse, inner Adam) until train and validation accuracy both reach 100%.
 //
-// Options are parsed by hand (no Boost): the binary depends on Torch and ift only, so it also
-// builds on a GPU machine with a pip LibTorch and nothing else.
+// Options come from the apps' one table (apps/options.hpp) through its built-in parser (no
+// Boost): the binary depends on Torch and ift only, so it also builds on a GPU machine with a pip
+// LibTorch and nothing else.
 #include <unistd.h>
 
 #include <chrono>
@@ -37,159 +38,138 @@
 #include "ift/torch/problem.hpp"
 #include "ift/torch/training.hpp"
 #include "ift/checkpoint.hpp"
+#include "../options.hpp"
 
 namespace {
 
 using ift::deep::Tensor;
 
-const char* const kUsage = R"(usage: ift-deep [options]
-  --experiment NAME     bilevel (default) | overfit (P4: 50/50 rows, per-weight decay from
-                        log λ = -4, identity, inner Adam, outer lr 0.2, double, stop at 100%
-                        train and val accuracy)
-  --hyper NAME          weight-decay (default) | augmentation
-  --method NAME         cg | neumann (default) | identity | zero | kfac | unrolled
-  --steps K             CG iterations / Neumann terms / unrolled steps (default 5)
-  --alpha A             Neumann / unrolled step size; 0 = 1/λ_max by power iteration (default 0)
-  --power-iterations P  power iterations for the automatic α (default 20)
-  --damping D           added to the curvature; KFAC's explicit damping (default 0; kfac 1e-3)
-  --model NAME          cnn (default) | mlp (784-128-10, tanh)
-  --filters F           CNN width (default 8)
-  --device NAME         cpu (default) | cuda | cuda:N
-  --dtype NAME          float (default) | double
-  --n-train N           training rows (default 1000)
-  --n-val N             validation rows (default 1000)
-  --n-test N            test rows (default 1000)
-  --data-dir DIR        Fashion-MNIST IDX files (default $IFT_FASHION_MNIST_DIR or
-                        /usr/share/datasets/fashion-mnist)
-  --synthetic           seeded synthetic images instead of Fashion-MNIST
-  --hyper-steps T       outer steps (default 10)
-  --inner-steps N       inner optimiser steps per hyper-step (default 20)
-  --inner-optimizer O   sgd | momentum | adam (default adam) | newton-cg (to --inner-steps
-                        Newton iterations)
-  --inner-lr E          inner learning rate (default 1e-3 adam, 0.05 sgd)
-  --batch B             inner minibatch size (default 100)
-  --outer-lr E          outer Adam learning rate (default 0.01)
-  --init-log-lambda L   initial log weight decay (default -5; overfit -4)
-  --seed S              seed of initial weights, batches and noise (default 1)
-  --threads T           LibTorch intra-op threads (default: all cores)
-  --csv PATH            output table (default ift-deep.csv)
-  --checkpoint PATH     save a checkpoint after every hyper-step
-  --resume              continue from --checkpoint (the CSV is rebuilt from its records)
-  --help
-)";
+const char* const kUsage =
+    "ift-deep: Algorithm 2 on deep nets through LibTorch (DESIGN.md P4, P6).\n"
+    "Usage: ift-deep [options]      (writes OUT/ift-deep.csv; docs/torch.md has examples)\n"
+    "--experiment overfit: P4 on a CNN (50/50 rows, per-weight decay from log λ = -4, identity,\n"
+    "inner Adam, batch 50, 5 inner steps, 1000 hyper-steps, outer lr 0.2, double, stop at 100%\n"
+    "train and validation accuracy), each setting still overridable.";
+
+/// The options: the shared table's groups (apps/options.hpp) and ift-deep's own.
+ift::app::OptionSet options() {
+  using ift::app::option;
+  using ift::app::ValueKind;
+  ift::app::OptionSet set("ift-deep", kUsage);
+  set.use(ift::app::selection::kData)
+      .use({"model", "init-log-decay", "method"})
+      .use(ift::app::selection::kMethod)
+      .use(ift::app::selection::kLoop)
+      .use(ift::app::selection::kRun)
+      .use({"device", "dtype"})
+      .add(option("", "experiment", ValueKind::Text, "NAME", "bilevel, or overfit (P4, above)")
+               .by_default("bilevel")
+               .one_of({"bilevel", "overfit"}))
+      .add(option("", "hyper", ValueKind::Text, "NAME",
+                  "hyperparameters: one log weight decay per weight, or the weights of a small "
+                  "U-Net x' = U_λ(x, ε)")
+               .by_default("weight-decay")
+               .one_of({"weight-decay", "augmentation"}))
+      .add(option("", "filters", ValueKind::Integer, "F", "CNN width")
+               .by_default("8")
+               .check(ift::app::valid::integer_at_least(1)))
+      .add(option("", "checkpoint", ValueKind::Text, "FILE",
+                  "checkpoint file, written every --checkpoint-every hyper-steps (none without it)")
+               .check(ift::app::valid::non_empty()))
+      .add(option("", "csv", ValueKind::Text, "FILE",
+                  "output table instead of OUT/ift-deep.csv (deprecated: use --out)")
+               .check(ift::app::valid::non_empty()));
+  // --damping: 1e-3 for kfac, 0 otherwise; --inner-lr: 0.05 for sgd, 1e-3 otherwise.
+  set.set_defaults({{"model", "cnn"},
+                    {"init-log-decay", "-5"},
+                    {"method", "neumann"},
+                    {"steps", "5"},
+                    {"power-iterations", "20"},
+                    {"inner-steps", "20"},
+                    {"batch-size", "100"},
+                    {"outer-lr", "0.01"},
+                    {"checkpoint-every", "1"},
+                    {"seed", "1"}});
+  set.set_default("damping", std::nullopt).set_default("inner-lr", std::nullopt);
+  set.set_choices("model", {"cnn", "mlp"})
+      .set_choices("inner", {"sgd", "momentum", "adam", "newton-cg"});
+  return set;
+}
 
 struct Options {
-  std::string experiment = "bilevel", hyper = "weight-decay", method = "neumann", model = "cnn";
-  std::string device = "cpu", dtype = "float", data_dir, csv = "ift-deep.csv", checkpoint;
-  std::string inner_optimizer = "adam";
-  std::int64_t steps = 5, power_iterations = 20, filters = 8, n_train = 1000, n_val = 1000,
-               n_test = 1000, hyper_steps = 10, inner_steps = 20, batch = 100, threads = 0;
-  double alpha = 0, damping = -1, inner_lr = 0, outer_lr = 0.01, init_log_lambda = -5;
-  bool synthetic = false, resume = false;
-  std::uint64_t seed = 1;
-  std::map<std::string, std::string> given;  // as typed, echoed into the CSV
+  std::string experiment, hyper, method, model, device, dtype, data_dir, csv, checkpoint;
+  std::string inner_optimizer, outer_optimizer, on_failure;
+  std::int64_t steps, power_iterations, filters, n_train, n_val, n_test, hyper_steps, inner_steps,
+      batch, threads, checkpoint_every;
+  double alpha, damping, inner_lr, outer_lr, init_log_lambda;
+  bool synthetic, resume, warm_start;
+  std::uint64_t seed;
 };
 
-Options parse(int argc, char** argv) {
-  Options o;
-  std::map<std::string, std::string> values;
-  for (int i = 1; i < argc; ++i) {
-    std::string key = argv[i];
-    if (key == "--help" || key == "-h") {
-      std::cout << kUsage;
-      std::exit(0);
-    }
-    if (key.rfind("--", 0) != 0) throw std::invalid_argument("unexpected argument '" + key + "'");
-    key = key.substr(2);
-    if (key == "synthetic" || key == "resume") {
-      values[key] = "1";
-      continue;
-    }
-    if (i + 1 >= argc) throw std::invalid_argument("option --" + key + " needs a value");
-    values[key] = argv[++i];
-  }
-  const bool overfit = values.count("experiment") && values["experiment"] == "overfit";
-  if (overfit) {  // P4's settings, each still overridable
-    o.n_train = 50;
-    o.n_val = 50;
-    o.method = "identity";
-    o.hyper = "weight-decay";
-    o.inner_optimizer = "adam";
-    o.init_log_lambda = -4;
-    o.hyper_steps = 1000;
-    o.batch = 50;
-    o.inner_steps = 5;
-    o.outer_lr = 0.2;
+/// The parsed options with every default decided (P4's for --experiment overfit); nothing after
+/// printing --help.
+std::optional<Options> parse(int argc, char** argv) {
+  const std::optional<ift::app::OptionValues> parsed =
+      ift::app::parse_builtin(argc, argv, options());
+  if (!parsed) return std::nullopt;
+  ift::app::OptionValues v = *parsed;
+  if (v.text("experiment") == "overfit") {  // P4's settings, each still overridable
     // log λ grows without bound on weights the validation set wants gone: exp(λ) overflows
     // float near λ = 88, so P4 runs in double (50 rows: cheap).
-    o.dtype = "double";
+    for (const auto& [name, value] :
+         std::vector<std::pair<std::string, std::string>>{{"train", "50"},
+                                                          {"val", "50"},
+                                                          {"method", "identity"},
+                                                          {"hyper", "weight-decay"},
+                                                          {"inner", "adam"},
+                                                          {"init-log-decay", "-4"},
+                                                          {"hyper-steps", "1000"},
+                                                          {"batch-size", "50"},
+                                                          {"inner-steps", "5"},
+                                                          {"outer-lr", "0.2"},
+                                                          {"dtype", "double"}})
+      v.default_to(name, value);
   }
-  auto take_int = [&](const char* k, std::int64_t& field) {
-    if (auto it = values.find(k); it != values.end()) {
-      std::size_t used = 0;
-      field = std::stoll(it->second, &used);
-      if (used != it->second.size()) throw std::invalid_argument(std::string("--") + k + ": not an integer");
-      values.erase(it);
-    }
-  };
-  auto take_double = [&](const char* k, double& field) {
-    if (auto it = values.find(k); it != values.end()) {
-      std::size_t used = 0;
-      field = std::stod(it->second, &used);
-      if (used != it->second.size()) throw std::invalid_argument(std::string("--") + k + ": not a number");
-      values.erase(it);
-    }
-  };
-  auto take_string = [&](const char* k, std::string& field) {
-    if (auto it = values.find(k); it != values.end()) {
-      field = it->second;
-      values.erase(it);
-    }
-  };
-  o.given = values;
-  take_string("experiment", o.experiment);
-  take_string("hyper", o.hyper);
-  take_string("method", o.method);
-  take_string("model", o.model);
-  take_string("device", o.device);
-  take_string("dtype", o.dtype);
-  take_string("data-dir", o.data_dir);
-  take_string("csv", o.csv);
-  take_string("checkpoint", o.checkpoint);
-  take_string("inner-optimizer", o.inner_optimizer);
-  take_int("steps", o.steps);
-  take_int("power-iterations", o.power_iterations);
-  take_int("filters", o.filters);
-  take_int("n-train", o.n_train);
-  take_int("n-val", o.n_val);
-  take_int("n-test", o.n_test);
-  take_int("hyper-steps", o.hyper_steps);
-  take_int("inner-steps", o.inner_steps);
-  take_int("batch", o.batch);
-  take_int("threads", o.threads);
-  take_double("alpha", o.alpha);
-  take_double("damping", o.damping);
-  take_double("inner-lr", o.inner_lr);
-  take_double("outer-lr", o.outer_lr);
-  take_double("init-log-lambda", o.init_log_lambda);
-  std::int64_t seed = static_cast<std::int64_t>(o.seed);
-  take_int("seed", seed);
-  o.seed = static_cast<std::uint64_t>(seed);
-  o.synthetic = values.erase("synthetic") > 0;
-  o.resume = values.erase("resume") > 0;
-  if (!values.empty()) throw std::invalid_argument("unknown option --" + values.begin()->first);
-
-  ift::require(o.experiment == "bilevel" || o.experiment == "overfit",
-               "--experiment must be bilevel or overfit");
-  ift::require(o.hyper == "weight-decay" || o.hyper == "augmentation",
-               "--hyper must be weight-decay or augmentation");
-  ift::require(o.model == "cnn" || o.model == "mlp", "--model must be cnn or mlp");
-  ift::require(o.n_train > 0 && o.n_val > 0 && o.n_test >= 0, "--n-train/--n-val must be > 0");
-  ift::require(o.hyper_steps >= 0 && o.inner_steps >= 0, "--hyper-steps/--inner-steps must be >= 0");
-  ift::require(o.batch > 0, "--batch must be > 0");
-  ift::require(!o.resume || !o.checkpoint.empty(), "--resume needs --checkpoint");
-  if (o.inner_lr == 0) o.inner_lr = o.inner_optimizer == "sgd" ? 0.05 : 1e-3;
-  if (o.damping < 0) o.damping = o.method == "kfac" ? 1e-3 : 0.0;
+  v.default_to("inner-lr", v.text("inner") == "sgd" ? "0.05" : "1e-3");
+  v.default_to("damping", v.text("method") == "kfac" ? "1e-3" : "0");
+  ift::app::require_option(v.text("method") != "exact", "method",
+                           "exact forms a dense Hessian: use cg with enough steps on deep nets");
+  ift::app::require_option(!v.flag("resume") || v.has("checkpoint"), "resume",
+                           "needs --checkpoint");
+  Options o;
+  o.experiment = v.text("experiment");
+  o.hyper = v.text("hyper");
+  o.method = v.text("method");
+  o.model = v.text("model");
+  o.device = v.text("device");
+  o.dtype = v.text("dtype");
+  o.data_dir = v.has("data-dir") ? v.text("data-dir") : "";
+  o.csv = v.has("csv") ? v.text("csv")
+                       : (std::filesystem::path(v.text("out")) / "ift-deep.csv").string();
+  o.checkpoint = v.has("checkpoint") ? v.text("checkpoint") : "";
+  o.inner_optimizer = v.text("inner");
+  o.outer_optimizer = v.text("outer-optimizer");
+  o.on_failure = v.text("on-failure");
+  o.steps = v.integer("steps");
+  o.power_iterations = v.integer("power-iterations");
+  o.filters = v.integer("filters");
+  o.n_train = v.integer("train");
+  o.n_val = v.integer("val");
+  o.n_test = v.integer("test");
+  o.hyper_steps = v.integer("hyper-steps");
+  o.inner_steps = v.integer("inner-steps");
+  o.batch = v.integer("batch-size");
+  o.threads = v.integer("threads");
+  o.checkpoint_every = v.integer("checkpoint-every");
+  o.alpha = v.has("alpha") ? v.real("alpha") : 0.0;  // 0: 1/λ_max by power iteration
+  o.damping = v.real("damping");
+  o.inner_lr = v.real("inner-lr");
+  o.outer_lr = v.real("outer-lr");
+  o.init_log_lambda = v.real("init-log-decay");
+  o.synthetic = v.text("data") == "synthetic";
+  o.resume = v.flag("resume");
+  o.warm_start = v.flag("warm-start");
+  o.seed = static_cast<std::uint64_t>(v.integer("seed"));
   return o;
 }
 
@@ -252,12 +232,11 @@ int run(const Options& o) {
 
   ift::MethodSpec spec;
   spec.method = ift::parse_method(o.method);
-  ift::require(spec.method != ift::Method::Exact,
-               "--method exact forms a dense Hessian: use cg with enough steps on deep nets");
   spec.steps = o.steps;
   spec.neumann.alpha = o.alpha;
   spec.damping = o.damping;
   spec.neumann.power_iterations = o.power_iterations;
+  spec.warm_start = o.warm_start;
   spec.cg.reorthogonalize = false;  // k is small here; plain CG keeps memory at a few vectors
   spec.check();
 
@@ -269,11 +248,12 @@ int run(const Options& o) {
   params.batch_size = std::min<std::int64_t>(o.batch, problem.num_train_examples());
   ift::parse_inner(o.inner_optimizer, params);
   params.inner.learning_rate = o.inner_lr;
-  params.outer = {ift::OptimizerKind::Adam, o.outer_lr};
+  params.outer = {ift::parse_optimizer(o.outer_optimizer), o.outer_lr};
+  params.on_failure = ift::parse_on_failure(o.on_failure);
   params.seed = o.seed;
   if (o.experiment == "overfit") params.target_accuracy = 1.0;
   params.checkpoint_path = o.checkpoint;
-  params.checkpoint_every = 1;  // a checkpoint after every hyper-step (they are slow)
+  params.checkpoint_every = o.checkpoint_every;  // default 1: hyper-steps are slow
 
   const std::vector<std::string> header{
       "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
@@ -291,7 +271,7 @@ int run(const Options& o) {
       {"n_val", std::to_string(o.n_val)}, {"n_test", std::to_string(o.n_test)},
       {"hyper_steps", std::to_string(o.hyper_steps)}, {"inner_steps", std::to_string(o.inner_steps)},
       {"inner_optimizer", o.inner_optimizer}, {"inner_lr", std::to_string(o.inner_lr)},
-      {"batch", std::to_string(o.batch)}, {"outer_optimizer", "adam"},
+      {"batch", std::to_string(o.batch)}, {"outer_optimizer", o.outer_optimizer},
       {"outer_lr", std::to_string(o.outer_lr)}, {"init_log_lambda", std::to_string(o.init_log_lambda)},
       {"seed", std::to_string(o.seed)}, {"num_params", std::to_string(problem.num_params())},
       {"num_hyper", std::to_string(problem.num_hyper())},
@@ -344,13 +324,8 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(parse(argc, argv));
-  } catch (const std::invalid_argument& e) {
-    std::cerr << "ift-deep: " << e.what() << "\n(see ift-deep --help)\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "ift-deep: " << e.what() << "\n";
-    return 1;
-  }
+  return ift::app::run_main("ift-deep", [&] {
+    const std::optional<Options> o = parse(argc, argv);
+    return o ? run(*o) : 0;
+  });
 }

@@ -2,8 +2,8 @@
 // deep-net operations, without GoogleTest or Google Benchmark (so it runs on a GPU machine whose
 // LibTorch comes from pip and whose system lacks the apt packages). Exit status 0 when every
 // check is within tolerance, 1 otherwise, 2 on misuse.
-//   ift-torch-check [--device cpu|cuda] [--dtype double|float] [--timing] [--repeats R]
-//                   [--threads T] [--n N]
+//   ift-torch-check [--device cpu|cuda|cuda:N] [--dtype double|float] [--timing] [--repeats R]
+//                   [--threads T] [--n N]      (options: apps/options.hpp's built-in parser)
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <optional>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "ift/torch/models.hpp"
 #include "ift/torch/problem.hpp"
 #include "ift/torch/training.hpp"
+#include "../options.hpp"
 
 namespace {
 
@@ -76,25 +78,31 @@ void time_problem(const std::string& name, ift::deep::TorchProblem& problem, int
 
 int run(int argc, char** argv) {
   ::setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
-  std::string device_name = ::torch::cuda::is_available() ? "cuda" : "cpu";
-  std::string dtype_name = "double";
-  bool timing = false;
-  int repeats = 5, threads = 0;
-  std::int64_t n = 1000;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--device") device_name = value();
-    else if (a == "--dtype") dtype_name = value();
-    else if (a == "--timing") timing = true;
-    else if (a == "--repeats") repeats = std::stoi(value());
-    else if (a == "--threads") threads = std::stoi(value());
-    else if (a == "--n") n = std::stoll(value());
-    else throw std::invalid_argument("unknown option " + a);
-  }
+  using ift::app::ValueKind;
+  ift::app::OptionSet set(
+      "ift-torch-check",
+      "ift-torch-check: the LibTorch-vs-Eigen cross-checks on any device, plus a short timing of\n"
+      "the deep-net operations. Exit status 0 when every check is within tolerance, 1 otherwise,\n"
+      "2 on misuse.\nUsage: ift-torch-check [options]");
+  set.use({"device", "dtype", "threads"})
+      .add(ift::app::flag("", "timing", "also time gradient, HVP and hypergradients"))
+      .add(ift::app::option("", "repeats", ValueKind::Integer, "R",
+                            "timed calls per operation (the median is shown)")
+               .by_default("5")
+               .check(ift::app::valid::integer_at_least(1)))
+      .add(ift::app::option("", "n", ValueKind::Integer, "N", "rows of the timing problems")
+               .by_default("1000")
+               .check(ift::app::valid::integer_at_least(1)));
+  set.set_defaults(
+      {{"device", ::torch::cuda::is_available() ? "cuda" : "cpu"}, {"dtype", "double"}});
+  const std::optional<ift::app::OptionValues> parsed = ift::app::parse_builtin(argc, argv, set);
+  if (!parsed) return 0;
+  const ift::app::OptionValues& v = *parsed;
+  const std::string device_name = v.text("device"), dtype_name = v.text("dtype");
+  const bool timing = v.flag("timing");
+  const int repeats = static_cast<int>(v.integer("repeats"));
+  const int threads = static_cast<int>(v.integer("threads"));
+  const std::int64_t n = v.integer("n");
   if (threads > 0) ::torch::set_num_threads(threads);
   const auto device = ift::deep::parse_device(device_name);
   const auto dtype = ift::deep::parse_dtype(dtype_name);
@@ -162,13 +170,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::invalid_argument& e) {
-    std::cerr << "ift-torch-check: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "ift-torch-check: " << e.what() << "\n";
-    return 1;
-  }
+  return ift::app::run_main("ift-torch-check", [&] { return run(argc, argv); });
 }

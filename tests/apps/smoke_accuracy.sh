@@ -20,7 +20,7 @@ tmp=$(mktemp -d) || fail "mktemp"
 trap 'rm -rf "$tmp"' EXIT
 export OMP_WAIT_POLICY=PASSIVE
 
-"$APP" --model mlp --hidden 2 --train 100 --val 100 --log-decay 0 --max-steps 3 --threads 1 "${DATA_ARGS[@]}" \
+"$APP" --model mlp --hidden 2 --train 100 --val 100 --init-log-decay 0 --max-steps 3 --threads 1 "${DATA_ARGS[@]}" \
   --out "$tmp/run" --quiet >"$tmp/log" 2>&1 || { cat "$tmp/log" >&2; fail "tiny run exited non-zero"; }
 [ -f "$tmp/run/accuracy.csv" ] || fail "no accuracy.csv"
 header=$(grep -v '^#' "$tmp/run/accuracy.csv" | head -n 1)
@@ -41,4 +41,8 @@ check_bad --max-steps --max-steps=-1
 check_bad --model --model svm
 check_bad --methods --methods cg,bogus
 check_bad --no-such-option --no-such-option
+check_bad --init-log-decay --log-decay nan   # an old spelling: the error names the new one
+# Bad input exits 2 (usage error).
+"$APP" --max-steps=-1 --out "$tmp/bad" >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad option did not exit 2"
+[ ! -e "$tmp/bad" ] || fail "output left behind for a bad option"
 echo "smoke_accuracy: OK"

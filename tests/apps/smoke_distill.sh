@@ -39,4 +39,6 @@ check_bad --outer-lr --outer-lr=-1
 check_bad --init --init zeros
 check_bad --method --method bogus
 check_bad --no-such-option --no-such-option
+check_bad --inner --inner lbfgs
+check_bad --test --test 0
 echo "smoke_distill: OK"
