@@ -21,6 +21,8 @@
 // OpenMP waiting (main): 2.5 min wall (54 s CPU) at load 8–9, of which Newton 122 s (42 s CPU:
 // 11 dense Hessians and Cholesky factorisations at D = 7,850) and everything after it 26 s
 // (13 s CPU: exact and gauss-newton/exact 8–9 s each, unrolled 7 s, each series under 1 s).
+// w* now comes from --inner newton-cg by default (the library's truncated Newton: 2–3 s at
+// n = 1,000 where dense Newton takes 40–120 s); --inner newton restores the dense solve.
 //
 // The MLP's w* is found by newton_solve from Mlp::initial_weights(--seed): every Newton
 // iteration builds the dense Hessian from D HVPs and factorises it, and from the random start it
@@ -108,6 +110,7 @@ struct Options {
   Index n_train = 1000, n_val = 1000, max_steps = 50, hidden = 2, pretrain_steps = 0;
   double pretrain_lr = 0.01;
   double log_decay = std::log(1e-3), grad_tol = 1e-10, kfac_damping = 0;
+  std::string inner = "newton-cg";  // the inner solver for w*
   std::string activation = "tanh";
   bool quiet = false;
 };
@@ -214,8 +217,8 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
 int run(int argc, char** argv) {
   Options opt;
   const std::string usage =
-      "ift-accuracy: hypergradient accuracy sweep (DESIGN.md §2 P3). At (λ, w*) with w* by Newton "
-      "to ||∇_w L_T|| < --inner-tol, every inverse approximation for k = 0..--max-steps, with "
+      "ift-accuracy: hypergradient accuracy sweep (DESIGN.md §2 P3). At (λ, w*) with w* by --inner "
+      "(newton-cg, newton or lbfgs) to ||∇_w L_T|| < --inner-tol, every inverse approximation for k = 0..--max-steps, with "
       "relative error and cosine to the exact IFT hypergradient.\n\nOutput: OUT/accuracy.csv "
       "with header\n  " + join(kCsvHeader) +
       "\none row per (method, k); k is empty for k-independent methods (exact, "
@@ -225,7 +228,7 @@ int run(int argc, char** argv) {
       "10) built from D HVPs, and so does every Newton iteration.";
   app::OptionSet set("ift-accuracy", usage);
   set.use({"data", "data-dir", "train", "val", "model", "hidden", "activation", "init-log-decay",
-           "methods", "steps-list", "inner-tol", "out", "quiet", "threads", "seed"})
+           "methods", "steps-list", "inner", "inner-tol", "out", "quiet", "threads", "seed"})
       .add(app::option("", "max-steps", app::ValueKind::Integer, "K",
                        "k runs over 0..K (unless --steps-list)")
                .by_default("50")
@@ -243,7 +246,8 @@ int run(int argc, char** argv) {
                        "mlp: Adam learning rate of the pre-training")
                .by_default("0.01")
                .check(app::valid::positive()));
-  set.set_defaults({{"out", "results/accuracy"}, {"hidden", "2"}});
+  set.set_defaults({{"out", "results/accuracy"}, {"hidden", "2"}, {"inner", "newton-cg"}});
+  set.set_choices("inner", {"newton-cg", "newton", "lbfgs"});
   set.set_default("methods", join(kAllMethods)).set_choices("methods", kAllMethods);
   const std::optional<app::OptionValues> parsed = app::parse_command_line(argc, argv, set);
   if (!parsed) return 0;
@@ -260,6 +264,7 @@ int run(int argc, char** argv) {
   opt.max_steps = v.integer("max-steps");
   opt.kfac_damping = v.real("kfac-damping");
   opt.grad_tol = v.real("inner-tol");
+  opt.inner = v.text("inner");
   opt.quiet = v.flag("quiet");
   const Activation activation = parse_activation(opt.activation);
   app::require_option(activation != Activation::Relu, "activation",
@@ -322,15 +327,28 @@ int run(int argc, char** argv) {
                     std::to_string(seconds_since(t0)) + " s)";
     std::printf("pre-training: %s\n", pretrain_note.c_str());
   }
-  NewtonParams newton;
-  newton.gradient_tolerance = opt.grad_tol;
-  newton.max_iterations = 200;
-  const InnerResult inner = newton_solve<double>(
-      *problem, lambda, w, newton, [&](Index it, double loss, double gnorm) {
-        if (progress)
-          std::fprintf(stderr, "\r  Newton %3lld: L_T = %.10f  ||grad|| = %.3e (%.0f s)\033[K",
-                       static_cast<long long>(it), loss, gnorm, seconds_since(t0));
-      });
+  const auto report = [&](Index it, double loss, double gnorm) {
+    if (progress)
+      std::fprintf(stderr, "\r  %s %3lld: L_T = %.10f  ||grad|| = %.3e (%.0f s)\033[K",
+                   opt.inner.c_str(), static_cast<long long>(it), loss, gnorm, seconds_since(t0));
+  };
+  InnerResult inner;
+  if (opt.inner == "newton") {
+    NewtonParams newton;
+    newton.gradient_tolerance = opt.grad_tol;
+    newton.max_iterations = 200;
+    inner = newton_solve<double>(*problem, lambda, w, newton, report);
+  } else if (opt.inner == "lbfgs") {
+    LbfgsParams lbfgs;
+    lbfgs.gradient_tolerance = opt.grad_tol;
+    lbfgs.max_iterations = 20000;
+    inner = lbfgs_solve<double>(*problem, lambda, w, lbfgs, report);
+  } else {
+    NewtonCgParams newton_cg;
+    newton_cg.gradient_tolerance = opt.grad_tol;
+    newton_cg.max_iterations = 500;
+    inner = newton_cg_solve(*problem, lambda, w, newton_cg, report);
+  }
   if (progress) std::fprintf(stderr, "\r\033[K");
   const double newton_seconds = seconds_since(t0);
   const double newton_cpu = cpu_seconds() - cpu0;
@@ -349,7 +367,7 @@ int run(int argc, char** argv) {
                   v.describe());
   if (!pretrain_note.empty()) csv.add_comment("pre-training: " + pretrain_note);
   csv.add_comment("w*: " + inner.message + " after " + std::to_string(inner.iterations) +
-                  " Newton iterations (" + std::to_string(newton_seconds) + " s)" +
+                  " " + opt.inner + " iterations (" + std::to_string(newton_seconds) + " s)" +
                   (inner.converged ? "" : " -- NOT CONVERGED"));
   csv.add_comment("columns: relative_error = ||h - h_exact|| / ||h_exact||, cosine = "
                   "<h, h_exact> / (||h|| ||h_exact||) (0 when h = 0); k empty for "

@@ -252,7 +252,7 @@ RegularizedProblem<Mlp<double>> mlp_problem() {
       shared(testing::random_classification<double>(30, 4, 3, 22, false)));
 }
 
-double smallest_hessian_eigenvalue(BilevelProblem<double>& problem) {
+double smallest_hessian_eigenvalue(capability::DenseHessian<double>& problem) {
   Matrix<double> H;
   problem.hessian(H);
   return Eigen::SelfAdjointEigenSolver<Matrix<double>>(H, Eigen::EigenvaluesOnly)

@@ -271,7 +271,7 @@ TEST(Options, ValuesFillTheLibraryParameters) {
   EXPECT_EQ(spec.method, ift::Method::Cg);
   EXPECT_EQ(spec.curvature, ift::Curvature::GaussNewton);
   EXPECT_EQ(spec.steps, 7);
-  EXPECT_DOUBLE_EQ(spec.alpha, 0.25);
+  EXPECT_DOUBLE_EQ(spec.neumann.alpha, 0.25);
   EXPECT_DOUBLE_EQ(spec.damping, 0.5);
   ift::BilevelParams p;
   ift::app::apply_loop_options(b, p);
@@ -288,7 +288,7 @@ TEST(Options, ValuesFillTheLibraryParameters) {
   EXPECT_EQ(p.seed, 9u);
   // Without --alpha, α stays 0: chosen from λ_max.
   const auto [d, e] = parse_both(set, Argv{});
-  EXPECT_DOUBLE_EQ(ift::app::method_spec(e, "neumann").alpha, 0.0);
+  EXPECT_DOUBLE_EQ(ift::app::method_spec(e, "neumann").neumann.alpha, 0.0);
 }
 
 }  // namespace

@@ -293,7 +293,7 @@ MethodSpec spec(Method m, Curvature c = Curvature::Hessian, double alpha = 0) {
   MethodSpec s;
   s.method = m;
   s.curvature = c;
-  s.alpha = alpha;
+  s.neumann.alpha = alpha;
   return s;
 }
 
@@ -301,7 +301,7 @@ MethodSpec spec(Method m, Curvature c = Curvature::Hessian, double alpha = 0) {
 template <class P>
 void expect_sweep_matches_single(P& problem, MethodSpec s, const std::vector<Index>& ks,
                                  double tol, const Vector<typename P::Scalar>* start = nullptr) {
-  SCOPED_TRACE(s.name() + (s.reorthogonalize ? "" : " (plain)"));
+  SCOPED_TRACE(s.name() + (s.cg.reorthogonalize ? "" : " (plain)"));
   const auto sweep = generic::hypergradient_sweep(problem, s, ks, start);
   ASSERT_EQ(sweep.size(), ks.size());
   for (std::size_t j = 0; j < ks.size(); ++j) {
@@ -334,9 +334,9 @@ TYPED_TEST(SweepTyped, EveryMethodMatchesItsSingleKHypergradient) {
   const Vector<S> w_star = problem.w();
   const std::vector<Index> ks = all_up_to(20);
   MethodSpec cg = spec(Method::Cg);
-  cg.tolerance = 0;  // cg(k) is k iterations
+  cg.cg.tolerance = 0;  // cg(k) is k iterations
   for (bool reorthogonalize : {true, false}) {
-    cg.reorthogonalize = reorthogonalize;
+    cg.cg.reorthogonalize = reorthogonalize;
     expect_sweep_matches_single(problem, cg, ks, tol);
   }
   expect_sweep_matches_single(problem, spec(Method::Neumann), ks, tol);        // automatic α
@@ -345,7 +345,7 @@ TYPED_TEST(SweepTyped, EveryMethodMatchesItsSingleKHypergradient) {
   expect_sweep_matches_single(problem, spec(Method::Unrolled, Curvature::Hessian, 0.3), ks, tol);
   MethodSpec gn = cg;
   gn.curvature = Curvature::GaussNewton;
-  gn.reorthogonalize = true;
+  gn.cg.reorthogonalize = true;
   expect_sweep_matches_single(problem, gn, ks, tol);
   expect_sweep_matches_single(problem, spec(Method::Neumann, Curvature::GaussNewton), ks, tol);
   expect_sweep_matches_single(problem, spec(Method::Neumann, Curvature::OuterProduct), ks, tol);
@@ -388,7 +388,7 @@ TEST(Sweep, MlpAtALocalMinimum) {
   ASSERT_TRUE(newton_solve(problem, lambda, w, newton).converged);
   const std::vector<Index> ks = all_up_to(15);
   MethodSpec cg = spec(Method::Cg);
-  cg.tolerance = 0;
+  cg.cg.tolerance = 0;
   expect_sweep_matches_single(problem, cg, ks, 1e-12);
   cg.curvature = Curvature::GaussNewton;
   expect_sweep_matches_single(problem, cg, ks, 1e-12);

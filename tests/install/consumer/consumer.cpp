@@ -61,7 +61,7 @@ int main() {
   ift::MethodSpec cg_spec;
   cg_spec.method = ift::Method::Cg;
   cg_spec.steps = 100;
-  cg_spec.tolerance = 1e-12;
+  cg_spec.cg.tolerance = 1e-12;
   const auto h_exact = ift::hypergradient(problem, exact);
   const auto h_cg = ift::hypergradient(problem, cg_spec);
   if (h_exact.status != ift::SolverStatus::Converged) return fail("exact status", 0);
