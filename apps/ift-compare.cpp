@@ -93,11 +93,14 @@ int run(int argc, char** argv) {
   if (!resume || !std::all_of(specs.begin(), specs.end(), [&](const MethodSpec& s) {
         return fs::exists(checkpoint_path(s));
       })) {
-    Optimizer<double> warmup(base.inner, D);
-    for (Index i = 0; i < warmup_steps; ++i) {
-      problem.set_point(lambda0, w0);
-      warmup.step(w0, problem.train_gradient());
-    }
+    // The loop's own warm-up (full batch, the inner optimiser), with no hyper-step.
+    BilevelParams warmup = base;
+    warmup.hyper_steps = 0;
+    warmup.warmup_steps = warmup_steps;
+    warmup.batch_size = 0;
+    warmup.record_metrics = false;
+    warmup.checkpoint_path.clear();
+    w0 = BilevelLoop<double>(warmup).run(problem, w0, lambda0).w;
   }
 
   std::vector<std::string> header = {"method"};
