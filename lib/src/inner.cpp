@@ -62,24 +62,9 @@ InnerResult newton_solve(BilevelProblem<S>& problem, const Vector<S>& lambda, Ve
     const double loss = static_cast<double>(problem.train_loss());
     const Vector<S> g = problem.train_gradient();
     ++result.gradients;
-    result.gradient_norm = static_cast<double>(g.norm());
-    result.loss = loss;
-    result.iterations = it;
-    if (progress) progress(it, loss, result.gradient_norm);
-    if (!std::isfinite(loss) || !std::isfinite(result.gradient_norm)) {
-      result.message = "Newton: loss or gradient not finite at iteration " + std::to_string(it);
+    if (detail::stop_at_iterate(result, "Newton", it, loss, static_cast<double>(g.norm()),
+                                params.gradient_tolerance, params.max_iterations, progress))
       return result;
-    }
-    if (result.gradient_norm < params.gradient_tolerance) {
-      result.converged = true;
-      result.message = "Newton converged: ||grad|| = " + detail::format_e(result.gradient_norm);
-      return result;
-    }
-    if (it == params.max_iterations) {
-      result.message = "Newton stopped after " + std::to_string(it) +
-                       " iterations with ||grad|| = " + detail::format_e(result.gradient_norm);
-      return result;
-    }
     dense->hessian(H);
     llt.compute(H);
     double mu = 0;

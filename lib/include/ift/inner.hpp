@@ -96,6 +96,36 @@ inline std::string format_e(double x) {
   std::snprintf(buf, sizeof buf, "%.3e", x);
   return buf;
 }
+
+/// The iterate bookkeeping every inner solver shares: records iteration `it` (its L_T and
+/// ||∇L_T||) in `result`, reports it to `progress`, and says whether the solver stops there:
+/// non-finite values (a message, converged = false), ||∇L_T|| below `tolerance` (converged), or
+/// the iteration cap. `name` starts the message and `suffix` ends it.
+inline bool stop_at_iterate(InnerResult& result, const char* name, Index it, double loss,
+                            double gradient_norm, double tolerance, Index max_iterations,
+                            const std::function<void(Index, double, double)>& progress,
+                            const std::string& suffix = "") {
+  result.gradient_norm = gradient_norm;
+  result.loss = loss;
+  result.iterations = it;
+  if (progress) progress(it, loss, gradient_norm);
+  if (!std::isfinite(loss) || !std::isfinite(gradient_norm)) {
+    result.message = std::string(name) + ": loss or gradient not finite at iteration " +
+                     std::to_string(it);
+    return true;
+  }
+  if (gradient_norm < tolerance) {
+    result.converged = true;
+    result.message = std::string(name) + " converged: ||grad|| = " + format_e(gradient_norm) + suffix;
+    return true;
+  }
+  if (it == max_iterations) {
+    result.message = std::string(name) + " stopped after " + std::to_string(it) +
+                     " iterations with ||grad|| = " + format_e(gradient_norm) + suffix;
+    return true;
+  }
+  return false;
+}
 }  // namespace detail
 
 /// Runs Newton-CG from w (updated in place) at λ on any problem satisfying
@@ -150,26 +180,10 @@ InnerResult newton_cg_solve(P& problem, const generic::ProblemVector<P>& lambda,
     const double loss = static_cast<double>(problem.train_loss());
     VS::assign(g, problem.train_gradient());
     ++result.gradients;
-    result.gradient_norm = static_cast<double>(VS::norm(g));
-    result.loss = loss;
-    result.iterations = it;
-    if (progress) progress(it, loss, result.gradient_norm);
-    if (!std::isfinite(loss) || !std::isfinite(result.gradient_norm)) {
-      result.message = "Newton-CG: loss or gradient not finite at iteration " + std::to_string(it);
+    if (detail::stop_at_iterate(result, "Newton-CG", it, loss, static_cast<double>(VS::norm(g)),
+                                params.gradient_tolerance, params.max_iterations, progress,
+                                note()))
       return result;
-    }
-    if (result.gradient_norm < params.gradient_tolerance) {
-      result.converged = true;
-      result.message = "Newton-CG converged: ||grad|| = " + detail::format_e(result.gradient_norm) +
-                       note();
-      return result;
-    }
-    if (it == params.max_iterations) {
-      result.message = "Newton-CG stopped after " + std::to_string(it) +
-                       " iterations with ||grad|| = " + detail::format_e(result.gradient_norm) +
-                       note();
-      return result;
-    }
     // The forcing term: how accurately this direction is solved.
     CgParams cg = params.cg;
     if (params.forcing) {
