@@ -72,7 +72,7 @@ int run(int argc, char** argv) {
   app::OptionSet set("ift-distill", usage);
   set.use(app::selection::kData)
       .use({"method", "steps", "hyper-steps", "inner", "inner-steps", "inner-lr", "inner-tol",
-            "outer-lr", "quiet"})
+            "outer-lr", "checkpoint-every", "resume", "quiet"})
       .use(app::selection::kRun)
       .add(app::option("", "weight-decay", app::ValueKind::Real, "MU",
                        "μ of the fixed inner penalty ½ μ ||w||² (> 0: a unique w*)")
@@ -94,6 +94,7 @@ int run(int argc, char** argv) {
                     {"val", "10000"},
                     {"test", "10000"},
                     {"hyper-steps", "200"},
+                    {"checkpoint-every", "25"},
                     {"method", "cg"},
                     {"steps", "100"},
                     {"inner", "newton-cg"},
@@ -157,21 +158,32 @@ int run(int argc, char** argv) {
   params.inner_steps = v.integer("inner-steps");
   params.inner_tolerance = v.real("inner-tol");
   params.outer = {OptimizerKind::Adam, v.real("outer-lr")};
+  params.record_inner_gradient_norm = true;  // the CSV's inner_gradient_norm column
+  params.checkpoint_every = v.integer("checkpoint-every");
+  params.checkpoint_path = common.out + "/checkpoint-distill.bin";
+  {
+    std::ostringstream c;
+    c << "app=ift-distill\ndata=" << common.data << "\ntrain=" << common.train
+      << "\nval=" << common.val << "\ntest=" << common.test << "\ninit=" << v.text("init")
+      << "\nnoise_scale=" << v.real("noise-scale") << "\nweight_decay=" << v.real("weight-decay")
+      << "\nseed=" << common.seed << "\nthreads=" << app::effective_threads() << "\n";
+    params.configuration = c.str();
+  }
+  params.check();
+  const bool resume = v.flag("resume");
+  app::require_option(!resume || std::filesystem::exists(params.checkpoint_path), "resume",
+                      "no checkpoint at " + params.checkpoint_path);
   BilevelLoop<double> loop(params);
   double initial_test = 0, final_test = 0, final_val = 0;
   std::string last_message;
   loop.add_observer([&](const HyperStepRecord& r) {
     const Index step = r.step - 1;  // outer steps taken before this row's evaluation
     const Metrics& m = r.metrics;
-    // Fixed gradient steps do not measure ||∇_w L_T||: the problem is still at the (λ, w) of
-    // this record's hypergradient, so measure it here.
-    const double inner_gradient_norm = std::isnan(r.inner_gradient_norm)
-                                           ? static_cast<double>(problem.train_gradient().norm())
-                                           : r.inner_gradient_norm;
+    const double inner_gradient_norm = r.inner_gradient_norm;
     std::string status = r.status;
     if (r.inner_status == "not-converged") status = "inner-not-converged";
     csv.add_row({static_cast<long long>(step), m.val_loss, m.val_accuracy, m.test_accuracy,
-                 r.hypergradient_norm, status, inner_gradient_norm, seconds_since(t0)});
+                 r.hypergradient_norm, status, inner_gradient_norm, r.elapsed_seconds});
     if (step == 0) initial_test = m.test_accuracy;
     final_test = m.test_accuracy;
     final_val = m.val_loss;
@@ -183,16 +195,20 @@ int run(int argc, char** argv) {
                   static_cast<long long>(step), m.val_loss, m.val_accuracy, m.test_accuracy,
                   r.hypergradient_norm, status.c_str(), static_cast<long long>(r.inner_iterations),
                   inner_gradient_norm, std::isnan(r.relative_residual) ? 0.0 : r.relative_residual,
-                  seconds_since(t0));
+                  r.elapsed_seconds);
       std::fflush(stdout);
     } else if (progress) {
       std::fprintf(stderr, "\r  step %lld/%lld  L_V = %.5f  test acc %.4f\033[K",
                    static_cast<long long>(step), static_cast<long long>(hyper_steps), m.val_loss,
                    m.test_accuracy);
     }
-    if (step % 25 == 0) csv.save();  // keep the file current on long runs
+    if (!r.restored) csv.save();  // keep the file current: a stop loses no row
   });
-  const BilevelResult<double> result = loop.run(problem, w, lambda);
+  app::install_stop_signals();
+  loop.set_stop_request(app::stop_requested);
+  const BilevelResult<double> result =
+      resume ? loop.resume(problem, load_checkpoint<double>(params.checkpoint_path))
+             : loop.run(problem, w, lambda);
   lambda = result.lambda;
   if (progress) std::fprintf(stderr, "\r\033[K");
   csv.save();
@@ -200,6 +216,13 @@ int run(int argc, char** argv) {
   io::write_image_grid_png(common.out + "/distilled.png", images, kSide, kSide, 5,
                            io::PngScaling::MinMaxPerImage, 1, 4);
   io::save_npy(common.out + "/distilled.npy", images);
+  if (result.reason == StopReason::StopRequested) {
+    std::fprintf(stderr,
+                 "ift-distill: interrupted after %lld outer steps; images of that step, the CSV "
+                 "and a checkpoint (%s) written; continue with the same options and --resume\n",
+                 static_cast<long long>(result.steps), params.checkpoint_path.c_str());
+    return 128 + static_cast<int>(app::g_stop_signal);
+  }
   if (!last_message.empty()) std::printf("note: %s\n", last_message.c_str());
   std::printf("wrote %s, %s/distilled.png, %s/distilled.npy\n", csv.path().c_str(),
               common.out.c_str(), common.out.c_str());

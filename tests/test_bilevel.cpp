@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 
 #include "ift/bilevel.hpp"
@@ -355,6 +356,29 @@ TEST(Checkpoint, RejectsForeignAndTruncatedFiles) {
   EXPECT_TRUE(back.w == c.w);
   EXPECT_EQ(back.records[0].message, "hello, world");
   EXPECT_THROW(load_checkpoint<float>(path), std::runtime_error);  // another scalar type
+  {
+    // One flipped bit anywhere is refused by the checksum (here: inside w's values).
+    std::string bytes;
+    {
+      std::ifstream in(path, std::ios::binary);
+      bytes.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    const std::size_t where = bytes.find("hello, world");
+    ASSERT_NE(where, std::string::npos);
+    for (const std::size_t at : {std::size_t(40), where + 3, bytes.size() - 12}) {
+      std::string damaged = bytes;
+      damaged[at] = static_cast<char>(damaged[at] ^ 0x10);
+      const std::string other = temp_path("damaged");
+      { std::ofstream(other, std::ios::binary) << damaged; }
+      try {
+        load_checkpoint<double>(other);
+        FAIL() << "a checkpoint with a flipped bit at byte " << at << " was loaded";
+      } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("damaged"), std::string::npos) << e.what();
+      }
+      std::filesystem::remove(other);
+    }
+  }
   std::filesystem::resize_file(path, std::filesystem::file_size(path) - 10);
   EXPECT_THROW(load_checkpoint<double>(path), std::runtime_error);
   std::filesystem::remove(path);

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "ift/io/atomic_file.hpp"
+#include "ift/version.hpp"
 
 namespace ift {
 
@@ -13,6 +14,16 @@ namespace {
 
 constexpr char kMagic[] = "IFTCKPT\n";
 constexpr char kEnd[] = "END\n";
+
+/// FNV-1a, 64 bits, over every byte before it: one flipped bit anywhere changes it.
+std::uint64_t checksum(const char* data, std::size_t n) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (std::size_t i = 0; i < n; ++i) {
+    h ^= static_cast<unsigned char>(data[i]);
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
 
 // Raw bytes in native order: doubles round-trip exactly, which a bitwise resume needs.
 class Writer {
@@ -109,11 +120,13 @@ Metrics read_metrics(Reader& r) {
 
 template <class S>
 void save_checkpoint(const std::string& path, const Checkpoint<S>& c) {
-  io::write_file_atomically(path, [&](std::ostream& out) {
+  std::ostringstream out;
+  {
     Writer w(out);
     out.write(kMagic, sizeof kMagic - 1);
     w.pod(kCheckpointFormatVersion);
     w.pod(static_cast<std::uint32_t>(sizeof(S)));
+    w.str(version());
     w.str(c.fingerprint);
     w.pod(static_cast<std::int64_t>(c.step));
     w.pod(static_cast<std::uint8_t>(c.finished));
@@ -149,6 +162,12 @@ void save_checkpoint(const std::string& path, const Checkpoint<S>& c) {
     w.pod(c.solver_lambda_max);
     w.pod(c.solver_uses);
     out.write(kEnd, sizeof kEnd - 1);
+  }
+  const std::string bytes = out.str();
+  const std::uint64_t sum = checksum(bytes.data(), bytes.size());
+  io::write_file_atomically(path, [&](std::ostream& file) {
+    file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    file.write(reinterpret_cast<const char*>(&sum), sizeof sum);
   });
 }
 
@@ -158,17 +177,37 @@ Checkpoint<S> load_checkpoint(const std::string& path) {
   if (!in) throw std::runtime_error("checkpoint " + path + ": cannot open the file");
   std::ostringstream buffer;
   buffer << in.rdbuf();
-  const std::string bytes = buffer.str();
+  std::string bytes = buffer.str();
+  {
+    Reader head(bytes, path);
+    if (!head.at(kMagic)) head.fail("not an ift checkpoint (bad magic bytes)");
+    const auto format = head.pod<std::uint32_t>();
+    if (format != kCheckpointFormatVersion)
+      head.fail("format version " + std::to_string(format) + ", this build reads version " +
+                std::to_string(kCheckpointFormatVersion));
+  }
+  // The content is trusted only when its checksum (the last 8 bytes) matches: a damaged file is
+  // refused before any of it is used.
+  std::uint64_t stored = 0;
+  if (bytes.size() < sizeof stored)
+    throw std::runtime_error("checkpoint " + path + ": truncated");
+  std::memcpy(&stored, bytes.data() + bytes.size() - sizeof stored, sizeof stored);
+  bytes.resize(bytes.size() - sizeof stored);
+  if (checksum(bytes.data(), bytes.size()) != stored)
+    throw std::runtime_error("checkpoint " + path +
+                             ": damaged (its checksum does not match its content: a truncated "
+                             "or altered file); start afresh without --resume");
   Reader r(bytes, path);
-  if (!r.at(kMagic)) r.fail("not an ift checkpoint (bad magic bytes)");
-  const auto version = r.pod<std::uint32_t>();
-  if (version != kCheckpointFormatVersion)
-    r.fail("format version " + std::to_string(version) + ", this build reads version " +
-           std::to_string(kCheckpointFormatVersion));
+  r.at(kMagic);
+  r.pod<std::uint32_t>();
   const auto scalar = r.pod<std::uint32_t>();
   if (scalar != sizeof(S))
     r.fail("written with " + std::to_string(scalar) + "-byte scalars, expected " +
            std::to_string(sizeof(S)));
+  const std::string written_by = r.str();
+  if (written_by != version())
+    r.fail("written by ift " + written_by + ", this is ift " + version() +
+           " (results could differ); start afresh without --resume");
   Checkpoint<S> c;
   c.fingerprint = r.str();
   c.step = static_cast<Index>(r.pod<std::int64_t>());

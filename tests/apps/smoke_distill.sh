@@ -30,6 +30,18 @@ rows=$(grep -v '^#' "$tmp/run/distill.csv" | tail -n +2 | wc -l)
 [ "$rows" -eq 4 ] || fail "expected 4 rows (steps 0..3), got $rows"
 grep -q "test accuracy" "$tmp/log" || fail "no final test accuracy printed"
 
+# Stop and resume: 2 outer steps with a checkpoint, then --resume to 3, must give the rows of an
+# uninterrupted 3-step run (all but the seconds column).
+"$APP" --hyper-steps 2 --train 300 --val 300 --test 300 --threads 1 "${DATA_ARGS[@]}" \
+  --out "$tmp/cut" --quiet >"$tmp/cut.log" 2>&1 || { cat "$tmp/cut.log" >&2; fail "2-step run"; }
+[ -f "$tmp/cut/checkpoint-distill.bin" ] || fail "no checkpoint written"
+"$APP" --hyper-steps 3 --train 300 --val 300 --test 300 --threads 1 "${DATA_ARGS[@]}" \
+  --out "$tmp/cut" --quiet --resume >"$tmp/resume.log" 2>&1 || { cat "$tmp/resume.log" >&2; fail "resume"; }
+diff <(grep -v '^#' "$tmp/run/distill.csv" | cut -d, -f1-7) \
+     <(grep -v '^#' "$tmp/cut/distill.csv" | cut -d, -f1-7) >&2 ||
+  fail "the resumed run's rows differ from the uninterrupted run's"
+cmp -s "$tmp/run/distilled.npy" "$tmp/cut/distilled.npy" || fail "resumed images differ"
+
 check_bad() {  # option, arguments...
   local name=$1; shift
   if "$APP" "$@" --out "$tmp/bad" >"$tmp/bad.log" 2>&1; then fail "$* exited 0"; fi

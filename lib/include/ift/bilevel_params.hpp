@@ -54,6 +54,9 @@ struct BilevelParams {
   /// Evaluate Metrics (losses and accuracies on every set) for each record; off for timing
   /// runs that do not read them (target_accuracy needs them).
   bool record_metrics = true;
+  /// Optimiser steps: also record ||∇_w L_T|| at the end of the inner phase (one full gradient
+  /// per hyper-step; inner solvers always report it).
+  bool record_inner_gradient_norm = false;
   /// After the last outer step, one more inner phase and hypergradient at the final λ, reported
   /// as record hyper_steps + 1 with final_evaluation set (no outer step is taken).
   bool evaluate_final = false;

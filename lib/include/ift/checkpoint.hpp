@@ -5,8 +5,10 @@
 // stores its tensors in double, which round-trips float and double values bit for bit.
 //
 // File format (binary, native byte order; version kCheckpointFormatVersion):
-//   "IFTCKPT\n" | u32 version | u32 sizeof(scalar) | fields in the order of Checkpoint below,
-//   strings and vectors length-prefixed (u64) | "END\n".
+//   "IFTCKPT\n" | u32 version | u32 sizeof(scalar) | ift::version() | fields in the order of
+//   Checkpoint below, strings and vectors length-prefixed (u64) | "END\n" | u64 FNV-1a checksum
+//   of every byte before it. A file whose checksum does not match, or written by another ift
+//   version, is refused on load.
 // Files are written atomically (io::write_file_atomically), so a kill never leaves half of one.
 #pragma once
 
@@ -20,7 +22,7 @@
 
 namespace ift {
 
-inline constexpr std::uint32_t kCheckpointFormatVersion = 2;
+inline constexpr std::uint32_t kCheckpointFormatVersion = 3;
 
 /// What the loop reports after each hyper-step (one CSV row in the apps).
 struct HyperStepRecord {

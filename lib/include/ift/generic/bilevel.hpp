@@ -295,6 +295,8 @@ class BilevelLoop {
         for (Index i = 0; i < params_.inner_steps; ++i) optimizer_step(problem, st, gradient);
         phase.iterations = params_.inner_steps;
         problem.set_point(st.lambda, st.w);
+        if (params_.record_inner_gradient_norm)
+          phase.gradient_norm = static_cast<double>(VectorSpace<V>::norm(problem.train_gradient()));
         return phase;
       case InnerSolver::Newton:
         if constexpr (IsEigenProblem<P>) {
