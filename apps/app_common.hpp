@@ -124,7 +124,10 @@ inline CommonOptions apply_common_options(const OptionValues& v) {
   CommonOptions c;
   if (v.has("seed")) c.seed = static_cast<std::uint64_t>(v.integer("seed"));
   if (v.has("threads")) c.threads = static_cast<int>(v.integer("threads"));
-  if (v.has("out")) c.out = v.text("out");
+  if (v.has("out")) {
+    c.out = v.text("out");
+    prepare_output_dir(c.out);  // before any work: a bad --out fails now, not after the run
+  }
   if (v.has("data")) c.data = v.text("data");
   if (v.has("data-dir")) c.data_dir = v.text("data-dir");
   if (v.has("train")) c.train = v.integer("train");

@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -40,6 +42,25 @@ struct UsageError : std::runtime_error {
 /// Throws UsageError("--<option>: <what>") unless ok (checks that involve several options).
 inline void require_option(bool ok, const std::string& option, const std::string& what) {
   if (!ok) throw UsageError("--" + option + ": " + what);
+}
+
+/// Makes `dir` (the --out folder) ready before any work: created if missing, a directory, and
+/// writable (a probe file is created and removed). Throws UsageError naming `option` and why, so
+/// a bad output place fails at once instead of after minutes of computing.
+inline void prepare_output_dir(const std::string& dir, const std::string& option = "out") {
+  namespace fs = std::filesystem;
+  require_option(!dir.empty(), option, "expected a folder (got '')");
+  std::error_code error;
+  fs::create_directories(dir, error);
+  require_option(!error || fs::is_directory(dir), option,
+                 "cannot create the folder '" + dir + "': " + error.message());
+  require_option(fs::is_directory(dir), option, "'" + dir + "' exists and is not a folder");
+  const fs::path probe = fs::path(dir) / ".ift-write-probe";
+  {
+    std::ofstream file(probe);
+    require_option(static_cast<bool>(file), option, "the folder '" + dir + "' is not writable");
+  }
+  fs::remove(probe, error);
 }
 
 /// parse() with its std::invalid_argument re-thrown as UsageError("--<option>: …").
@@ -135,7 +156,8 @@ inline Validator index_list() {
     return ok ? "" : "a comma-separated list of integers >= 0, e.g. 0,5,20,50";
   };
 }
-/// One of `choices`, or (list) a comma-separated non-empty list of them.
+/// One of `choices`, or (list) a comma-separated non-empty list of distinct ones (a repeated
+/// item would run the same experiment twice under one name).
 inline Validator choice(std::vector<std::string> choices, bool list) {
   return [choices = std::move(choices), list](const std::string& t) -> std::string {
     auto known = [&](const std::string& s) {
@@ -145,7 +167,10 @@ inline Validator choice(std::vector<std::string> choices, bool list) {
       std::vector<std::string> items;
       for (auto& s : split_list(t))
         if (!s.empty()) items.push_back(s);
-      if (!items.empty() && std::all_of(items.begin(), items.end(), known)) return "";
+      if (!items.empty() && std::all_of(items.begin(), items.end(), known)) {
+        const std::set<std::string> distinct(items.begin(), items.end());
+        return distinct.size() == items.size() ? "" : "a list without repeated items";
+      }
       return "a comma-separated list of " + or_list(choices);
     }
     return known(t) ? "" : or_list(choices);

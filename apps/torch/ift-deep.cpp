@@ -144,8 +144,14 @@ std::optional<Options> parse(int argc, char** argv) {
   o.device = v.text("device");
   o.dtype = v.text("dtype");
   o.data_dir = v.has("data-dir") ? v.text("data-dir") : "";
-  o.csv = v.has("csv") ? v.text("csv")
-                       : (std::filesystem::path(v.text("out")) / "ift-deep.csv").string();
+  if (v.has("csv")) {
+    const std::filesystem::path parent = std::filesystem::path(v.text("csv")).parent_path();
+    ift::app::prepare_output_dir(parent.empty() ? "." : parent.string(), "csv");
+    o.csv = v.text("csv");
+  } else {
+    ift::app::prepare_output_dir(v.text("out"));
+    o.csv = (std::filesystem::path(v.text("out")) / "ift-deep.csv").string();
+  }
   o.checkpoint = v.has("checkpoint") ? v.text("checkpoint") : "";
   o.inner_optimizer = v.text("inner");
   o.outer_optimizer = v.text("outer-optimizer");
