@@ -18,6 +18,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+
+#include <unistd.h>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -44,23 +46,26 @@ inline void require_option(bool ok, const std::string& option, const std::string
   if (!ok) throw UsageError("--" + option + ": " + what);
 }
 
-/// Makes `dir` (the --out folder) ready before any work: created if missing, a directory, and
-/// writable (a probe file is created and removed). Throws UsageError naming `option` and why, so
-/// a bad output place fails at once instead of after minutes of computing.
+/// Checks before any work that `dir` (the --out folder) can be written: it is a writable folder,
+/// or it does not exist yet and its nearest existing ancestor is a writable folder (the app
+/// creates it when it writes, so a rejected command line leaves nothing behind). Throws
+/// UsageError naming `option` and why, so a bad output place fails at once instead of after
+/// minutes of computing.
 inline void prepare_output_dir(const std::string& dir, const std::string& option = "out") {
   namespace fs = std::filesystem;
   require_option(!dir.empty(), option, "expected a folder (got '')");
   std::error_code error;
-  fs::create_directories(dir, error);
-  require_option(!error || fs::is_directory(dir), option,
-                 "cannot create the folder '" + dir + "': " + error.message());
-  require_option(fs::is_directory(dir), option, "'" + dir + "' exists and is not a folder");
-  const fs::path probe = fs::path(dir) / ".ift-write-probe";
-  {
-    std::ofstream file(probe);
-    require_option(static_cast<bool>(file), option, "the folder '" + dir + "' is not writable");
-  }
-  fs::remove(probe, error);
+  fs::path existing = fs::absolute(fs::path(dir), error);
+  while (!existing.empty() && !fs::exists(existing, error) && existing.has_parent_path() &&
+         existing.parent_path() != existing)
+    existing = existing.parent_path();
+  require_option(fs::is_directory(existing, error), option,
+                 "'" + existing.string() + "' " +
+                     (existing.string() == fs::absolute(fs::path(dir), error).string()
+                          ? "exists and is not a folder"
+                          : "is not a folder, so '" + dir + "' cannot be created"));
+  require_option(::access(existing.c_str(), W_OK) == 0, option,
+                 "the folder '" + existing.string() + "' is not writable");
 }
 
 /// parse() with its std::invalid_argument re-thrown as UsageError("--<option>: …").
