@@ -127,6 +127,7 @@ int main(int argc, char** argv) {
       require(W.rows() == kClasses && W.cols() == kFeatures,
               "--w-start " + w_start + ": expected a (10, 785) float64 array, found (" +
                   std::to_string(W.rows()) + ", " + std::to_string(W.cols()) + ")");
+      require(W.allFinite(), "--w-start " + w_start + ": the array holds NaN or infinite values");
       const Matrix<double> Wt = W.transpose();
       w = Eigen::Map<const Vector<double>>(Wt.data(), D);
     }
@@ -219,11 +220,16 @@ int main(int argc, char** argv) {
     }
     const double spectrum_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t_spectrum).count();
-    std::printf("spectrum of H: λ_max = %.6e (%s, %lld HVPs)  λ_min = %.6e (%s, %lld solves)  "
-                "κ = %.1f  (%.1f s)\n",
+    char lambda_min_text[64] = "not computed (the exact factor failed)", kappa_text[32] = "n/a";
+    if (std::isfinite(lambda_min)) {
+      std::snprintf(lambda_min_text, sizeof lambda_min_text, "%.6e", lambda_min);
+      std::snprintf(kappa_text, sizeof kappa_text, "%.1f", top.lambda_max / lambda_min);
+    }
+    std::printf("spectrum of H: λ_max = %.6e (%s, %lld HVPs)  λ_min = %s (%s, %lld solves)  "
+                "κ = %s  (%.1f s)\n",
                 top.lambda_max, to_string(top.status), static_cast<long long>(top.hvps),
-                lambda_min, inverse_status.c_str(), static_cast<long long>(inverse_solves),
-                top.lambda_max / lambda_min, spectrum_seconds);
+                lambda_min_text, inverse_status.c_str(), static_cast<long long>(inverse_solves),
+                kappa_text, spectrum_seconds);
     Spectrum spectrum = top;
     spectrum.lambda_min = lambda_min;
     const double auto_alpha = spectrum.lambda_max > 0 ? 1.0 / spectrum.lambda_max : 0.0;
@@ -274,18 +280,35 @@ int main(int argc, char** argv) {
     std::printf("\n%-24s %5s %11s %13s %11s %9s %-22s %6s %8s\n", "method", "k", "alpha", "||h||",
                 "rel.error", "cosine", "status", "HVPs", "seconds");
     const double exact_norm = exact.hypergradient.norm();
+    // Errors relative to a failed reference mean nothing: they are left undefined (empty CSV
+    // cells, "n/a" here), the CSV says why and the run ends with exit code 1.
+    const bool reference_ok = exact.status == SolverStatus::Converged &&
+                              exact.hypergradient.allFinite() && exact_norm > 0;
+    if (!reference_ok)
+      csv.add_comment("the exact reference failed (" + std::string(to_string(exact.status)) +
+                      ": " + exact.message + "): relative_error and cosine are undefined");
+    const double nan = std::numeric_limits<double>::quiet_NaN();
     HypergradientResult<double> last;
     for (const MethodSpec& s : specs) {
       HypergradientResult<double> r = (s.method == Method::Exact && s.curvature == Curvature::Hessian)
                                           ? exact
                                           : HypergradientEngine<double>(s).compute(problem);
       const double norm = r.hypergradient.norm();
-      const double rel = (r.hypergradient - exact.hypergradient).norm() / exact_norm;
-      const double cosine = norm > 0 ? r.hypergradient.dot(exact.hypergradient) / (norm * exact_norm) : 0.0;
+      const double rel =
+          reference_ok ? (r.hypergradient - exact.hypergradient).norm() / exact_norm : nan;
+      const double cosine =
+          !reference_ok ? nan
+          : norm > 0    ? r.hypergradient.dot(exact.hypergradient) / (norm * exact_norm)
+                        : 0.0;
       const bool uses_k = s.method == Method::Cg || s.method == Method::Neumann || s.method == Method::Unrolled;
-      std::printf("%-24s %5s %11.4e %13.6e %11.3e %9.6f %-22s %6lld %8.3f\n", s.name().c_str(),
-                  uses_k ? std::to_string(s.steps).c_str() : "-", r.alpha, norm, rel, cosine,
-                  to_string(r.status), static_cast<long long>(r.hvps), r.seconds);
+      char rel_text[32] = "n/a", cosine_text[32] = "n/a";
+      if (reference_ok) {
+        std::snprintf(rel_text, sizeof rel_text, "%.3e", rel);
+        std::snprintf(cosine_text, sizeof cosine_text, "%.6f", cosine);
+      }
+      std::printf("%-24s %5s %11.4e %13.6e %11s %9s %-22s %6lld %8.3f\n", s.name().c_str(),
+                  uses_k ? std::to_string(s.steps).c_str() : "-", r.alpha, norm, rel_text,
+                  cosine_text, to_string(r.status), static_cast<long long>(r.hvps), r.seconds);
       csv.add_row({s.name(), to_string(s.curvature), uses_k ? static_cast<long long>(s.steps) : 0LL,
                    r.alpha, s.damping, static_cast<double>(problem.train_loss()), m.val_loss,
                    m.train_accuracy, m.val_accuracy, m.test_accuracy, norm, rel, cosine,
@@ -302,9 +325,21 @@ int main(int argc, char** argv) {
     io::save_npy(out_dir + "/w_star.npy", as_class_matrix(problem.w()));
     std::printf("wrote %s/summary.csv, %s/hypergradient.npy, %s/w_star.npy\n", out_dir.c_str(),
                 out_dir.c_str(), out_dir.c_str());
+    if (!reference_ok) {
+      std::cerr << "ift-hypergrad: error: the exact reference hypergradient failed ("
+                << to_string(exact.status) << ": " << exact.message
+                << "); relative errors are undefined\n";
+      return 1;
+    }
     return 0;
+  } catch (const app::UsageError& e) {
+    std::cerr << "ift-hypergrad: error: " << e.what() << " (see ift-hypergrad --help)\n";
+    return 2;
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "ift-hypergrad: error: " << e.what() << "\n";
+    return 2;
   } catch (const std::exception& e) {
-    std::cerr << "ift-hypergrad: " << e.what() << "\n";
+    std::cerr << "ift-hypergrad: error: " << e.what() << "\n";
+    return 1;
   }
-  return 2;
 }

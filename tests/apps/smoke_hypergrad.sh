@@ -48,4 +48,15 @@ check_bad() {  # option, arguments...
 }
 check_bad --inner --inner bogus
 check_bad --w-tol --w-tol 0
+check_bad --out --out /etc/hostname/sub
+
+# A failed reference (no weight decay: H singular) must not look like success: exit code 1, a
+# message, and no relative error or cosine in the table or the CSV.
+rc=0
+"$APP" --train 50 --val 50 --test 50 --init-log-decay -700 --inner-tol 1e-3 --w-tol 0.9 \
+  --threads 1 --quiet --out "$tmp/singular" >"$tmp/singular.log" 2>&1 || rc=$?
+[ "$rc" -eq 1 ] || { cat "$tmp/singular.log" >&2; fail "a failed exact reference exited $rc, expected 1"; }
+grep -q "exact reference hypergradient failed" "$tmp/singular.log" || fail "no message for the failed reference"
+grep -qi "nan" "$tmp/singular.log" && fail "NaN printed for a failed reference"
+grep -v '^#' "$tmp/singular/summary.csv" | tail -n +2 | grep -q ',,,' || fail "relative error/cosine not left empty"
 echo "smoke_hypergrad: OK"
