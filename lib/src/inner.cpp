@@ -82,33 +82,12 @@ InnerResult newton_solve(BilevelProblem<S>& problem, const Vector<S>& lambda, Ve
     }
     direction = -llt.solve(g);
     const double slope = static_cast<double>(g.dot(direction));
-    double step = 1;
-    bool accepted = false;
-    for (Index b = 0; b < params.max_backtracks; ++b, step *= params.backtrack) {
-      trial = w + static_cast<S>(step) * direction;
-      problem.set_point(lambda, trial);
-      const double trial_loss = static_cast<double>(problem.train_loss());
-      if (!std::isfinite(trial_loss)) continue;
-      if (trial_loss <= loss + params.armijo * step * slope) {
-        accepted = true;
-        break;
-      }
-      // Near the optimum the decrease c₁·slope falls below the loss's rounding error and
-      // Armijo cannot be decided; accept the step when the loss is unchanged to rounding and
-      // the gradient norm falls (the quadratic-convergence regime of Newton).
-      const double floor = 64 * std::numeric_limits<S>::epsilon() * std::max(1.0, std::abs(loss));
-      if (trial_loss <= loss + floor) {
-        ++result.gradients;
-        if (static_cast<double>(problem.train_gradient().norm()) < result.gradient_norm) {
-          accepted = true;
-          break;
-        }
-      }
-    }
+    const bool accepted =
+        detail::armijo_backtrack(problem, lambda, w, direction, loss, slope, params.armijo,
+                                 params.backtrack, params.max_backtracks, result, trial);
     if (!accepted) {
       // No sufficient decrease at any step: at the precision floor of the loss. Keep the best
-      // point and report the gradient norm reached.
-      problem.set_point(lambda, w);
+      // point (the problem is back at it) and report the gradient norm reached.
       result.message = "Newton: line search found no decrease at ||grad|| = " +
                        detail::format_e(result.gradient_norm) + " (precision floor)";
       return result;

@@ -126,6 +126,38 @@ inline bool stop_at_iterate(InnerResult& result, const char* name, Index it, dou
   }
   return false;
 }
+
+/// The Armijo backtracking line search every Newton-type inner solver shares: trial points
+/// w + t d for t = 1, backtrack, backtrack², … (at most max_backtracks), accepting the first with
+/// L_T ≤ loss + armijo · t · slope (slope = ∇L_Tᵀd < 0), or, near the optimum where that decrease
+/// falls below the loss's rounding error (64 ε max(1, |L_T|)) and cannot be decided, the first
+/// that keeps the loss to rounding and lowers ||∇L_T|| below result.gradient_norm. Returns true
+/// with the problem at (λ, trial); false with the problem back at (λ, w).
+template <class P, class V>
+bool armijo_backtrack(P& problem, const V& lambda, const V& w, const V& direction, double loss,
+                      double slope, double armijo, double backtrack, Index max_backtracks,
+                      InnerResult& result, V& trial) {
+  using VS = VectorSpace<V>;
+  using S = typename VS::Scalar;
+  const double floor =
+      64 * static_cast<double>(std::numeric_limits<S>::epsilon()) * std::max(1.0, std::abs(loss));
+  double step = 1;
+  for (Index b = 0; b < max_backtracks; ++b, step *= backtrack) {
+    VS::assign(trial, w);
+    VS::axpy(static_cast<S>(step), direction, trial);
+    problem.set_point(lambda, trial);
+    const double trial_loss = static_cast<double>(problem.train_loss());
+    if (!std::isfinite(trial_loss)) continue;
+    if (trial_loss <= loss + armijo * step * slope) return true;
+    if (trial_loss <= loss + floor) {
+      ++result.gradients;
+      if (static_cast<double>(VS::norm(problem.train_gradient())) < result.gradient_norm)
+        return true;
+    }
+  }
+  problem.set_point(lambda, w);
+  return false;
+}
 }  // namespace detail
 
 /// Runs Newton-CG from w (updated in place) at λ on any problem satisfying
@@ -240,32 +272,10 @@ InnerResult newton_cg_solve(P& problem, const generic::ProblemVector<P>& lambda,
       break;
     }
     const V& direction = solve.x;
-    double step = 1;
-    bool accepted = false;
-    const double floor =
-        64 * static_cast<double>(std::numeric_limits<S>::epsilon()) * std::max(1.0, std::abs(loss));
-    for (Index b = 0; b < params.max_backtracks; ++b, step *= params.backtrack) {
-      VS::assign(trial, w);
-      VS::axpy(static_cast<S>(step), direction, trial);
-      problem.set_point(lambda, trial);
-      const double trial_loss = static_cast<double>(problem.train_loss());
-      if (!std::isfinite(trial_loss)) continue;
-      if (trial_loss <= loss + params.armijo * step * slope) {
-        accepted = true;
-        break;
-      }
-      // Near the optimum c₁·t·gᵀd falls below the loss's rounding error and Armijo cannot be
-      // decided: accept a step that keeps the loss to rounding and lowers the gradient norm.
-      if (trial_loss <= loss + floor) {
-        ++result.gradients;
-        if (static_cast<double>(VS::norm(problem.train_gradient())) < result.gradient_norm) {
-          accepted = true;
-          break;
-        }
-      }
-    }
+    const bool accepted =
+        detail::armijo_backtrack(problem, lambda, w, direction, loss, slope, params.armijo,
+                                 params.backtrack, params.max_backtracks, result, trial);
     if (!accepted) {
-      problem.set_point(lambda, w);
       result.message = "Newton-CG: line search found no decrease at ||grad|| = " +
                        detail::format_e(result.gradient_norm) + " (precision floor; CG " +
                        to_string(solve.status) + ")" + note();
