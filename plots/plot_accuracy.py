@@ -4,7 +4,11 @@
     /usr/bin/python3 plots/plot_accuracy.py results/accuracy/accuracy.csv [more.csv ...] [--out DIR]
 
 One PNG per model found in the CSV files (accuracy_<model>.png, next to the first CSV unless
---out is given): left panel the relative error ||h - h_exact|| / ||h_exact|| against k (log
+--out is given). With --x hvps the horizontal axis is the cost instead of k: the HVPs each result
+used (power iterations, sampling and residual products included, as the CSV's hvps column counts
+them), on a symmetric-log axis so that methods costing no HVP (identity, shine, kfac) sit at 0;
+every method, old and new, is a line or a marker in one figure (accuracy_<model>_per_hvp.png):
+the accuracy-per-HVP comparison of issue 11. Left panel the relative error ||h - h_exact|| / ||h_exact|| against k (log
 scale), right panel the cosine to the exact hypergradient. Methods with a k are lines (Gauss-Newton
 variants dashed on top of their Hessian twins, which they equal for logistic regression);
 k-independent methods (kfac, identity, gauss-newton/exact) are dotted horizontal lines; the exact
@@ -44,6 +48,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("csv", nargs="+", help="accuracy.csv files from ift-accuracy")
     parser.add_argument("--out", help="output folder (default: the first CSV's folder)")
+    parser.add_argument("--x", choices=["k", "hvps"], default="k",
+                        help="horizontal axis: the step count k (default) or the HVPs used")
     args = parser.parse_args()
     out_dir = args.out or os.path.dirname(os.path.abspath(args.csv[0]))
     os.makedirs(out_dir, exist_ok=True)
@@ -53,7 +59,13 @@ def main():
     for path in args.csv:
         for row in read_rows(path):
             data[row["model"]][row["method"]].append(
-                (number(row["k"]), number(row["relative_error"]), number(row["cosine"]), row["status"]))
+                (number(row["k"]), number(row["relative_error"]), number(row["cosine"]), row["status"],
+                 number(row["hvps"])))
+
+    if args.x == "hvps":
+        for model, methods in data.items():
+            print(plot_per_hvp(model, methods, out_dir))
+        return
 
     for model, methods in data.items():
         fig, (ax_err, ax_cos) = plt.subplots(1, 2, figsize=(12, 4.8))
@@ -108,6 +120,54 @@ def main():
         fig.savefig(path, dpi=120)
         plt.close(fig)
         print(path)
+
+
+def plot_per_hvp(model, methods, out_dir):
+    """Relative error and cosine against the HVPs used: one line per method (its k-sweep ordered
+    by cost), one marker for a method with a single result."""
+    fig, (ax_err, ax_cos) = plt.subplots(1, 2, figsize=(12, 4.8))
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    markers = "osD^v<>pP*Xh"
+    positive = [r[1] for rows in methods.values() for r in rows if r[1] > 0]
+    floor = max(1e-16, min(positive) / 3) if positive else 1e-16
+    plotted = 0
+    for method, rows in methods.items():
+        if method == "exact":
+            continue
+        rows = sorted({(r[4], r[1], r[2]) for r in rows if not math.isnan(r[4])})
+        if not rows:
+            continue
+        c = cycle[plotted % len(cycle)]
+        style = {"color": c, "marker": markers[plotted % len(markers)], "markersize": 4,
+                 "linewidth": 1.8, "linestyle": "--" if "/" in method else "-"}
+        if len(rows) > 12:
+            style["markevery"] = max(1, len(rows) // 8)
+        plotted += 1
+        hv = [r[0] for r in rows]
+        errs = [r[1] if r[1] > 0 else math.nan for r in rows]
+        label = method + (" (error 0)" if all(r[1] == 0 for r in rows) else "")
+        ax_err.plot(hv, errs, label=label, **style)
+        ax_cos.plot(hv, [r[2] for r in rows], label=label, **style)
+    ax_err.set_yscale("log")
+    ax_err.set_ylim(bottom=floor)
+    for ax, what in ((ax_err, "relative error  ||h − h_exact|| / ||h_exact||"),
+                     (ax_cos, "cosine to h_exact")):
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(left=0)
+        ax.set_xlabel("Hessian-vector products used")
+        ax.set_ylabel(what)
+        ax.grid(True, which="major", alpha=0.3)
+    ax_err.set_title(f"{model}: relative error per HVP")
+    ax_cos.set_title(f"{model}: cosine per HVP")
+    ax_cos.set_ylim(min(-0.05, ax_cos.get_ylim()[0]), 1.05)
+    handles, labels = ax_err.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(5, max(1, len(labels))), fontsize=9,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    path = os.path.join(out_dir, f"accuracy_{model}_per_hvp.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":
