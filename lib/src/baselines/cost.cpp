@@ -45,14 +45,11 @@ CostModel measure_cost_model(BilevelProblem<double>& problem, const Vector<doubl
   });
   Vector<double> v = Vector<double>::Ones(w.size()), out(w.size());
   const double hvp = median_seconds(repeats, [&] { problem.hvp(v, out); });
-  double val = 0;
-  for (Index r = 0; r < std::max<Index>(1, repeats); ++r) {
-    problem.set_point(lambda, w);
-    const auto t0 = std::chrono::steady_clock::now();
-    (void)problem.val_gradient();
-    val += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
-  val /= static_cast<double>(std::max<Index>(1, repeats));
+  (void)problem.val_gradient();  // warm the validation caches too
+  const double val = std::max(0.0, median_seconds(repeats, [&] {
+                                     problem.set_point(lambda, w);
+                                     (void)problem.val_gradient();
+                                   }) - forward);
   problem.set_point(lambda, w);
   const double g = std::max(gradient, 1e-9);
   m.forward = std::clamp(forward / g, 0.0, 1.0);
