@@ -341,7 +341,7 @@ int run(int argc, char** argv) {
   const bool time_hessian = std::any_of(ift_specs.begin(), ift_specs.end(), [](const MethodSpec& s) {
     return s.method == Method::Exact;
   });
-  const CostModel cost_model = measure_cost_model(*problem, lambda0, w_init, 5, time_hessian);
+  const CostModel cost_model = measure_cost_model(*problem, lambda0, w_init, 10, time_hessian);
   CountingProblem<double> counted(*problem);
 
   namespace fs = std::filesystem;

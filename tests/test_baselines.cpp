@@ -137,15 +137,20 @@ struct GpFixture {
     gp.set_data(X, y);
     gp.set_theta(theta);
   }
+  /// K of the data by the kernel written out above.
+  Matrix<double> dense_kernel() const {
+    const Index n = X.rows();
+    Matrix<double> K(n, n);
+    for (Index i = 0; i < n; ++i)
+      for (Index j = 0; j < n; ++j) K(i, j) = matern52(X.row(i).transpose(), X.row(j).transpose(), ell, s2);
+    return K;
+  }
 };
 
 TEST(GaussianProcess, PosteriorMeanAndVarianceMatchTheDenseFormulas) {
   GpFixture f;
   const Index n = f.X.rows();
-  Matrix<double> Ky(n, n);
-  for (Index i = 0; i < n; ++i)
-    for (Index j = 0; j < n; ++j)
-      Ky(i, j) = matern52(f.X.row(i).transpose(), f.X.row(j).transpose(), f.ell, f.s2);
+  Matrix<double> Ky = f.dense_kernel();
   EXPECT_LT(rel(f.gp.kernel_matrix(), Ky), 1e-14);
   Ky.diagonal().array() += f.noise;
   const Matrix<double> Kinv = Ky.inverse();
@@ -167,10 +172,7 @@ TEST(GaussianProcess, PosteriorMeanAndVarianceMatchTheDenseFormulas) {
 TEST(GaussianProcess, LogMarginalLikelihoodAndItsGradientMatchDenseFormulaAndFiniteDifferences) {
   GpFixture f;
   const Index n = f.X.rows();
-  Matrix<double> Ky(n, n);
-  for (Index i = 0; i < n; ++i)
-    for (Index j = 0; j < n; ++j)
-      Ky(i, j) = matern52(f.X.row(i).transpose(), f.X.row(j).transpose(), f.ell, f.s2);
+  Matrix<double> Ky = f.dense_kernel();
   Ky.diagonal().array() += f.noise;
   const double dense = -0.5 * f.y.dot(Ky.inverse() * f.y) - 0.5 * std::log(Ky.determinant()) -
                        0.5 * static_cast<double>(n) * std::log(2 * M_PI);

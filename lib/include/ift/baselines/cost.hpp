@@ -137,10 +137,10 @@ class CountingProblem final : public BilevelProblem<S>, public capability::All<S
   bool val_counted_ = false;
 };
 
-/// Times each operation on `problem` at (λ, w) (median of `repeats` runs; the problem is left
-/// at (λ, w)) and returns the ratios to a full gradient. The dense Hessian is timed only when
+/// Times each operation on `problem` at (λ, w) (the fastest of `repeats` runs; the problem is
+/// left at (λ, w)) and returns the ratios to a full gradient. The dense Hessian is timed only when
 /// `time_hessian` (it is D² memory); KFAC only when the problem has Kronecker factors.
 CostModel measure_cost_model(BilevelProblem<double>& problem, const Vector<double>& lambda,
-                             const Vector<double>& w, Index repeats = 5, bool time_hessian = false);
+                             const Vector<double>& w, Index repeats = 10, bool time_hessian = false);
 
 }  // namespace ift::baselines
