@@ -38,12 +38,50 @@ def title_of(comments, path):
     return path
 
 
+def print_table(path):
+    comments, rows = read(path)
+    print(f"\n{title_of(comments, path)}\n")
+    runs = OrderedDict()
+    for row in rows:
+        runs.setdefault((row["method"], row["start"]), []).append(row)
+    # The target of the last column: the best L_V(w*(λ)) any trial or hyper-step reached, plus
+    # 0.001 (the hypernetwork is left out: its losses are at w_φ(λ), not at w*(λ)).
+    finite = [number(r["val_loss"]) for (m, _), rs in runs.items() if m != "hypernetwork"
+              for r in rs if r["val_loss"]]
+    target = min(finite) + 1e-3 if finite else math.nan
+    print(f"(target of the last column: {target:.4f})\n")
+    print("| method | start | steps | cost | cost per step | best val loss | its test accuracy |"
+          " cost to reach the re-initialised run's best | cost to reach the target |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (method, start), rs in runs.items():
+        cost = number(rs[-1]["cost"])
+        best = min(rs, key=lambda r: number(r["val_loss"]) if r["val_loss"] else math.inf)
+        reach = ""
+        ref = runs.get((method, "reinit"))
+        if ref is not None and start != "reinit":
+            ref_best = min(number(r["val_loss"]) for r in ref)
+            hit = [number(r["cost"]) for r in rs if number(r["best_val_loss"]) <= ref_best]
+            ref_hit = [number(r["cost"]) for r in ref if number(r["best_val_loss"]) <= ref_best]
+            reach = (f"{hit[0]:.0f} (re-initialised: {ref_hit[0]:.0f})" if hit
+                     else f"not reached (re-initialised: {ref_hit[0]:.0f})")
+        hit = [number(r["cost"]) for r in rs if number(r["best_val_loss"]) <= target]
+        print(f"| {method} | {start} | {len(rs)} | {cost:.0f} | {cost / len(rs):.1f} | "
+              f"{number(best['val_loss']):.4f} | {100 * number(best['test_accuracy']):.2f}% | "
+              f"{reach} | {f'{hit[0]:.0f}' if hit else 'not reached'} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("csv", nargs="+", help="baselines.csv written by ift-baselines")
     parser.add_argument("-o", "--output", default="baselines.png", help="PNG to write")
     parser.add_argument("--log-x", action="store_true", help="logarithmic cost axis")
+    parser.add_argument("--table", action="store_true",
+                        help="also print a Markdown table per CSV: steps, cost per step, best "
+                             "validation loss and the test accuracy where it was reached")
     args = parser.parse_args()
+    if args.table:
+        for path in args.csv:
+            print_table(path)
 
     fig, axes = plt.subplots(1, len(args.csv), figsize=(6.5 * len(args.csv), 4.5), squeeze=False)
     for ax, path in zip(axes[0], args.csv):
