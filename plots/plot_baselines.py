@@ -50,9 +50,10 @@ def print_table(path):
               for r in rs if r["val_loss"]]
     target = min(finite) + 1e-3 if finite else math.nan
     print(f"(target of the last column: {target:.4f})\n")
-    print("| method | start | steps | cost | cost per step | best val loss | its test accuracy |"
-          " cost to reach the re-initialised run's best | cost to reach the target |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| method | start | steps | cost | cost per step | best val loss | its test loss |"
+          " its test accuracy | cost to reach the re-initialised run's best |"
+          " cost to reach the target |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for (method, start), rs in runs.items():
         cost = number(rs[-1]["cost"])
         best = min(rs, key=lambda r: number(r["val_loss"]) if r["val_loss"] else math.inf)
@@ -66,7 +67,8 @@ def print_table(path):
                      else f"not reached (re-initialised: {ref_hit[0]:.0f})")
         hit = [number(r["cost"]) for r in rs if number(r["best_val_loss"]) <= target]
         print(f"| {method} | {start} | {len(rs)} | {cost:.0f} | {cost / len(rs):.1f} | "
-              f"{number(best['val_loss']):.4f} | {100 * number(best['test_accuracy']):.2f}% | "
+              f"{number(best['val_loss']):.4f} | {number(best['test_loss']):.4f} | "
+              f"{100 * number(best['test_accuracy']):.2f}% | "
               f"{reach} | {f'{hit[0]:.0f}' if hit else 'not reached'} |")
 
 
