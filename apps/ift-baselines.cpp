@@ -278,7 +278,8 @@ int run(int argc, char** argv) {
   // Everything checked before any work.
   const Index features = 785;  // 784 pixels (or synthetic features) + the bias column
   const Index hidden = v.integer("hidden");
-  const Index D = model_name == "logreg" ? features * 10 : (features * hidden + (hidden + 1) * 10);
+  // The MLP adds its own bias row to every layer: (785 + 1) × H + (H + 1) × 10.
+  const Index D = model_name == "logreg" ? features * 10 : ((features + 1) * hidden + (hidden + 1) * 10);
   require_option(!(family == "per-class" && model_name != "logreg"), "family",
                  "per-class needs --model logreg (one decay per class of softmax regression's "
                  "class-major weights)");

@@ -39,6 +39,13 @@ for key, rs in runs.items():
                for r in rs if r['method'] in ('random-search', 'bayes-opt')), key
 PY
 
+# The MLP: the hypernetwork and an IFT method on a tiny network.
+"$bin/ift-baselines" --data synthetic --train 60 --val 60 --test 0 --budget 15 --model mlp \
+  --hidden 4 --methods hypernetwork,cg --threads 1 --out "$out/mlp" > /dev/null
+for m in hypernetwork cg; do
+  grep -q "^$m,warm," "$out/mlp/baselines.csv" || { echo "no MLP rows for $m" >&2; exit 1; }
+done
+
 # The plot script reads the table.
 if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
   /usr/bin/python3 "$2/plots/plot_baselines.py" "$csv" -o "$out/plot.png" > /dev/null
