@@ -150,8 +150,8 @@ HypernetworkTrainResult Hypernetwork::train(BilevelProblem<double>& problem,
   unpack(phi, sigma);  // the best point evaluated (the last evaluation may have been another)
   problem.set_point(center_, w0_);
   require(std::isfinite(out.loss),
-          "Hypernetwork::train: the training loss is not finite at every evaluated φ (lower "
-          "--perturbation or the initial log decay)");
+          "Hypernetwork::train: the training loss was not finite at any φ evaluated (a smaller "
+          "perturbation or another initial log decay may help)");
   return out;
 }
 
