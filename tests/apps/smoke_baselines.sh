@@ -52,6 +52,25 @@ if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
   [[ -s "$out/plot.png" ]] || { echo "no plot written" >&2; exit 1; }
 fi
 
+# Ctrl-C: stops between rows with exit code 130 and every finished row in a whole CSV file.
+"$bin/ift-baselines" --data synthetic --train 100 --val 100 --test 100 --budget 1000000 \
+  --methods random-search --threads 1 --out "$out/int" > "$out/int.out" 2>&1 &
+pid=$!
+for _ in $(seq 1 200); do
+  sleep 0.1
+  [[ -f "$out/int/baselines.csv" ]] && (( $(grep -vc '^#' "$out/int/baselines.csv") >= 3 )) && break
+done
+kill -INT "$pid"
+rc=0
+wait "$pid" || rc=$?
+[[ $rc -eq 130 ]] || { echo "interrupted run exited $rc (expected 130)" >&2; cat "$out/int.out" >&2; exit 1; }
+grep -q "interrupted" "$out/int.out" || { echo "no interruption message" >&2; exit 1; }
+/usr/bin/python3 - "$out/int/baselines.csv" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(l for l in open(sys.argv[1]) if not l.startswith('#')))
+assert len(rows) >= 2 and all(len(r) == 20 and r['status'] for r in rows), rows[-1]
+PY
+
 # Bad input: exit code 2, the option named on stderr, no output directory created.
 check_bad() {
   local option=$1; shift
