@@ -201,12 +201,15 @@ inline Splits<double> load_data(const CommonOptions& c) {
 
 /// Per-weight weight decay on `model` over the splits (DESIGN.md P1's family; P3 and P4 on an MLP):
 /// L_T = mean cross-entropy(train) + ½ Σ exp(λ_i) w_i², L_V = mean cross-entropy(val); the test
-/// set is attached when it has rows.
+/// set is attached when it has rows. `kind`/`groups`: another weight-decay family (ift-baselines:
+/// global, or per-class with groups = classes on softmax regression).
 template <class Model>
-RegularizedProblem<Model> make_decay_problem(Model model, Splits<double> data) {
+RegularizedProblem<Model> make_decay_problem(Model model, Splits<double> data,
+                                             DecayKind kind = DecayKind::PerWeight,
+                                             Index groups = 1) {
   const Index D = model.num_params();
   return RegularizedProblem<Model>(
-      std::move(model), WeightDecay<double>(DecayKind::PerWeight, D),
+      std::move(model), WeightDecay<double>(kind, D, groups),
       std::make_shared<const Dataset<double>>(std::move(data.train)),
       std::make_shared<const Dataset<double>>(std::move(data.val)),
       data.test.size() ? std::make_shared<const Dataset<double>>(std::move(data.test)) : nullptr);

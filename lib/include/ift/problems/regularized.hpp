@@ -34,7 +34,7 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
       : model_(std::move(model)), decay_(decay), train_(std::move(train)), val_(std::move(val)),
         test_(std::move(test)) {
     require(train_ && val_, "RegularizedProblem: train and validation sets are required");
-    require(decay_.num_hyper() == 1 || decay_.num_hyper() == model_.num_params(),
+    require(decay_.num_params() == model_.num_params(),
             "RegularizedProblem: the weight-decay family does not match the model's size");
   }
 
