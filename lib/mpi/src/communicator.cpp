@@ -90,6 +90,11 @@ bool launched_by_mpi() {
   return false;
 }
 
+void abort(int code) {
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);  // MPI_Abort does not return; if it ever did, still end this process
+}
+
 Environment::Environment(int& argc, char**& argv) {
   int initialized = 0;
   check(MPI_Initialized(&initialized), "MPI_Initialized");

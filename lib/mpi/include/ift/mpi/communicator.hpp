@@ -19,6 +19,10 @@ namespace ift::mpi {
 /// process-manager variables OMPI_COMM_WORLD_SIZE, PMIX_RANK or PMI_RANK).
 bool launched_by_mpi();
 
+/// Ends every process of the job with exit code `code` (MPI_Abort on MPI_COMM_WORLD): what an
+/// error on one rank must do, since the others would wait for it in their next collective.
+[[noreturn]] void abort(int code);
+
 /// MPI for the lifetime of the object: initialised (MPI_THREAD_FUNNELED: OpenMP threads never
 /// call MPI) when launched by an MPI launcher and not yet initialised, finalised at
 /// destruction if this object initialised it. Without a launcher nothing is initialised and
