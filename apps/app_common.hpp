@@ -35,8 +35,12 @@
 #include "ift/io/csv_writer.hpp"
 #include "ift/models/softmax_regression.hpp"
 #include "ift/problem.hpp"
+#include "ift/parallel/communicator.hpp"
 #include "ift/problems/regularized.hpp"
 #include "options.hpp"
+#ifdef IFT_HAVE_MPI
+#include "ift/mpi/communicator.hpp"
+#endif
 
 namespace ift::app {
 
@@ -102,6 +106,66 @@ inline std::optional<OptionValues> parse_command_line(int argc, const char* cons
   }
   values.finish(set);
   return values;
+}
+
+// ---- Processes (data-parallel runs) -------------------------------------------------------------
+
+/// The processes of this run: MPI's world under `mpirun -np N` (apps built with ift::mpi), else
+/// one process. Set by run_parallel_main before the app's body runs.
+inline std::shared_ptr<parallel::Communicator>& world() {
+  static std::shared_ptr<parallel::Communicator> comm = std::make_shared<parallel::SelfCommunicator>();
+  return comm;
+}
+/// Rank 0 alone writes CSV files, plots, checkpoints, progress and the console summary.
+inline bool is_root() { return world()->rank() == 0; }
+
+/// run_main (options.hpp: exit codes 2 for usage errors, 1 otherwise) inside the run's processes.
+/// Under MPI an error on any rank ends the whole job (MPI_Abort with the exit code) instead of
+/// leaving the other ranks waiting in a collective; a command-line error, the same on every
+/// rank, is printed by rank 0 only.
+inline int run_parallel_main(const char* app, int& argc, char**& argv, const std::function<int()>& body) {
+#ifdef IFT_HAVE_MPI
+  std::optional<mpi::Environment> mpi;
+  try {
+    mpi.emplace(argc, argv);
+    world() = mpi->world();
+  } catch (const std::exception& e) {
+    std::cerr << app << ": error: " << e.what() << "\n";
+    return 1;
+  }
+  if (world()->size() > 1) {
+    int code = 0;
+    try {
+      code = body();
+    } catch (const UsageError& e) {
+      if (is_root()) std::cerr << app << ": error: " << e.what() << " (see " << app << " --help)\n";
+      code = 2;
+    } catch (const std::invalid_argument& e) {
+      std::cerr << app << " [rank " << world()->rank() << "]: error: " << e.what() << "\n";
+      code = 2;
+    } catch (const std::exception& e) {
+      std::cerr << app << " [rank " << world()->rank() << "]: error: " << e.what() << "\n";
+      code = 1;
+    }
+    if (code == 1 || code == 2) {
+      std::cerr.flush();
+      mpi::abort(code);
+    }
+    world().reset();
+    return code;
+  }
+#else
+  (void)argc;
+  (void)argv;
+#endif
+  return run_main(app, body);
+}
+
+/// The stop request of a data-parallel run: a stop signal seen by any rank, agreed on by all
+/// (one scalar sum per poll), so that every rank leaves the loop after the same hyper-step.
+inline bool stop_agreed(bool local) {
+  if (world()->size() == 1) return local;
+  return parallel::sum(*world(), local ? 1.0 : 0.0) > 0;
 }
 
 // ---- Common options ----------------------------------------------------------------------------
@@ -177,7 +241,7 @@ inline void check_sizes(const CommonOptions& c, Index n_train, Index n_val, Inde
 
 /// Train/validation/test splits with the bias column appended (785 features): Fashion-MNIST by
 /// DESIGN.md P1's rules, or seeded blobs (784 features, 10 classes) cut in the same order.
-inline Splits<double> load_data(const CommonOptions& c) {
+inline Splits<double> load_all_rows(const CommonOptions& c) {
   const Index n_train = c.train, n_val = c.val, n_test = c.test;
   if (c.data == "fashion-mnist")
     return load_fashion_mnist<double>(
@@ -194,6 +258,35 @@ inline Splits<double> load_data(const CommonOptions& c) {
   s.val.append_bias_column();
   s.test.append_bias_column();
   return s;
+}
+
+/// The rows this process works on: every row for one process (load_all_rows); under MPI this
+/// rank's contiguous shard of each split (parallel::contiguous_shard), read from the files
+/// without keeping the other rows. Apps that shard call distribute_problem on the problem.
+inline Splits<double> load_data(const CommonOptions& c) {
+  if (world()->size() == 1) return load_all_rows(c);
+  const int r = world()->rank(), N = world()->size();
+  const auto st = parallel::contiguous_shard(c.train, r, N);
+  const auto sv = parallel::contiguous_shard(c.val, r, N);
+  const auto ss = c.test > 0 ? parallel::contiguous_shard(c.test, r, N) : parallel::Shard{};
+  if (c.data == "fashion-mnist")
+    return load_fashion_mnist_part<double>(
+        c.train, c.val, c.test, {st.begin, st.count}, {sv.begin, sv.count}, {ss.begin, ss.count},
+        true, c.data_dir.empty() ? default_fashion_mnist_dir() : c.data_dir);
+  const Splits<double> all = load_all_rows(c);  // seeded blobs: the same on every rank, then cut
+  Splits<double> s;
+  s.train = all.train.slice(st.begin, st.count);
+  s.val = all.val.slice(sv.begin, sv.count);
+  s.test = all.test.slice(ss.begin, ss.count);
+  return s;
+}
+
+/// For apps that do not run data-parallel (yet): refuses a multi-process launch up front.
+inline void require_single_process(const char* app) {
+  if (world()->size() > 1)
+    throw std::invalid_argument(std::string(app) + " runs in one process; it was started as " +
+                                std::to_string(world()->size()) +
+                                " (mpirun -np N runs ift-compare and ift-overfit data-parallel)");
 }
 
 // ---- Problems
@@ -222,6 +315,17 @@ inline RegularizedProblem<SoftmaxRegression<double>> make_p1_problem(Splits<doub
   return make_decay_problem(std::move(model), std::move(data));
 }
 
+/// Makes a problem built from load_data's rows this rank's part of the data-parallel problem
+/// (a no-op for one process): the contiguous shards of --train, --val and --test.
+template <class Model>
+void distribute_problem(RegularizedProblem<Model>& problem, const CommonOptions& c) {
+  if (world()->size() == 1) return;
+  const int r = world()->rank(), N = world()->size();
+  problem.distribute(world(), parallel::contiguous_shard(c.train, r, N),
+                     parallel::contiguous_shard(c.val, r, N),
+                     c.test > 0 ? parallel::contiguous_shard(c.test, r, N) : parallel::Shard{});
+}
+
 // ---- Stop signals ----------------------------------------------------------------------------
 
 /// The signal that asked the run to stop (0: none). Only set by the handler; polled between
@@ -243,7 +347,7 @@ inline bool stop_requested() { return g_stop_signal != 0; }
 class ProgressBar {
  public:
   ProgressBar(std::string label, Index total)
-      : label_(std::move(label)), total_(total), enabled_(isatty(STDERR_FILENO) == 1),
+      : label_(std::move(label)), total_(total), enabled_(is_root() && isatty(STDERR_FILENO) == 1),
         start_(std::chrono::steady_clock::now()) {}
   ~ProgressBar() { finish(); }
 

@@ -387,5 +387,8 @@ int main(int argc, char** argv) {
   // Measured for the default run at load ≈ 8 on 2 cores: 5 min 14 s with spinning OpenMP
   // threads, 2 min 3 s with passive waiting (identical numbers).
   app::prefer_passive_omp_wait(argv);
-  return app::run_main("ift-accuracy", [&] { return run(argc, argv); });
+  return app::run_parallel_main("ift-accuracy", argc, argv, [&] {
+    app::require_single_process("ift-accuracy");
+    return run(argc, argv);
+  });
 }

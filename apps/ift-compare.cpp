@@ -11,6 +11,9 @@
 // reported in status/message, never hidden; --on-failure chooses whether that method's run
 // continues. The file is rewritten atomically after every hyper-step; checkpoints
 // DIR/checkpoint-<method>.bin make the run resumable (--resume) after SIGINT/SIGTERM or a crash.
+// Data-parallel: `mpirun -np N ift-compare …` shards the rows over N processes (each reads its
+// own); the results equal one process's to rounding, rank 0 alone writes, and a checkpoint
+// resumes with any N.
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
@@ -85,6 +88,7 @@ int run(int argc, char** argv) {
   }
 
   auto problem = make_p1_problem(load_data(common));
+  distribute_problem(problem, common);  // mpirun -np N: this rank's rows, data terms summed
   const Index D = problem.num_params();
   const Vector<double> lambda0 = Vector<double>::Constant(D, init_log_decay);
   // The common start w0: --warmup-steps inner steps from w = 0 at λ0, done once here rather than
@@ -106,6 +110,9 @@ int run(int argc, char** argv) {
   std::vector<std::string> header = {"method"};
   for (const auto& c : record_columns()) header.push_back(c);
   io::CsvWriter csv((out_dir / "compare.csv").string(), header);
+  auto save = [&] {
+    if (is_root()) csv.save();
+  };
   csv.add_comment("ift-compare (DESIGN.md P2): per-weight decay, logistic regression, D = " +
                   std::to_string(D) + ", " + std::to_string(effective_threads()) + " threads");
   csv.add_comment(v.describe());
@@ -120,7 +127,8 @@ int run(int argc, char** argv) {
   for (const MethodSpec& spec : specs) {
     BilevelParams params = base;
     params.method = spec;
-    params.checkpoint_path = checkpoint_path(spec);
+    // Rank 0 writes the checkpoint; every rank resumes from it (one file, any process count).
+    params.checkpoint_path = is_root() ? checkpoint_path(spec) : std::string();
     BilevelLoop<double> loop(params);
     const std::string name = spec.name();
     ProgressBar progress(name, params.hyper_steps);
@@ -128,28 +136,30 @@ int run(int argc, char** argv) {
       std::vector<io::CsvCell> row = {name};
       for (auto& cell : record_cells(r)) row.push_back(cell);
       csv.add_row(row);
-      if (!r.restored) csv.save();
+      if (!r.restored) save();
       progress.update(r);
     });
-    loop.set_stop_request(stop_requested);
+    loop.set_stop_request([] { return stop_agreed(stop_requested()); });
     BilevelResult<double> result;
-    if (resume && fs::exists(params.checkpoint_path)) {
-      result = loop.resume(problem, load_checkpoint<double>(params.checkpoint_path));
-      csv.save();
+    if (resume && fs::exists(checkpoint_path(spec))) {
+      result = loop.resume(problem, load_checkpoint<double>(checkpoint_path(spec)));
+      save();
     } else {
       result = loop.run(problem, w0, lambda0);
     }
     progress.finish();
     if (result.reason == StopReason::StopRequested) {
-      csv.save();
-      std::cerr << "ift-compare: interrupted during " << name << " after " << result.steps
-                << " hyper-steps; checkpoint written to " << params.checkpoint_path
-                << "; continue with the same options and --resume\n";
-      return 128 + static_cast<int>(g_stop_signal);
+      save();
+      if (is_root())
+        std::cerr << "ift-compare: interrupted during " << name << " after " << result.steps
+                  << " hyper-steps; checkpoint written to " << checkpoint_path(spec)
+                  << "; continue with the same options and --resume\n";
+      return 128 + static_cast<int>(g_stop_signal != 0 ? g_stop_signal : SIGTERM);
     }
     if (!result.records.empty()) summary.push_back({name, result.records.back(), result.message});
   }
-  csv.save();
+  save();
+  if (!is_root()) return 0;
 
   std::cout << "method            steps  val_loss  test_acc  status            seconds  outcome\n";
   for (const auto& s : summary) {
@@ -167,5 +177,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return ift::app::run_main("ift-compare", [&] { return run(argc, argv); });
+  return ift::app::run_parallel_main("ift-compare", argc, argv, [&] { return run(argc, argv); });
 }

@@ -236,5 +236,8 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return app::run_main("ift-distill", [&] { return run(argc, argv); });
+  return app::run_parallel_main("ift-distill", argc, argv, [&] {
+    app::require_single_process("ift-distill");
+    return run(argc, argv);
+  });
 }

@@ -67,7 +67,7 @@ struct Row {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   app::OptionSet set(
       "ift-hypergrad",
       "ift-hypergrad: the P1 hypergradient (DESIGN.md §2) at w*(λ) for one inverse approximation, "
@@ -342,4 +342,11 @@ int main(int argc, char** argv) {
     std::cerr << "ift-hypergrad: error: " << e.what() << "\n";
     return 1;
   }
+}
+
+int main(int argc, char** argv) {
+  return app::run_parallel_main("ift-hypergrad", argc, argv, [&] {
+    app::require_single_process("ift-hypergrad");
+    return run(argc, argv);
+  });
 }

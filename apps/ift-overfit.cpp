@@ -36,6 +36,7 @@ const char* const kUsage =
 template <class Model>
 int run_with(const OptionValues& v, const CommonOptions& common, RegularizedProblem<Model> problem,
              const Vector<double>& w0, const BilevelParams& params) {
+  distribute_problem(problem, common);  // mpirun -np N: this rank's rows, data terms summed
   const Vector<double> lambda0 =
       Vector<double>::Constant(problem.num_params(), v.real("init-log-decay"));
   const std::string model = v.text("model");
@@ -49,28 +50,34 @@ int run_with(const OptionValues& v, const CommonOptions& common, RegularizedProb
       ", " + std::to_string(effective_threads()) + " threads");
   csv.add_comment(v.describe());
 
-  BilevelLoop<double> loop(params);
+  BilevelParams run_params = params;  // rank 0 writes the checkpoint; every rank resumes from it
+  if (!is_root()) run_params.checkpoint_path.clear();
+  BilevelLoop<double> loop(run_params);
   const std::string method = params.method.name();
+  auto save = [&] {
+    if (is_root()) csv.save();
+  };
   ProgressBar progress(model + "/" + method, params.hyper_steps);
   loop.add_observer([&](const HyperStepRecord& r) {
     std::vector<io::CsvCell> row = {model, method};
     for (auto& cell : record_cells(r)) row.push_back(cell);
     csv.add_row(row);
-    if (!r.restored) csv.save();
+    if (!r.restored) save();
     progress.update(r);
   });
   install_stop_signals();
-  loop.set_stop_request(stop_requested);
+  loop.set_stop_request([] { return stop_agreed(stop_requested()); });
   const BilevelResult<double> result =
       v.flag("resume") ? loop.resume(problem, load_checkpoint<double>(params.checkpoint_path))
                        : loop.run(problem, w0, lambda0);
   progress.finish();
-  csv.save();
+  save();
+  if (!is_root()) return result.reason == StopReason::StopRequested ? 128 + SIGTERM : 0;
   if (result.reason == StopReason::StopRequested) {
     std::cerr << "ift-overfit: interrupted after " << result.steps
               << " hyper-steps; checkpoint written to " << params.checkpoint_path
               << "; continue with the same options and --resume\n";
-    return 128 + static_cast<int>(g_stop_signal);
+    return 128 + static_cast<int>(g_stop_signal != 0 ? g_stop_signal : SIGTERM);
   }
   if (result.records.empty()) {
     std::cout << "no hyper-steps run\nwrote " << csv.path() << "\n";
@@ -150,5 +157,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return ift::app::run_main("ift-overfit", [&] { return run(argc, argv); });
+  return ift::app::run_parallel_main("ift-overfit", argc, argv, [&] { return run(argc, argv); });
 }

@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ift needs, only those missing (fast when all are present).
-# Usage: scripts/setup-deps.sh [--with-torch]
+# Usage: scripts/setup-deps.sh [--with-torch] [--with-mpi]
+#   --with-torch   LibTorch (Debian's CPU build) for the deep-net adapter, Gloo headers for torch.distributed
+#   --with-mpi     Open MPI for the data-parallel problems and their multi-process tests
 set -euo pipefail
 packages=(build-essential cmake libeigen3-dev libspectra-dev liblbfgspp-dev libboost-program-options-dev
           libbenchmark-dev libgtest-dev zlib1g-dev dataset-fashion-mnist
           python3-matplotlib python3-numpy libopenblas0-pthread libopenblas-openmp-dev)
-if [[ "${1:-}" == "--with-torch" ]]; then packages+=(libtorch-dev); fi
+for arg in "$@"; do
+  case $arg in
+    --with-torch) packages+=(libtorch-dev libgloo-dev) ;;
+    --with-mpi) packages+=(libopenmpi-dev openmpi-bin) ;;
+    *) echo "setup-deps.sh: unknown option '$arg' (expected --with-torch or --with-mpi)" >&2; exit 2 ;;
+  esac
+done
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

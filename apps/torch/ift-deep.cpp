@@ -9,6 +9,11 @@
 // --experiment overfit: P4 on a CNN (50 train / 50 val, per-weight decay from log λ = −4,
 // identity inverse, inner Adam) until train and validation accuracy both reach 100%.
 //
+// Data-parallel: started as N processes with torch.distributed's variables (RANK, WORLD_SIZE,
+// MASTER_ADDR, MASTER_PORT, as torchrun sets them; or under mpirun with MASTER_ADDR/PORT), each
+// process takes its contiguous shard of the rows and sums the data terms over a Gloo (CPU) or
+// NCCL (CUDA) process group; rank 0 alone writes the CSV and the checkpoint (docs/distributed.md).
+//
 // Options come from the apps' one table (apps/options.hpp) through its built-in parser (no
 // Boost): the binary depends on Torch and ift only, so it also builds on a GPU machine with a pip
 // LibTorch and nothing else.
@@ -38,6 +43,9 @@
 #include "ift/torch/problem.hpp"
 #include "ift/torch/training.hpp"
 #include "ift/checkpoint.hpp"
+#ifdef IFT_HAVE_TORCH_DISTRIBUTED
+#include "ift/torch/distributed.hpp"
+#endif
 #include "../options.hpp"
 
 namespace {
@@ -70,7 +78,8 @@ ift::app::OptionSet options() {
                   "U-Net x' = U_λ(x, ε)")
                .by_default("weight-decay")
                .one_of({"weight-decay", "augmentation"}))
-      .add(option("", "filters", ValueKind::Integer, "F", "CNN width")
+      .add(option("", "filters", ValueKind::Integer, "F",
+                  "CNN width; ResNet base width (F, 2F, 4F filters; 40: 1,084,970 weights)")
                .by_default("8")
                .check(ift::app::valid::integer_at_least(1)))
       .add(option("", "checkpoint", ValueKind::Text, "FILE",
@@ -91,7 +100,7 @@ ift::app::OptionSet options() {
                     {"checkpoint-every", "1"},
                     {"seed", "1"}});
   set.set_default("damping", std::nullopt).set_default("inner-lr", std::nullopt);
-  set.set_choices("model", {"cnn", "mlp"})
+  set.set_choices("model", {"cnn", "mlp", "resnet"})
       .set_choices("inner", {"sgd", "momentum", "adam", "newton-cg"});
   return set;
 }
@@ -203,6 +212,19 @@ int run(const Options& o) {
   const auto device = ift::deep::parse_device(o.device);
   const auto dtype = ift::deep::parse_dtype(o.dtype);
 
+  // A data-parallel run joins its process group first (a peer that never comes fails here,
+  // after the timeout, naming the address).
+  std::shared_ptr<ift::deep::TensorCommunicator> comm;
+#ifdef IFT_HAVE_TORCH_DISTRIBUTED
+  if (const auto config = ift::deep::distributed_config_from_env(device.is_cuda() ? "nccl" : "gloo"))
+    comm = std::make_shared<ift::deep::ProcessGroupCommunicator>(*config);
+#else
+  if (const char* size = std::getenv("WORLD_SIZE"); size && std::string(size) != "1")
+    throw std::runtime_error("WORLD_SIZE is set but this ift-deep was built without "
+                             "torch.distributed (install libgloo-dev and rebuild)");
+#endif
+  const bool root = !comm || comm->rank() == 0;
+
   ift::deep::TensorSplits data =
       o.synthetic ? ift::deep::synthetic_images(o.n_train, o.n_val, o.n_test, o.seed + 100)
                   : ift::deep::load_fashion_mnist_images(
@@ -210,7 +232,11 @@ int run(const Options& o) {
                         o.data_dir.empty() ? ift::default_fashion_mnist_dir() : o.data_dir);
 
   ift::deep::Model model;
-  if (o.model == "cnn") {
+  if (o.model == "resnet") {
+    ift::deep::ResNet net(1, 10, o.filters);
+    net->to(device, dtype);
+    model = ift::deep::Model::of(net);
+  } else if (o.model == "cnn") {
     ift::deep::SmallCnn net(1, 28, 28, 10, o.filters);
     net->to(device, dtype);
     model = ift::deep::Model::of(net);
@@ -231,10 +257,21 @@ int run(const Options& o) {
     family = std::make_shared<ift::deep::AugmentationFamily>(
         u, [u](const Tensor& x, const Tensor& e) { return u->forward(x, e); });
   }
+  ift::parallel::Shard train_shard, val_shard, test_shard;
+  if (comm) {  // this rank's rows of each split
+    const int r = comm->rank(), N = comm->size();
+    train_shard = ift::parallel::contiguous_shard(o.n_train, r, N);
+    val_shard = ift::parallel::contiguous_shard(o.n_val, r, N);
+    if (o.n_test > 0) test_shard = ift::parallel::contiguous_shard(o.n_test, r, N);
+    data.train = data.train.slice(train_shard.begin, train_shard.count);
+    data.val = data.val.slice(val_shard.begin, val_shard.count);
+    if (o.n_test > 0) data.test = data.test.slice(test_shard.begin, test_shard.count);
+  }
   std::optional<ift::deep::TensorData> test;
   if (o.n_test > 0) test = data.test;
   ift::deep::TorchProblem problem(model, family, data.train, data.val, test,
                                   ift::deep::cross_entropy_loss(), mix(o.seed, 7));
+  if (comm) problem.distribute(comm, train_shard, val_shard, test_shard);
 
   ift::MethodSpec spec;
   spec.method = ift::parse_method(o.method);
@@ -258,7 +295,7 @@ int run(const Options& o) {
   params.on_failure = ift::parse_on_failure(o.on_failure);
   params.seed = o.seed;
   if (o.experiment == "overfit") params.target_accuracy = 1.0;
-  params.checkpoint_path = o.checkpoint;
+  params.checkpoint_path = root ? o.checkpoint : std::string();  // one writer
   params.checkpoint_every = o.checkpoint_every;  // default 1: hyper-steps are slow
 
   const std::vector<std::string> header{
@@ -281,24 +318,27 @@ int run(const Options& o) {
       {"outer_lr", std::to_string(o.outer_lr)}, {"init_log_lambda", std::to_string(o.init_log_lambda)},
       {"seed", std::to_string(o.seed)}, {"num_params", std::to_string(problem.num_params())},
       {"num_hyper", std::to_string(problem.num_hyper())},
-      {"threads", std::to_string(::torch::get_num_threads())}};
+      {"threads", std::to_string(::torch::get_num_threads())},
+      {"processes", std::to_string(comm ? comm->size() : 1)}};
   std::ostringstream configuration;
   for (const auto& [k, v] : echo) {
     csv.add_comment(k + " = " + v);
-    if (k != "hyper_steps" && k != "threads") configuration << k << "=" << v << "\n";
+    // Not part of the run's identity: a resumed run may change these.
+    if (k != "hyper_steps" && k != "threads" && k != "processes") configuration << k << "=" << v << "\n";
   }
   params.configuration = configuration.str();
 
   ift::generic::BilevelLoop<ift::deep::TorchProblem> loop(params);
-  const bool progress = ::isatty(2) != 0;
+  const bool progress = root && ::isatty(2) != 0;
   loop.add_observer([&](const ift::HyperStepRecord& r) {
     const ift::Metrics& m = r.metrics;
-    csv.add_row_and_save({static_cast<std::int64_t>(r.step - 1), m.train_loss, m.train_accuracy,
+    csv.add_row({static_cast<std::int64_t>(r.step - 1), m.train_loss, m.train_accuracy,
                           m.val_loss, m.val_accuracy, m.has_test ? m.test_loss : std::nan(""),
                           m.has_test ? m.test_accuracy : std::nan(""), r.hypergradient_norm,
                           r.status, static_cast<std::int64_t>(r.iterations),
                           static_cast<std::int64_t>(r.hvps), r.alpha, r.hypergradient_seconds,
                           r.elapsed_seconds});
+    if (root) csv.save();
     if (progress && !r.restored) {
       std::cerr << "\rstep " << r.step << "/" << o.hyper_steps << "  train acc "
                 << fixed(m.train_accuracy, 3) << "  val loss " << fixed(m.val_loss) << " acc "
@@ -310,12 +350,13 @@ int run(const Options& o) {
   const Tensor lambda = problem.current_lambda();
   ift::generic::BilevelResult<Tensor> result;
   if (o.resume && std::filesystem::exists(o.checkpoint)) {
-    std::cerr << "ift-deep: resuming from " << o.checkpoint << "\n";
+    if (root) std::cerr << "ift-deep: resuming from " << o.checkpoint << "\n";
     result = loop.resume(problem, ift::load_checkpoint<double>(o.checkpoint), w, lambda);
   } else {
     result = loop.run(problem, w, lambda);
   }
   if (progress) std::cerr << "\n";
+  if (!root) return 0;
   csv.save();
   if (result.reason == ift::StopReason::TargetReached && !result.records.empty()) {
     const ift::Metrics& m = result.records.back().metrics;

@@ -68,6 +68,35 @@ Splits<S> load_fashion_mnist(Index n_train, Index n_val, Index n_test, bool appe
 }
 
 template <class S>
+Splits<S> load_fashion_mnist_part(Index n_train, Index n_val, Index n_test, RowRange train,
+                                  RowRange val, RowRange test, bool append_bias,
+                                  const std::string& dir) {
+  check_sizes("load_fashion_mnist_part", n_train, n_val, n_test);
+  auto check_range = [](const char* split, RowRange r, Index n) {
+    if (r.begin < 0 || r.count < 0 || r.begin > n || r.count > n - r.begin)
+      throw std::invalid_argument("load_fashion_mnist_part: " + std::string(split) + " rows [" +
+                                  std::to_string(r.begin) + ", " + std::to_string(r.begin + r.count) +
+                                  ") outside the " + std::to_string(n) + " rows of the split");
+  };
+  check_range("training", train, n_train);
+  check_range("validation", val, n_val);
+  check_range("test", test, n_test);
+  const std::string hint = "install it with: apt-get install dataset-fashion-mnist";
+  const std::string train_images = find_file(dir, "train-images-idx3-ubyte", hint, true);
+  const std::string train_labels = find_file(dir, "train-labels-idx1-ubyte", hint, true);
+  const std::string test_images = find_file(dir, "t10k-images-idx3-ubyte", hint, true);
+  const std::string test_labels = find_file(dir, "t10k-labels-idx1-ubyte", hint, true);
+  Splits<S> out;
+  out.train = load_idx_pair<S>(train_images, train_labels, train.count, train.begin);
+  out.val = load_idx_pair<S>(train_images, train_labels, val.count, n_train + val.begin);
+  out.test = load_idx_pair<S>(test_images, test_labels, test.count, test.begin);
+  finish(out.train, append_bias);
+  finish(out.val, append_bias);
+  finish(out.test, append_bias);
+  return out;
+}
+
+template <class S>
 Splits<S> load_mnist_digits(Index n_train, Index n_val, Index n_test, bool append_bias, const std::string& dir) {
   check_sizes("load_mnist_digits", n_train, n_val, n_test);
   const std::string hint = "run data/get-mnist.sh (or set IFT_MNIST_DIR to its output directory)";
@@ -90,6 +119,10 @@ Splits<S> load_mnist_digits(Index n_train, Index n_val, Index n_test, bool appen
 
 template Splits<float> load_fashion_mnist<float>(Index, Index, Index, bool, const std::string&);
 template Splits<double> load_fashion_mnist<double>(Index, Index, Index, bool, const std::string&);
+template Splits<float> load_fashion_mnist_part<float>(Index, Index, Index, RowRange, RowRange, RowRange, bool,
+                                                     const std::string&);
+template Splits<double> load_fashion_mnist_part<double>(Index, Index, Index, RowRange, RowRange, RowRange,
+                                                       bool, const std::string&);
 template Splits<float> load_mnist_digits<float>(Index, Index, Index, bool, const std::string&);
 template Splits<double> load_mnist_digits<double>(Index, Index, Index, bool, const std::string&);
 

@@ -89,6 +89,64 @@ Tensor SmallCnnImpl::forward(const Tensor& x) {
   return tapped(fc, a.flatten(1));
 }
 
+ResNetImpl::ResNetImpl(std::int64_t channels, std::int64_t classes, std::int64_t filters,
+                       bool smooth_)
+    : smooth(smooth_) {
+  using ::torch::nn::Conv2d;
+  using ::torch::nn::Conv2dOptions;
+  require(channels >= 1 && classes >= 2 && filters >= 1, "ResNet: bad sizes");
+  stem_ = register_module("stem", Conv2d(Conv2dOptions(channels, filters, 3).padding(1)));
+  std::int64_t in = filters;
+  const std::int64_t widths[3] = {filters, 2 * filters, 4 * filters};
+  const std::int64_t strides[3] = {1, 2, 2};
+  for (int stage = 0; stage < 3; ++stage) {
+    for (int b = 0; b < 2; ++b) {
+      const std::int64_t out = widths[stage], stride = b == 0 ? strides[stage] : 1;
+      // Appended piece by piece: GCC 12 warns falsely (-Wrestrict) on "s" + std::to_string(…).
+      std::string name = "s";
+      name += std::to_string(stage);
+      name += 'b';
+      name += std::to_string(b);
+      Block block;
+      block.first = register_module(name + "a", Conv2d(Conv2dOptions(in, out, 3).padding(1).stride(stride)));
+      block.second = register_module(name + "b", Conv2d(Conv2dOptions(out, out, 3).padding(1)));
+      if (stride != 1 || in != out)
+        block.shortcut = register_module(name + "s", Conv2d(Conv2dOptions(in, out, 1).stride(stride)));
+      {
+        ::torch::NoGradGuard no_grad;
+        block.second->weight.mul_(0.1);
+      }
+      blocks_.push_back(block);
+      in = out;
+    }
+  }
+  fc_ = register_module("fc", ::torch::nn::Linear(in, classes));
+}
+
+std::int64_t ResNetImpl::num_weights(std::int64_t channels, std::int64_t classes,
+                                     std::int64_t filters) {
+  auto conv = [](std::int64_t in, std::int64_t out, std::int64_t k) { return in * out * k * k + out; };
+  std::int64_t n = conv(channels, filters, 3), in = filters;
+  for (const std::int64_t out : {filters, 2 * filters, 4 * filters}) {
+    for (int b = 0; b < 2; ++b) {
+      n += conv(in, out, 3) + conv(out, out, 3);
+      if (in != out) n += conv(in, out, 1);
+      in = out;
+    }
+  }
+  return n + in * classes + classes;
+}
+
+Tensor ResNetImpl::forward(const Tensor& x) {
+  auto act = [this](const Tensor& z) { return smooth ? F::softplus(z) : ::torch::relu(z); };
+  Tensor a = act(tapped(stem_, x));
+  for (Block& block : blocks_) {
+    const Tensor skip = block.shortcut ? tapped(block.shortcut, a) : a;
+    a = act(tapped(block.second, act(tapped(block.first, a))) + skip);
+  }
+  return tapped(fc_, a.mean({2, 3}));
+}
+
 UNetImpl::UNetImpl(std::int64_t channels, std::int64_t filters, bool smooth_) : smooth(smooth_) {
   using ::torch::nn::Conv2d;
   using ::torch::nn::Conv2dOptions;

@@ -211,6 +211,49 @@ TorchProblem::TorchProblem(Model model, std::shared_ptr<HyperFamily> family, Ten
   resample_noise(noise_seed);
 }
 
+void TorchProblem::distribute(std::shared_ptr<TensorCommunicator> comm, parallel::Shard train,
+                              parallel::Shard val, parallel::Shard test) {
+  require(comm != nullptr, "TorchProblem::distribute: no communicator");
+  auto check = [](const char* what, const parallel::Shard& s, std::int64_t local) {
+    require(s.count == local && s.begin >= 0 && s.begin + s.count <= s.total,
+            std::string("TorchProblem::distribute: the ") + what + " shard [" +
+                std::to_string(s.begin) + ", " + std::to_string(s.begin + s.count) + ") of " +
+                std::to_string(s.total) + " rows does not match the " + std::to_string(local) +
+                " local rows");
+  };
+  check("training", train, train_.size());
+  check("validation", val, val_.size());
+  if (test_) check("test", test, test_->size());
+  require(family_->name() != "distillation",
+          "TorchProblem::distribute: a distillation problem's training inputs are λ; its "
+          "training set cannot be sharded");
+  comm_ = std::move(comm);
+  train_shard_ = train;
+  val_shard_ = val;
+  test_shard_ = test;
+  penalty_weight_ = 1.0 / static_cast<double>(comm_->size());
+  resample_noise(noise_seed_);  // ε for the full set, cut to this rank's rows
+}
+
+void TorchProblem::reduce(Tensor& t) const {
+  if (comm_) comm_->sum(t);
+}
+
+double TorchProblem::reduced(double x) const {
+  if (!comm_) return x;
+  comm_->sum(&x, 1);
+  return x;
+}
+
+Tensor TorchProblem::noise_rows(const Tensor& inputs, std::int64_t total, std::int64_t begin,
+                                std::uint64_t seed) const {
+  if (!comm_ || (begin == 0 && total == inputs.size(0))) return noise_like(inputs, seed);
+  std::vector<std::int64_t> shape = inputs.sizes().vec();
+  shape[0] = total;
+  return noise_like(::torch::empty(shape, ::torch::TensorOptions().dtype(::torch::kDouble)), seed)
+      .narrow(0, begin, inputs.size(0));
+}
+
 Tensor TorchProblem::current_weights() const {
   ::torch::NoGradGuard no_grad;
   return flatten(weights_, weights_).clone();
@@ -230,7 +273,11 @@ Tensor TorchProblem::noise_like(const Tensor& inputs, std::uint64_t seed) const 
 }
 
 void TorchProblem::resample_noise(std::uint64_t seed) {
-  noise_ = family_->uses_noise() ? noise_like(train_.inputs, seed) : Tensor();
+  noise_seed_ = seed;
+  noise_ = family_->uses_noise()
+               ? noise_rows(train_.inputs, comm_ ? train_shard_.total : train_.size(),
+                            comm_ ? train_shard_.begin : 0, seed)
+               : Tensor();
   graph_valid_ = false;
   val_valid_ = false;
   kfac_valid_ = false;
@@ -246,11 +293,17 @@ void TorchProblem::load(const Tensor& lambda, const Tensor& w) {
 }
 
 Tensor TorchProblem::objective(const Tensor& inputs, const Tensor& labels, const Tensor& noise,
-                               const Tensor& rows) {
-  const Tensor x = family_->train_inputs(inputs, noise, rows);
-  Tensor loss = loss_(model_.forward(x), labels);
-  const Tensor penalty = family_->penalty(weights_);
-  if (penalty.defined()) loss = loss + penalty;
+                               const Tensor& rows, double data_weight) {
+  Tensor loss;
+  if (inputs.size(0) > 0) {
+    const Tensor x = family_->train_inputs(inputs, noise, rows);
+    loss = loss_(model_.forward(x), labels);
+    if (data_weight != 1.0) loss = loss * data_weight;
+  }
+  Tensor penalty = family_->penalty(weights_);
+  if (penalty.defined() && penalty_weight_ != 1.0) penalty = penalty * penalty_weight_;
+  if (!loss.defined()) loss = penalty.defined() ? penalty : ::torch::zeros({}, options_);
+  else if (penalty.defined()) loss = loss + penalty;
   return loss;
 }
 
@@ -276,12 +329,19 @@ void TorchProblem::ensure_graph() {
   if (graph_valid_) return;
   load(lambda_, w_);
   loaded_is_point_ = true;
-  const Tensor loss = objective(train_.inputs, train_.labels, noise_, Tensor());
+  // A distributed rank's rows, for the family's per-row inputs (augmentation: which ε).
+  const Tensor rows =
+      comm_ ? ::torch::arange(train_shard_.begin, train_shard_.begin + train_shard_.count,
+                              ::torch::TensorOptions().dtype(::torch::kLong).device(options_.device()))
+            : Tensor();
+  const Tensor loss = objective(train_.inputs, train_.labels, noise_, rows,
+                                comm_ ? train_shard_.weight() : 1.0);
   const auto grads = autograd::grad({loss}, weights_, {}, /*retain_graph=*/true,
                                     /*create_graph=*/true, /*allow_unused=*/true);
   gradient_graph_ = flatten(grads, weights_);
-  train_gradient_ = gradient_graph_.detach();
-  train_loss_ = loss.item<double>();
+  train_gradient_ = gradient_graph_.detach().clone();
+  reduce(train_gradient_);
+  train_loss_ = reduced(loss.item<double>());
   graph_valid_ = true;
 }
 
@@ -302,7 +362,9 @@ void TorchProblem::hvp(const Tensor& v, Tensor& out) {
   }
   const Tensor gv = ::torch::dot(gradient_graph_, v.detach());
   const auto h = autograd::grad({gv}, weights_, {}, true, false, true);
-  VectorSpace<Tensor>::assign(out, flatten(h, weights_));
+  Tensor hv = flatten(h, weights_);
+  reduce(hv);
+  VectorSpace<Tensor>::assign(out, hv);
 }
 
 void TorchProblem::mixed_product(const Tensor& v, Tensor& out) {
@@ -314,7 +376,9 @@ void TorchProblem::mixed_product(const Tensor& v, Tensor& out) {
   }
   const Tensor gv = ::torch::dot(gradient_graph_, v.detach());
   const auto m = autograd::grad({gv}, hyper_, {}, true, false, true);
-  VectorSpace<Tensor>::assign(out, flatten(m, hyper_));
+  Tensor mv = flatten(m, hyper_);
+  reduce(mv);
+  VectorSpace<Tensor>::assign(out, mv);
 }
 
 void TorchProblem::evaluate_val() {
@@ -331,7 +395,8 @@ void TorchProblem::evaluate_val() {
     const std::int64_t count = std::min(eval_chunk, n - begin);
     const TensorData chunk = val_.slice(begin, count);
     const Tensor loss = loss_(model_.forward(chunk.inputs), chunk.labels) *
-                        (static_cast<double>(count) / static_cast<double>(n));
+                        (static_cast<double>(count) / static_cast<double>(n) *
+                         (comm_ ? val_shard_.weight() : 1.0));
     const auto grads = autograd::grad({loss}, all, {}, false, false, true);
     const std::vector<Tensor> gw(grads.begin(), grads.begin() + static_cast<long>(weights_.size()));
     const std::vector<Tensor> gl(grads.begin() + static_cast<long>(weights_.size()), grads.end());
@@ -339,9 +404,11 @@ void TorchProblem::evaluate_val() {
     grad_l.add_(flatten(gl, hyper_));
     loss_sum += loss.item<double>();
   }
+  reduce(grad_w);
+  reduce(grad_l);
   val_gradient_ = grad_w;
   direct_ = grad_l;
-  val_loss_ = loss_sum;
+  val_loss_ = reduced(loss_sum);
   val_valid_ = true;
 }
 
@@ -364,13 +431,39 @@ double TorchProblem::batch_train_gradient(const Tensor& lambda, const Tensor& w,
                                           Tensor& gradient, std::uint64_t noise_seed) {
   require(rows.numel() > 0, "TorchProblem::batch_train_gradient: empty batch");
   load(lambda.detach(), w.detach());
-  const Tensor index = rows.to(options_.device(), ::torch::kLong);
-  const TensorData batch = train_.rows(index);
-  const Tensor noise = family_->uses_noise() ? noise_like(batch.inputs, noise_seed) : Tensor();
-  const Tensor loss = objective(batch.inputs, batch.labels, noise, index);
-  const auto grads = autograd::grad({loss}, weights_, {}, false, false, true);
-  VectorSpace<Tensor>::assign(gradient, flatten(grads, weights_));
-  return loss.item<double>();
+  Tensor index = rows.to(::torch::kCPU, ::torch::kLong).contiguous();
+  const std::int64_t batch = index.numel();
+  Tensor positions;  // which entries of the batch this rank holds (distributed)
+  if (comm_) {
+    const Tensor mine = index.ge(train_shard_.begin).logical_and(
+        index.lt(train_shard_.begin + train_shard_.count));
+    positions = mine.nonzero().flatten();
+    index = index.index_select(0, positions) - train_shard_.begin;
+  }
+  const Tensor device_index = index.to(options_.device());
+  const TensorData part = train_.rows(device_index);
+  Tensor noise;
+  if (family_->uses_noise()) {
+    // ε for the whole batch from the seed, then this rank's entries: the single-process draw.
+    std::vector<std::int64_t> shape = train_.inputs.sizes().vec();
+    shape[0] = batch;
+    noise = noise_like(::torch::empty(shape, ::torch::TensorOptions().dtype(::torch::kDouble)),
+                       noise_seed);
+    if (comm_) noise = noise.index_select(0, positions.to(noise.device()));
+  }
+  const Tensor global_rows = comm_ ? (index + train_shard_.begin).to(options_.device()) : device_index;
+  const double weight = comm_ ? static_cast<double>(index.numel()) / static_cast<double>(batch) : 1.0;
+  const Tensor loss = objective(part.inputs, part.labels, noise, global_rows, weight);
+  Tensor g;
+  if (loss.requires_grad()) {
+    const auto grads = autograd::grad({loss}, weights_, {}, false, false, true);
+    g = flatten(grads, weights_);
+  } else {
+    g = ::torch::zeros({num_params_}, options_);
+  }
+  reduce(g);
+  VectorSpace<Tensor>::assign(gradient, g);
+  return reduced(loss.item<double>());
 }
 
 double TorchProblem::batch_train_gradient(const Tensor& lambda, const Tensor& w,
@@ -394,7 +487,8 @@ Metrics TorchProblem::metrics() {
       const TensorData chunk = data.slice(begin, count);
       Tensor x = chunk.inputs;
       if (train) {
-        const Tensor rows = ::torch::arange(begin, begin + count,
+        const std::int64_t first = begin + (comm_ ? train_shard_.begin : 0);  // global row
+        const Tensor rows = ::torch::arange(first, first + count,
                                             ::torch::TensorOptions().dtype(::torch::kLong).device(options_.device()));
         const Tensor noise = noise_.defined() ? noise_.narrow(0, begin, count) : Tensor();
         x = family_->train_inputs(x, noise, rows);
@@ -413,6 +507,18 @@ Metrics TorchProblem::metrics() {
   if (test_) {
     m.has_test = true;
     measure(*test_, false, m.test_loss, m.test_accuracy);
+  }
+  if (comm_) {  // this rank's means, weighted by its share and summed
+    double parts[6] = {m.train_loss * train_shard_.weight(), m.train_accuracy * train_shard_.weight(),
+                       m.val_loss * val_shard_.weight(),     m.val_accuracy * val_shard_.weight(),
+                       m.test_loss * test_shard_.weight(),   m.test_accuracy * test_shard_.weight()};
+    comm_->sum(parts, 6);
+    m.train_loss = parts[0];
+    m.train_accuracy = parts[1];
+    m.val_loss = parts[2];
+    m.val_accuracy = parts[3];
+    m.test_loss = parts[4];
+    m.test_accuracy = parts[5];
   }
   return m;
 }
@@ -502,6 +608,15 @@ const std::vector<TorchProblem::KfacFactor>& TorchProblem::kfac_factors() {
         kfac_[l].G.add_(::torch::mm(d.t(), d),
                         1.0 / static_cast<double>(n * locations[l]));
       }
+    }
+  }
+  if (comm_) {  // each factor is a mean over this rank's rows: weight by its share and sum
+    const double share = train_shard_.weight();
+    for (KfacFactor& f : kfac_) {
+      f.A.mul_(share);
+      f.G.mul_(share);
+      reduce(f.A);
+      reduce(f.G);
     }
   }
   kfac_valid_ = true;

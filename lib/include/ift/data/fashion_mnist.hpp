@@ -32,6 +32,20 @@ template <class S>
 Splits<S> load_fashion_mnist(Index n_train, Index n_val, Index n_test, bool append_bias,
                              const std::string& dir = default_fashion_mnist_dir());
 
+/// Rows [begin, begin + count) of a split.
+struct RowRange {
+  Index begin = 0, count = 0;
+};
+
+/// The part of load_fashion_mnist(n_train, n_val, n_test, …) that one process of a data-parallel
+/// run holds: rows `train` of the n_train training rows, `val` of the validation rows, `test`
+/// of the test rows (each range inside its split). Only those rows are kept in memory (the
+/// files are still read, or decompressed, from their start).
+template <class S>
+Splits<S> load_fashion_mnist_part(Index n_train, Index n_val, Index n_test, RowRange train,
+                                  RowRange val, RowRange test, bool append_bias,
+                                  const std::string& dir = default_fashion_mnist_dir());
+
 /// The MNIST digits from data/get-mnist.sh (images-idx3-ubyte, labels-idx1-ubyte in `dir`,
 /// 10,000 digits in a fixed shuffled order): train = rows [0, n_train), val = rows
 /// [n_train, n_train + n_val), test = the LAST n_test rows (so the test set does not move when

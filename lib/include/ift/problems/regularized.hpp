@@ -1,6 +1,12 @@
 // RegularizedProblem: L_T = mean loss(train) + weight-decay penalty, L_V = mean loss(val), an
 // optional test set for metrics; for any model satisfying FullModel (ift/models/model.hpp).
 // Implements BilevelProblem<S> and every capability of ift/problem.hpp.
+//
+// Data-parallel (distribute()): each process holds a shard of the training, validation and test
+// rows; every data term (losses, gradients, curvature products and matrices, Kronecker factors,
+// accuracies) is the model's mean over the local rows weighted by count/total and summed over
+// the ranks (parallel::Communicator: rank order, the same bits on every rank), and the penalty
+// is added once, after the sum. The result is the single-process problem's to rounding.
 #pragma once
 
 #include <memory>
@@ -11,6 +17,7 @@
 #include "ift/dataset.hpp"
 #include "ift/hyper/weight_decay.hpp"
 #include "ift/models/model.hpp"
+#include "ift/parallel/communicator.hpp"
 #include "ift/problem.hpp"
 
 namespace ift {
@@ -38,6 +45,33 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
             "RegularizedProblem: the weight-decay family does not match the model's size");
   }
 
+  /// Makes this problem one rank's part of a data-parallel problem: the data sets given to the
+  /// constructor are this rank's rows `train`, `val` and `test` (shards of the full sets, the
+  /// same on every rank in total), and every data term is summed over `comm`'s ranks. Every rank
+  /// must then make the same calls in the same order (they are collective).
+  void distribute(std::shared_ptr<parallel::Communicator> comm, parallel::Shard train,
+                  parallel::Shard val, parallel::Shard test = {}) {
+    require(comm != nullptr, "RegularizedProblem::distribute: no communicator");
+    auto check = [](const char* what, const parallel::Shard& s, Index local) {
+      require(s.count == local && s.begin >= 0 && s.begin + s.count <= s.total,
+              std::string("RegularizedProblem::distribute: the ") + what + " shard [" +
+                  std::to_string(s.begin) + ", " + std::to_string(s.begin + s.count) + ") of " +
+                  std::to_string(s.total) + " rows does not match the " + std::to_string(local) +
+                  " local rows");
+    };
+    check("training", train, train_->size());
+    check("validation", val, val_->size());
+    if (test_) check("test", test, test_->size());
+    comm_ = std::move(comm);
+    train_shard_ = train;
+    val_shard_ = val;
+    test_shard_ = test;
+    val_valid_ = false;
+    train_gradient_valid_ = false;
+  }
+  /// The communicator of a distributed problem; null for a single process.
+  const std::shared_ptr<parallel::Communicator>& communicator() const { return comm_; }
+
   const Model& model() const { return model_; }
   const Dataset<S>& train_data() const { return *train_; }
   const Dataset<S>& val_data() const { return *val_; }
@@ -55,7 +89,8 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
     // weight gradient itself (half of a logistic-regression gradient's flops, 40% of a deep
     // MLP's) only when train_gradient() is called: a hypergradient by cg/neumann/identity/kfac
     // never needs it.
-    train_loss_ = model_.evaluate(*train_, w_, train_cache_, nullptr) + decay_.penalty(lambda_, w_);
+    train_loss_ = reduced(model_.evaluate(*train_, w_, train_cache_, nullptr), train_shard_) +
+                  decay_.penalty(lambda_, w_);
     decay_.hessian_diagonal(lambda_, penalty_curvature_);  // exp(λ) once, not in every product
     train_gradient_valid_ = false;
     val_valid_ = false;
@@ -67,6 +102,7 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
   const Vector<S>& train_gradient() const override {
     if (!train_gradient_valid_) {
       model_.gradient_from_cache(*train_, train_cache_, train_gradient_);
+      reduce(train_gradient_, train_shard_);
       train_gradient_.array() += penalty_curvature_.array() * w_.array();  // ∇R = exp(λ) ⊙ w
       train_gradient_valid_ = true;
     }
@@ -84,18 +120,22 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
 
   void hvp(const Vector<S>& v, Vector<S>& out) override {
     model_.hvp(*train_, w_, train_cache_, v, out);
+    reduce(out, train_shard_);
     add_penalty_hvp(v, out);
   }
   void gauss_newton_product(const Vector<S>& v, Vector<S>& out) override {
     model_.gauss_newton_product(*train_, w_, train_cache_, v, out);
+    reduce(out, train_shard_);
     add_penalty_hvp(v, out);
   }
   void fisher_product(const Vector<S>& v, Vector<S>& out) override {
     model_.fisher_product(*train_, w_, train_cache_, v, out);
+    reduce(out, train_shard_);
     add_penalty_hvp(v, out);
   }
   void hessian(Matrix<S>& H) override {
     model_.hessian(*train_, w_, train_cache_, H);
+    reduce(H, train_shard_);
     decay_.add_hessian(lambda_, H);
   }
   void gauss_newton_matrix(Matrix<S>& G) override {
@@ -103,10 +143,15 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
       model_.gauss_newton_matrix(*train_, w_, train_cache_, G);
     else
       model_.hessian(*train_, w_, train_cache_, G);  // linear logits: Gauss-Newton = Hessian
+    reduce(G, train_shard_);
     decay_.add_hessian(lambda_, G);
   }
   std::vector<KroneckerFactors<S>> kfac_factors(std::vector<S>& shift) override {
     auto factors = model_.kfac_factors(*train_, w_, train_cache_);
+    for (auto& f : factors) {  // each factor is a mean over the rows
+      reduce(f.A, train_shard_);
+      reduce(f.G, train_shard_);
+    }
     const Vector<S> diag = decay_.hessian_diagonal(lambda_);
     shift.clear();
     for (const auto& f : factors) {
@@ -123,33 +168,55 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
     add_penalty_hvp(v, out);
   }
 
-  Index num_train_examples() const override { return train_->size(); }
+  Index num_train_examples() const override { return comm_ ? train_shard_.total : train_->size(); }
+  /// `rows` index the whole training set; a distributed problem evaluates the rows it holds and
+  /// weights them by their share of the batch.
   S batch_train_gradient(const Vector<S>& lambda, const Vector<S>& w,
                          const std::vector<Index>& rows, Vector<S>& gradient) override {
     require(!rows.empty(), "RegularizedProblem::batch_train_gradient: empty batch");
     for (const Index r : rows)
-      require(r >= 0 && r < train_->size(),
+      require(r >= 0 && r < num_train_examples(),
               "RegularizedProblem::batch_train_gradient: row " + std::to_string(r) +
                   " outside the training set");
-    batch_ = train_->gather(rows);
-    const S loss = model_.evaluate(batch_, w, batch_cache_, &gradient) + decay_.penalty(lambda, w);
+    S data_loss = 0;
+    if (!comm_) {
+      batch_ = train_->gather(rows);
+      data_loss = model_.evaluate(batch_, w, batch_cache_, &gradient);
+    } else {
+      std::vector<Index> local;
+      for (const Index r : rows)
+        if (r >= train_shard_.begin && r < train_shard_.begin + train_shard_.count)
+          local.push_back(r - train_shard_.begin);
+      const parallel::Shard share{0, static_cast<Index>(local.size()), static_cast<Index>(rows.size())};
+      if (local.empty()) {
+        gradient.setZero(num_params());
+      } else {
+        batch_ = train_->gather(local);
+        data_loss = model_.evaluate(batch_, w, batch_cache_, &gradient);
+      }
+      data_loss = reduced(data_loss, share);
+      reduce(gradient, share);
+    }
+    const S loss = data_loss + decay_.penalty(lambda, w);
     decay_.add_gradient(lambda, w, gradient);
     return loss;
   }
 
   Metrics metrics() override {
     Metrics m;
-    m.train_loss = static_cast<double>(model_.evaluate(*train_, w_, scratch_cache_, nullptr));
+    m.train_loss = static_cast<double>(
+        reduced(model_.evaluate(*train_, w_, scratch_cache_, nullptr), train_shard_));
     m.val_loss = static_cast<double>(val_loss());
     m.has_accuracy = train_->labels.size() > 0;
     if (m.has_accuracy) {
-      m.train_accuracy = model_.accuracy(*train_, scratch_cache_);
-      m.val_accuracy = model_.accuracy(*val_, val_cache_);
+      m.train_accuracy = reduced(model_.accuracy(*train_, scratch_cache_), train_shard_);
+      m.val_accuracy = reduced(model_.accuracy(*val_, val_cache_), val_shard_);
     }
     if (test_) {
       m.has_test = true;
-      m.test_loss = static_cast<double>(model_.evaluate(*test_, w_, scratch_cache_, nullptr));
-      if (m.has_accuracy) m.test_accuracy = model_.accuracy(*test_, scratch_cache_);
+      m.test_loss = static_cast<double>(
+          reduced(model_.evaluate(*test_, w_, scratch_cache_, nullptr), test_shard_));
+      if (m.has_accuracy) m.test_accuracy = reduced(model_.accuracy(*test_, scratch_cache_), test_shard_);
     }
     return m;
   }
@@ -163,8 +230,22 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
   }
   void evaluate_val() {
     if (val_valid_) return;
-    val_loss_ = model_.evaluate(*val_, w_, val_cache_, &val_gradient_);
+    val_loss_ = reduced(model_.evaluate(*val_, w_, val_cache_, &val_gradient_), val_shard_);
+    reduce(val_gradient_, val_shard_);
     val_valid_ = true;
+  }
+  /// A distributed problem's data term: this rank's mean weighted by its share, summed over the
+  /// ranks. A single process leaves it as it is (bitwise).
+  template <class Derived>
+  void reduce(Eigen::PlainObjectBase<Derived>& x, const parallel::Shard& shard) const {
+    if (!comm_) return;
+    x *= static_cast<typename Derived::Scalar>(shard.weight());
+    parallel::sum(*comm_, x);
+  }
+  template <class T>
+  T reduced(T x, const parallel::Shard& shard) const {
+    if (!comm_) return x;
+    return parallel::sum(*comm_, static_cast<T>(x * static_cast<T>(shard.weight())));
   }
 
   Model model_;
@@ -177,6 +258,8 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
   bool val_valid_ = false;
   mutable bool train_gradient_valid_ = false;
   typename Model::Cache train_cache_, val_cache_, scratch_cache_, batch_cache_;
+  std::shared_ptr<parallel::Communicator> comm_;  // null: one process
+  parallel::Shard train_shard_, val_shard_, test_shard_;
   Dataset<S> batch_;
 };
 

@@ -5,6 +5,7 @@
 //   SoftmaxRegressionNet  ift::SoftmaxRegression's layout (class-major W, no separate bias:
 //                      the bias is a feature of the data).
 //   SmallCnn           conv-relu-pool ×2 + linear: the P6 classifier.
+//   ResNet             three stages of residual blocks, no normalisation: P6 at a million weights.
 //   UNet               a small U-Net x' = x + U(x, ε) (paper Fig. 1): the augmentation network.
 #pragma once
 
@@ -62,6 +63,33 @@ class SmallCnnImpl : public ::torch::nn::Module {
   ::torch::nn::Linear fc{nullptr};
 };
 TORCH_MODULE(SmallCnn);
+
+/// A residual network (He et al. 2016; the paper's P6 uses a ResNet) without normalisation
+/// layers — batch norm couples the examples of a batch, so L_T would no longer be a mean over
+/// examples (minibatches, shards and HVPs would see different functions): a 3×3 stem, three
+/// stages of two basic blocks (two 3×3 convolutions with relu, an identity or 1×1 strided
+/// shortcut) with F, 2F, 4F filters at strides 1, 2, 2, global average pooling and a linear
+/// classifier. Each block's second convolution starts scaled by 0.1 (Fixup-like), so the net
+/// starts near its shortcuts. num_weights(1, 10, F): F = 40 gives 1,084,970 weights (over a
+/// million per-weight decays); F = 8, 43,946. `smooth`: softplus instead of relu.
+class ResNetImpl : public ::torch::nn::Module {
+ public:
+  ResNetImpl(std::int64_t channels, std::int64_t classes, std::int64_t filters = 16,
+             bool smooth = false);
+  Tensor forward(const Tensor& x);
+  /// Weights of a ResNet with these sizes (without building it).
+  static std::int64_t num_weights(std::int64_t channels, std::int64_t classes, std::int64_t filters);
+  bool smooth;
+
+ private:
+  struct Block {
+    ::torch::nn::Conv2d first{nullptr}, second{nullptr}, shortcut{nullptr};
+  };
+  ::torch::nn::Conv2d stem_{nullptr};
+  std::vector<Block> blocks_;
+  ::torch::nn::Linear fc_{nullptr};
+};
+TORCH_MODULE(ResNet);
 
 /// Two-level U-Net on [x, ε] (2·channels in) with a skip connection; its output is added to x,
 /// and the last 1×1 convolution starts near zero so U starts near the identity map. `smooth`:

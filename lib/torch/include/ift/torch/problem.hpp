@@ -20,6 +20,7 @@
 #include "ift/hypergradient.hpp"
 #include "ift/linalg/status.hpp"
 #include "ift/models/kronecker_factors.hpp"
+#include "ift/parallel/communicator.hpp"
 #include "ift/problem.hpp"
 #include "ift/torch/tensor_space.hpp"
 
@@ -165,6 +166,18 @@ class AugmentationFamily final : public HyperFamily {
   std::function<Tensor(const Tensor&, const Tensor&)> augment_;
 };
 
+// ---- Data-parallel groups --------------------------------------------------------------------
+
+/// The communicator seam's tensor face: what a distributed TorchProblem needs besides the
+/// host-side Communicator, the sum of a tensor over the ranks on its own device (rank order,
+/// the same bits everywhere). Implemented by ProcessGroupCommunicator (ift/torch/distributed.hpp:
+/// torch.distributed's Gloo and NCCL process groups).
+class TensorCommunicator : public parallel::Communicator {
+ public:
+  using parallel::Communicator::sum;
+  virtual void sum(Tensor& t) = 0;
+};
+
 // ---- The problem ----------------------------------------------------------------------------
 
 /// L_T(λ, w) = mean loss(model(family inputs of train)) + R(λ, w); L_V = mean loss(model(val)).
@@ -181,6 +194,19 @@ class TorchProblem {
   TorchProblem(Model model, std::shared_ptr<HyperFamily> family, TensorData train, TensorData val,
                std::optional<TensorData> test = std::nullopt, Loss loss = cross_entropy_loss(),
                std::uint64_t noise_seed = 1);
+
+  /// Makes this problem one rank's part of a data-parallel problem: the data given to the
+  /// constructor are this rank's rows `train`, `val`, `test` of the full sets. Each rank's L_T
+  /// is then (count/total)·(mean loss over its rows) + R/N, so that gradients, HVPs, mixed
+  /// products and losses summed over the N ranks are the single-process ones; validation terms,
+  /// metrics and KFAC factors are weighted and summed likewise, and the fixed noise ε of the
+  /// training rows is drawn for the full set and cut, so every family (weight decay,
+  /// augmentation) sees the single-process numbers. Not for families whose training inputs
+  /// are λ (distillation): their training set is not sharded. Every rank must then make the
+  /// same calls in the same order.
+  void distribute(std::shared_ptr<TensorCommunicator> comm, parallel::Shard train,
+                  parallel::Shard val, parallel::Shard test = {});
+  const std::shared_ptr<TensorCommunicator>& communicator() const { return comm_; }
 
   Index num_params() const { return num_params_; }
   Index num_hyper() const { return num_hyper_; }
@@ -221,7 +247,7 @@ class TorchProblem {
   /// val and test at the current point, evaluated in chunks without a graph.
   Metrics metrics();
 
-  Index num_train_examples() const { return train_.size(); }
+  Index num_train_examples() const { return comm_ ? train_shard_.total : train_.size(); }
   /// ∇_w L_T at (λ, w) on the listed training rows with fresh noise ε drawn from `noise_seed`;
   /// returns that L_T. Does not move the problem's point.
   double batch_train_gradient(const Tensor& lambda, const Tensor& w, const Tensor& rows,
@@ -238,8 +264,15 @@ class TorchProblem {
 
  private:
   void load(const Tensor& lambda, const Tensor& w);
+  /// data_weight · mean loss(rows) + penalty_weight · R: (1, 1) for one process.
   Tensor objective(const Tensor& inputs, const Tensor& labels, const Tensor& noise,
-                   const Tensor& rows);
+                   const Tensor& rows, double data_weight = 1.0);
+  /// Sums over the ranks (no-ops for one process).
+  void reduce(Tensor& t) const;
+  double reduced(double x) const;
+  /// Noise for rows [begin, begin + count) of a `total`-row draw with this seed.
+  Tensor noise_rows(const Tensor& inputs, std::int64_t total, std::int64_t begin,
+                    std::uint64_t seed) const;
   /// Rebuilds the graph of ∇_w L_T at the point when a load() invalidated it.
   void ensure_graph();
   /// Makes the module's parameters hold the problem's point again.
@@ -261,6 +294,10 @@ class TorchProblem {
   bool have_point_ = false, graph_valid_ = false, val_valid_ = false, kfac_valid_ = false;
   bool loaded_is_point_ = false;
   std::vector<KfacFactor> kfac_;
+  std::shared_ptr<TensorCommunicator> comm_;  // null: one process
+  parallel::Shard train_shard_, val_shard_, test_shard_;
+  double penalty_weight_ = 1.0;  // 1/N: the ranks' penalties add up to R
+  std::uint64_t noise_seed_ = 1;
 };
 
 /// The flat concatenation of `tensors` (undefined entries become zeros shaped like `like`).
