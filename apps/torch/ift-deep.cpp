@@ -236,13 +236,12 @@ int run(const Options& o) {
   ift::deep::TorchProblem problem(model, family, data.train, data.val, test,
                                   ift::deep::cross_entropy_loss(), mix(o.seed, 7));
 
-  ift::MethodSpec spec;
-  spec.method = ift::parse_method(o.method);
+  ift::MethodSpec spec = ift::parse_method_spec(o.method);  // with its +warm / +fresh / +fixed
   spec.steps = o.steps;
   spec.neumann.alpha = o.alpha;
   spec.damping = o.damping;
   spec.neumann.power_iterations = o.power_iterations;
-  spec.warm_start = o.warm_start;
+  if (o.warm_start && ift::supports_warm_start(spec.method)) spec.warm_start = true;
   spec.cg.reorthogonalize = false;  // k is small here; plain CG keeps memory at a few vectors
   spec.check();
 
