@@ -258,9 +258,9 @@ TEST(StochasticCurvature, FreshAndFixedDifferAndAreReproducibleBySeed) {
 // ---- warm starts on a hypergradient and in the loop ---------------------------------------------
 
 TEST(WarmCg, RunToConvergenceEqualsColdCg) {
-  Fixture f = make_fixture();
-  // v of a perturbed λ as the previous hyper-step's.
-  const Vector<double> lambda1 = f.lambda.array() + 0.3;
+  Fixture f = make_fixture(40, 30, 12);  // D = 93: more CG iterations than a warm start needs
+  // v of a slightly perturbed λ as the previous hyper-step's.
+  const Vector<double> lambda1 = f.lambda.array() + 1e-3;
   f.problem->set_point(lambda1, f.w);
   MethodSpec cg = parse_method_spec("cg+warm");
   cg.steps = 200;
