@@ -351,6 +351,7 @@ inline const std::vector<OptionSpec>& option_table() {
       option(g::kMethod, "methods", K::Text, "LIST",
              "comma-separated inverse approximations, as --method (e.g. cg,cg+warm,neumann+warm)")
           .by_default("exact,kfac,cg,neumann,identity,zero")
+          .list_of({})  // a list (an app's set_choices keeps it one); names checked below
           .check(valid::method_names(methods, true)),
       option(g::kMethod, "curvature", K::Text, "NAME",
              "what stands in for H (outer-product and fisher: neumann only)")
