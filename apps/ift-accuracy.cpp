@@ -74,6 +74,9 @@ const std::vector<std::string> kAllMethods = {
     "exact",         "gauss-newton/exact",    "kfac",           "identity",
     "cg",            "neumann",               "gauss-newton/cg", "gauss-newton/neumann",
     "outer-product/neumann", "fisher/neumann", "unrolled"};
+/// Stochastic curvature (docs/methods.md): not in the default list, they need --curvature-batch.
+const std::vector<std::string> kSampledMethods = {"cg+fresh", "cg+fixed", "neumann+fresh",
+                                                  "neumann+fixed"};
 
 std::string join(const std::vector<std::string>& items, const char* sep = ",") {
   std::string s;
@@ -87,7 +90,10 @@ MethodSpec spec_from_name(const std::string& name, Index k, double kfac_damping)
   const auto slash = name.find('/');
   s.curvature = slash == std::string::npos ? Curvature::Hessian
                                            : parse_curvature(name.substr(0, slash));
-  s.method = parse_method(slash == std::string::npos ? name : name.substr(slash + 1));
+  const MethodSpec named =
+      parse_method_spec(slash == std::string::npos ? name : name.substr(slash + 1));
+  s.method = named.method;
+  s.sampling = named.sampling;  // +fresh / +fixed
   s.steps = k;
   s.cg.tolerance = 0;  // cg(k) means k iterations: no early stop (DESIGN.md §1)
   if (s.method == Method::Kfac) s.damping = kfac_damping;
@@ -108,6 +114,7 @@ struct Options {
   app::CommonOptions common;  // --seed (MLP initial weights), --threads, --out, --data
   std::string model = "logreg", methods = join(kAllMethods), steps_list;
   Index n_train = 1000, n_val = 1000, max_steps = 50, hidden = 2, pretrain_steps = 0;
+  Index curvature_batch = 0;  // rows per sampled HVP (+fresh / +fixed methods)
   double pretrain_lr = 0.01;
   double log_decay = std::log(1e-3), grad_tol = 1e-10, kfac_damping = 0;
   std::string inner = "newton-cg";  // the inner solver for w*
@@ -176,6 +183,10 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
   };
   for (const std::string& name : methods) {
     MethodSpec s = spec_from_name(name, 0, opt.kfac_damping);
+    if (s.sampling != CurvatureSampling::Full) {
+      s.curvature_batch = opt.curvature_batch;
+      s.sampling_seed = opt.common.seed;
+    }
     if (!uses_steps(s.method)) {
       add_row(name, false, 0,
               name == "exact" ? exact : HypergradientEngine<double>(s).compute(problem), true);
@@ -228,7 +239,8 @@ int run(int argc, char** argv) {
       "10) built from D HVPs, and so does every Newton iteration.";
   app::OptionSet set("ift-accuracy", usage);
   set.use({"data", "data-dir", "train", "val", "model", "hidden", "activation", "init-log-decay",
-           "methods", "steps-list", "inner", "inner-tol", "out", "quiet", "threads", "seed"})
+           "methods", "steps-list", "inner", "inner-tol", "out", "quiet", "threads", "seed",
+           "curvature-batch"})
       .add(app::option("", "max-steps", app::ValueKind::Integer, "K",
                        "k runs over 0..K (unless --steps-list)")
                .by_default("50")
@@ -248,7 +260,9 @@ int run(int argc, char** argv) {
                .check(app::valid::positive()));
   set.set_defaults({{"out", "results/accuracy"}, {"hidden", "2"}, {"inner", "newton-cg"}});
   set.set_choices("inner", {"newton-cg", "newton", "lbfgs"});
-  set.set_default("methods", join(kAllMethods)).set_choices("methods", kAllMethods);
+  std::vector<std::string> choices = kAllMethods;
+  choices.insert(choices.end(), kSampledMethods.begin(), kSampledMethods.end());
+  set.set_default("methods", join(kAllMethods)).set_choices("methods", choices);
   const std::optional<app::OptionValues> parsed = app::parse_command_line(argc, argv, set);
   if (!parsed) return 0;
   const app::OptionValues& v = *parsed;
@@ -277,6 +291,10 @@ int run(int argc, char** argv) {
     for (Index k = 0; k <= opt.max_steps; ++k) ks.push_back(k);
   }
   const std::vector<std::string> methods = v.list("methods");
+  if (v.has("curvature-batch")) opt.curvature_batch = v.integer("curvature-batch");
+  for (const std::string& name : methods)
+    app::require_option(name.find('+') == std::string::npos || opt.curvature_batch > 0,
+                        "curvature-batch", "needed by " + name + " (rows per sampled HVP)");
   const bool progress = !opt.quiet && isatty(fileno(stderr));
   std::filesystem::create_directories(opt.common.out);
 

@@ -44,7 +44,8 @@ int run(int argc, char** argv) {
       .use({"init-log-decay", "methods"})
       .use(selection::kMethod)
       .use(selection::kLoop)
-      .use({"warmup-steps"})
+      .use({"warmup-steps", "tolerance-schedule", "tolerance0", "curvature-sampling",
+            "curvature-batch"})
       .use(selection::kRun)
       .add(flag("", "full",
                 "the paper-size run: 200 hyper-steps (overrides --hyper-steps; the exact method "

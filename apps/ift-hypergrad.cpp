@@ -82,7 +82,7 @@ int run(int argc, char** argv) {
           "with --sweep)\n  w_star.npy         float64 (10, 785): w*(λ)");
   set.use(app::selection::kData)
       .use({"init-log-decay", "method", "curvature", "steps", "alpha", "damping", "steps-list",
-            "inner-tol", "inner", "quiet"})
+            "inner-tol", "inner", "quiet", "curvature-sampling", "curvature-batch"})
       .use(app::selection::kRun)
       .add(app::flag("", "sweep", "run every method for each k in --steps-list (problem P3)"))
       .add(app::option("", "w-tol", app::ValueKind::Real, "X",
@@ -113,6 +113,11 @@ int run(int argc, char** argv) {
     const bool sweep = v.flag("sweep"), quiet = v.flag("quiet");
 
     MethodSpec base = app::method_spec(v, v.text("method"));
+    // One hypergradient has no previous hyper-step whose v a warm start would continue from.
+    app::require_option(!base.warm_start, "method",
+                        "+warm needs the previous hyper-step's v; ift-hypergrad computes a single "
+                        "hypergradient (warm starts run in ift-compare)");
+    const Index curvature_batch = v.has("curvature-batch") ? v.integer("curvature-batch") : 0;
     base.compute_residual = true;
     base.check();
     const std::vector<Index> ks = sweep ? v.index_list("steps-list") : std::vector<Index>{};
@@ -237,11 +242,14 @@ int run(int argc, char** argv) {
     // ---- The requested method(s) ---------------------------------------------------------------
     std::vector<MethodSpec> specs;
     if (sweep) {
-      auto add = [&](Method mt, Curvature c, Index k) {
+      auto add = [&](Method mt, Curvature c, Index k,
+                     CurvatureSampling sampling = CurvatureSampling::Full) {
         MethodSpec s = base;
         s.method = mt;
         s.curvature = c;
         s.steps = k;
+        s.sampling = sampling;
+        s.curvature_batch = sampling == CurvatureSampling::Full ? 0 : curvature_batch;
         if (s.neumann.alpha == 0 && (mt == Method::Neumann || mt == Method::Unrolled) &&
             c == Curvature::Hessian)
           s.neumann.alpha = auto_alpha;  // one α for every k, as in the paper's comparison
@@ -259,6 +267,11 @@ int run(int argc, char** argv) {
         add(Method::Neumann, Curvature::GaussNewton, k);
         add(Method::Neumann, Curvature::OuterProduct, k);
         add(Method::Neumann, Curvature::Fisher, k);
+        if (curvature_batch > 0)  // stochastic curvature: --curvature-batch rows per product
+          for (CurvatureSampling sm : {CurvatureSampling::Fresh, CurvatureSampling::Fixed}) {
+            add(Method::Cg, Curvature::Hessian, k, sm);
+            add(Method::Neumann, Curvature::Hessian, k, sm);
+          }
       }
     } else {
       MethodSpec s = base;

@@ -161,6 +161,30 @@ inline Validator index_list() {
     return ok ? "" : "a comma-separated list of integers >= 0, e.g. 0,5,20,50";
   };
 }
+/// Method names as in --methods: a base name of `bases`, for cg and neumann with the suffixes
+/// +warm, +fresh, +fixed (ift::parse_method_spec); (list) a comma-separated list of distinct ones.
+inline Validator method_names(std::vector<std::string> bases, bool list) {
+  return [bases = std::move(bases), list](const std::string& t) -> std::string {
+    const std::string expected = std::string(list ? "a comma-separated list of " : "") +
+                                 or_list(bases) + " (cg and neumann also with +warm, +fresh, " +
+                                 "+fixed, e.g. cg+warm)";
+    std::vector<std::string> items;
+    for (auto& s : split_list(t))
+      if (!s.empty()) items.push_back(s);
+    if (items.empty() || (!list && items.size() != 1)) return expected;
+    for (const auto& item : items) {
+      const std::string base = item.substr(0, item.find('+'));
+      if (std::find(bases.begin(), bases.end(), base) == bases.end()) return expected;
+      try {
+        (void)parse_method_spec(item);
+      } catch (const std::invalid_argument& e) {
+        return expected + "; " + e.what();
+      }
+    }
+    const std::set<std::string> distinct(items.begin(), items.end());
+    return distinct.size() == items.size() ? "" : "a list without repeated items";
+  };
+}
 /// One of `choices`, or (list) a comma-separated non-empty list of distinct ones (a repeated
 /// item would run the same experiment twice under one name).
 inline Validator choice(std::vector<std::string> choices, bool list) {
@@ -318,12 +342,17 @@ inline const std::vector<OptionSpec>& option_table() {
           .alias("log-decay")
           .alias("init-log-lambda"),
       // Hypergradient method (DESIGN.md §1)
-      option(g::kMethod, "method", K::Text, "NAME", "inverse approximation of H⁻¹ (DESIGN.md §1)")
+      option(g::kMethod, "method", K::Text, "NAME",
+             "inverse approximation of H⁻¹ (DESIGN.md §1): exact, cg, neumann, identity, zero, "
+             "kfac or unrolled; cg and neumann take the suffixes +warm (start from the previous "
+             "hyper-step's v), +fresh / +fixed (minibatch curvature, docs/methods.md)")
           .by_default("exact")
-          .one_of(methods),
-      option(g::kMethod, "methods", K::Text, "LIST", "comma-separated inverse approximations")
+          .check(valid::method_names(methods, false)),
+      option(g::kMethod, "methods", K::Text, "LIST",
+             "comma-separated inverse approximations, as --method (e.g. cg,cg+warm,neumann+warm)")
           .by_default("exact,kfac,cg,neumann,identity,zero")
-          .list_of(methods),
+          .list_of({})  // a list (an app's set_choices keeps it one); names checked below
+          .check(valid::method_names(methods, true)),
       option(g::kMethod, "curvature", K::Text, "NAME",
              "what stands in for H (outer-product and fisher: neumann only)")
           .by_default("hessian")
@@ -347,7 +376,18 @@ inline const std::vector<OptionSpec>& option_table() {
              "power iterations for the automatic α")
           .by_default("200")
           .check(int_at_least(1)),
-      flag(g::kMethod, "warm-start", "cg: start from the previous hyper-step's v instead of 0"),
+      flag(g::kMethod, "warm-start",
+           "cg, neumann: start from the previous hyper-step's v instead of 0 (as the +warm "
+           "suffix, for every listed method that can; neumann + --steps 1: SOBA)"),
+      option(g::kMethod, "curvature-sampling", K::Text, "NAME",
+             "cg, neumann: Hessian-vector products on minibatches of --curvature-batch training "
+             "rows, a fresh one per product or one fixed per solve (as the +fresh / +fixed "
+             "suffix, for every listed method that can); full: every row")
+          .by_default("full")
+          .one_of({"full", "fresh", "fixed"}),
+      option(g::kMethod, "curvature-batch", K::Integer, "B",
+             "rows per curvature minibatch (sampled curvature; seeded by --seed)")
+          .check(int_at_least(1)),
       // Bilevel loop and inner solver
       option(g::kLoop, "hyper-steps", K::Integer, "T", "outer iterations (hyper-steps)")
           .by_default("10")
@@ -378,6 +418,15 @@ inline const std::vector<OptionSpec>& option_table() {
           .by_default("1e-10")
           .check(valid::positive())
           .alias("grad-tol"),
+      option(g::kLoop, "tolerance-schedule", K::Text, "NAME",
+             "HOAG (Pedregosa 2016): at hyper-step t both the inner solvers' --inner-tol and "
+             "the linear solve's tolerance become ε0/t² (quadratic), ε0/t³ (cubic) or "
+             "ε0·0.9^t (geometric); --steps stays the cap")
+          .by_default("none")
+          .one_of({"none", "quadratic", "cubic", "geometric"}),
+      option(g::kLoop, "tolerance0", K::Real, "E", "ε0 of --tolerance-schedule")
+          .by_default("1e-3")
+          .check(valid::positive()),
       option(g::kLoop, "outer-optimizer", K::Text, "NAME", "optimiser on λ")
           .by_default("adam")
           .one_of({"sgd", "momentum", "adam"}),
@@ -671,16 +720,25 @@ inline std::optional<OptionValues> parse_builtin(int argc, const char* const* ar
 
 // ---- From values to the library's parameters ---------------------------------------------------
 
-/// The method group as a MethodSpec for `method` (one of --methods, or --method's value).
+/// The method group as a MethodSpec for `method` (one of --methods, or --method's value, with
+/// its suffixes). --warm-start and --curvature-sampling apply to the methods that support them.
 inline MethodSpec method_spec(const OptionValues& v, const std::string& method) {
-  MethodSpec spec;
-  spec.method = parse_option("method", [&] { return parse_method(method); });
+  MethodSpec spec = parse_option("method", [&] { return parse_method_spec(method); });
   if (v.has("curvature")) spec.curvature = parse_curvature(v.text("curvature"));
   if (v.has("steps")) spec.steps = v.integer("steps");
   if (v.has("alpha")) spec.neumann.alpha = v.real("alpha");
   if (v.has("damping")) spec.damping = v.real("damping");
   if (v.has("power-iterations")) spec.neumann.power_iterations = v.integer("power-iterations");
-  spec.warm_start = v.flag("warm-start");
+  if (v.flag("warm-start") && supports_warm_start(spec.method)) spec.warm_start = true;
+  if (v.has("curvature-sampling") && spec.sampling == CurvatureSampling::Full &&
+      supports_curvature_sampling(spec.method))
+    spec.sampling = parse_curvature_sampling(v.text("curvature-sampling"));
+  if (spec.sampling != CurvatureSampling::Full) {
+    require_option(v.has("curvature-batch"), "curvature-batch",
+                   "needed with sampled curvature (" + spec.name() + "): rows per minibatch");
+    spec.curvature_batch = v.integer("curvature-batch");
+  }
+  if (v.has("seed")) spec.sampling_seed = static_cast<std::uint64_t>(v.integer("seed"));
   return spec;
 }
 
@@ -694,6 +752,10 @@ inline void apply_loop_options(const OptionValues& v, BilevelParams& p) {
   if (v.has("inner")) parse_option("inner", [&] { parse_inner(v.text("inner"), p); });
   if (v.has("inner-lr")) p.inner.learning_rate = v.real("inner-lr");
   if (v.has("inner-tol")) p.inner_tolerance = v.real("inner-tol");
+  if (v.has("tolerance-schedule"))
+    p.tolerance_schedule = parse_option(
+        "tolerance-schedule", [&] { return parse_tolerance_schedule(v.text("tolerance-schedule")); });
+  if (v.has("tolerance0")) p.tolerance0 = v.real("tolerance0");
   if (v.has("outer-optimizer"))
     p.outer.kind =
         parse_option("outer-optimizer", [&] { return parse_optimizer(v.text("outer-optimizer")); });

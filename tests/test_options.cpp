@@ -168,7 +168,10 @@ TEST(Options, ABadValueNamesTheOptionAndWhatWasExpected) {
        "--inner: expected sgd, momentum, adam, newton, newton-cg or lbfgs (got 'bfgs')"},
       {Argv{"--methods", "cg,bogus"},
        "--methods: expected a comma-separated list of exact, cg, neumann, identity, zero, kfac "
-       "or unrolled (got 'cg,bogus')"},
+       "or unrolled (cg and neumann also with +warm, +fresh, +fixed, e.g. cg+warm) (got "
+       "'cg,bogus')"},
+      {Argv{"--tolerance-schedule", "linear"},
+       "--tolerance-schedule: expected none, quadratic, cubic or geometric (got 'linear')"},
       {Argv{"--steps-list", "0,-5"},
        "--steps-list: expected a comma-separated list of integers >= 0, e.g. 0,5,20,50 (got "
        "'0,-5')"},
@@ -289,6 +292,40 @@ TEST(Options, ValuesFillTheLibraryParameters) {
   // Without --alpha, α stays 0: chosen from λ_max.
   const auto [d, e] = parse_both(set, Argv{});
   EXPECT_DOUBLE_EQ(ift::app::method_spec(e, "neumann").neumann.alpha, 0.0);
+}
+
+// Warm starts, sampled curvature and HOAG schedules (docs/methods.md): suffixes and flags.
+TEST(Options, WarmStartsSamplingAndSchedules) {
+  const OptionSet set = every_option();
+  const auto [b, c] = parse_both(
+      set, Argv{"--methods", "exact,cg,neumann+fresh", "--warm-start", "--curvature-batch", "8",
+                "--seed", "4", "--tolerance-schedule", "cubic", "--tolerance0", "0.5"});
+  for (const OptionValues* v : {&b, &c}) {
+    // --warm-start reaches every listed method that can warm start, and only those.
+    EXPECT_EQ(ift::app::method_spec(*v, "exact").name(), "exact");
+    EXPECT_EQ(ift::app::method_spec(*v, "cg").name(), "cg+warm");
+    const ift::MethodSpec s = ift::app::method_spec(*v, "neumann+fresh");
+    EXPECT_EQ(s.name(), "neumann+fresh+warm");
+    EXPECT_EQ(s.curvature_batch, 8);
+    EXPECT_EQ(s.sampling_seed, 4u);
+    EXPECT_NO_THROW(s.check());
+    ift::BilevelParams p;
+    ift::app::apply_loop_options(*v, p);
+    EXPECT_EQ(p.tolerance_schedule, ift::ToleranceSchedule::Cubic);
+    EXPECT_DOUBLE_EQ(*p.tolerance_at(2), 0.5 / 8);
+  }
+  // A sampled method without its batch size names the option.
+  const auto [d, e] = parse_both(set, Argv{"--methods", "cg+fixed"});
+  try {
+    (void)ift::app::method_spec(e, "cg+fixed");
+    ADD_FAILURE() << "no error without --curvature-batch";
+  } catch (const UsageError& error) {
+    EXPECT_NE(std::string(error.what()).find("--curvature-batch"), std::string::npos);
+  }
+  // A suffix the method cannot take: refused while parsing, with the reason.
+  const auto [f, g] = errors_of(set, Argv{"--methods", "cg,kfac+warm"});
+  EXPECT_NE(f.find("cannot warm start"), std::string::npos) << f;
+  EXPECT_EQ(f, g);
 }
 
 }  // namespace

@@ -273,13 +273,12 @@ int run(const Options& o) {
                                   ift::deep::cross_entropy_loss(), mix(o.seed, 7));
   if (comm) problem.distribute(comm, train_shard, val_shard, test_shard);
 
-  ift::MethodSpec spec;
-  spec.method = ift::parse_method(o.method);
+  ift::MethodSpec spec = ift::parse_method_spec(o.method);  // with its +warm / +fresh / +fixed
   spec.steps = o.steps;
   spec.neumann.alpha = o.alpha;
   spec.damping = o.damping;
   spec.neumann.power_iterations = o.power_iterations;
-  spec.warm_start = o.warm_start;
+  if (o.warm_start && ift::supports_warm_start(spec.method)) spec.warm_start = true;
   spec.cg.reorthogonalize = false;  // k is small here; plain CG keeps memory at a few vectors
   spec.check();
 

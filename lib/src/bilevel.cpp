@@ -54,6 +54,37 @@ void parse_inner(const std::string& name, BilevelParams& params) {
   }
 }
 
+ToleranceSchedule parse_tolerance_schedule(const std::string& name) {
+  if (name == "none") return ToleranceSchedule::None;
+  if (name == "quadratic") return ToleranceSchedule::Quadratic;
+  if (name == "cubic") return ToleranceSchedule::Cubic;
+  if (name == "geometric") return ToleranceSchedule::Geometric;
+  throw std::invalid_argument("unknown tolerance schedule '" + name +
+                              "' (expected none, quadratic, cubic or geometric)");
+}
+
+const char* to_string(ToleranceSchedule s) {
+  switch (s) {
+    case ToleranceSchedule::None: return "none";
+    case ToleranceSchedule::Quadratic: return "quadratic";
+    case ToleranceSchedule::Cubic: return "cubic";
+    case ToleranceSchedule::Geometric: return "geometric";
+  }
+  return "?";
+}
+
+std::optional<double> BilevelParams::tolerance_at(Index t) const {
+  require(t >= 1, "BilevelParams::tolerance_at: hyper-steps count from 1");
+  const double k = static_cast<double>(t);
+  switch (tolerance_schedule) {
+    case ToleranceSchedule::None: return std::nullopt;
+    case ToleranceSchedule::Quadratic: return tolerance0 / (k * k);
+    case ToleranceSchedule::Cubic: return tolerance0 / (k * k * k);
+    case ToleranceSchedule::Geometric: return tolerance0 * std::pow(0.9, k);
+  }
+  return std::nullopt;
+}
+
 void BilevelParams::check() const {
   require(hyper_steps >= 0, "BilevelParams::hyper_steps must be >= 0 (got " +
                                 std::to_string(hyper_steps) + ")");
@@ -68,6 +99,7 @@ void BilevelParams::check() const {
               to_string(inner_solver) + " inner solver (its iteration cap)");
   require(std::isfinite(inner_tolerance) && inner_tolerance > 0,
           "BilevelParams::inner_tolerance must be > 0");
+  require(std::isfinite(tolerance0) && tolerance0 > 0, "BilevelParams::tolerance0 must be > 0");
   require(!target_accuracy || (*target_accuracy >= 0 && *target_accuracy <= 1),
           "BilevelParams::target_accuracy must lie in [0, 1]");
   require(!target_accuracy || record_metrics,
@@ -105,7 +137,16 @@ std::string BilevelParams::fingerprint() const {
     << "method.neumann.growth_tolerance=" << exact(method.neumann.growth_tolerance) << "\n"
     << "method.neumann.tolerance=" << exact(method.neumann.tolerance) << "\n"
     << "method.compute_residual=" << method.compute_residual << "\n"
-    << "method.warm_start=" << method.warm_start << "\n"
+    << "method.warm_start=" << method.warm_start << "\n";
+  // Lines for the newer settings only where they differ from the defaults, so checkpoints of
+  // runs that do not use them keep their fingerprint.
+  if (method.sampling != CurvatureSampling::Full)
+    s << "method.curvature_batch=" << method.curvature_batch << "\n"
+      << "method.sampling_seed=" << method.sampling_seed << "\n";
+  if (tolerance_schedule != ToleranceSchedule::None)
+    s << "tolerance_schedule=" << to_string(tolerance_schedule) << "\n"
+      << "tolerance0=" << exact(tolerance0) << "\n";
+  s
     << "inner_steps=" << inner_steps << "\n"
     << "warmup_steps=" << warmup_steps << "\n"
     << "batch_size=" << batch_size << "\n"

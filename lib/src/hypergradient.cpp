@@ -50,11 +50,63 @@ const char* to_string(Curvature c) {
   return "?";
 }
 
+CurvatureSampling parse_curvature_sampling(const std::string& name) {
+  if (name == "full") return CurvatureSampling::Full;
+  if (name == "fresh") return CurvatureSampling::Fresh;
+  if (name == "fixed") return CurvatureSampling::Fixed;
+  throw std::invalid_argument("unknown curvature sampling '" + name +
+                              "' (expected full, fresh or fixed)");
+}
+
+const char* to_string(CurvatureSampling s) {
+  switch (s) {
+    case CurvatureSampling::Full: return "full";
+    case CurvatureSampling::Fresh: return "fresh";
+    case CurvatureSampling::Fixed: return "fixed";
+  }
+  return "?";
+}
+
+bool supports_warm_start(Method m) { return m == Method::Cg || m == Method::Neumann; }
+bool supports_curvature_sampling(Method m) { return m == Method::Cg || m == Method::Neumann; }
+
 std::string MethodSpec::name() const {
   const bool uses_curvature =
       method == Method::Exact || method == Method::Cg || method == Method::Neumann;
-  if (!uses_curvature || curvature == Curvature::Hessian) return to_string(method);
-  return std::string(to_string(curvature)) + "/" + to_string(method);
+  std::string n = to_string(method);
+  if (uses_curvature && curvature != Curvature::Hessian)
+    n = std::string(to_string(curvature)) + "/" + n;
+  if (sampling != CurvatureSampling::Full) n += std::string("+") + to_string(sampling);
+  if (warm_start) n += "+warm";
+  return n;
+}
+
+MethodSpec parse_method_spec(const std::string& name) {
+  MethodSpec spec;
+  const auto plus = name.find('+');
+  spec.method = parse_method(name.substr(0, plus));
+  std::string rest = plus == std::string::npos ? std::string() : name.substr(plus + 1);
+  while (plus != std::string::npos) {
+    const auto next = rest.find('+');
+    const std::string suffix = rest.substr(0, next);
+    if (suffix == "warm") {
+      require(supports_warm_start(spec.method),
+              "'" + name + "': " + to_string(spec.method) +
+                  " cannot warm start (only cg and neumann carry v across hyper-steps)");
+      spec.warm_start = true;
+    } else if (suffix == "fresh" || suffix == "fixed") {
+      require(supports_curvature_sampling(spec.method),
+              "'" + name + "': " + to_string(spec.method) +
+                  " has no minibatch curvature (only cg and neumann)");
+      spec.sampling = parse_curvature_sampling(suffix);
+    } else {
+      throw std::invalid_argument("'" + name + "': unknown suffix '+" + suffix +
+                                  "' (expected +warm, +fresh or +fixed)");
+    }
+    if (next == std::string::npos) break;
+    rest = rest.substr(next + 1);
+  }
+  return spec;
 }
 
 namespace {
@@ -101,6 +153,20 @@ void MethodSpec::check() const {
   require(!(curvature != Curvature::Hessian &&
             (method == Method::Kfac || method == Method::Unrolled)),
           std::string(to_string(method)) + " takes no --curvature (it defines its own)");
+  require(!warm_start || supports_warm_start(method),
+          std::string("MethodSpec::warm_start: ") + to_string(method) +
+              " cannot warm start (only cg and neumann carry v across hyper-steps)");
+  require(curvature_batch >= 0, "MethodSpec::curvature_batch must be >= 0");
+  if (sampling != CurvatureSampling::Full) {
+    require(supports_curvature_sampling(method),
+            std::string("MethodSpec::sampling ") + to_string(sampling) + ": " +
+                to_string(method) + " has no minibatch curvature (only cg and neumann)");
+    require(curvature == Curvature::Hessian,
+            std::string("MethodSpec::sampling ") + to_string(sampling) +
+                " needs the Hessian curvature (minibatch Hessian-vector products)");
+    require(curvature_batch >= 1, std::string("MethodSpec::curvature_batch must be >= 1 with "
+                                              "sampling ") + to_string(sampling));
+  }
 }
 
 CgParams MethodSpec::cg_params() const {

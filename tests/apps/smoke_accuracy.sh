@@ -32,6 +32,18 @@ rows=$(grep -v '^#' "$tmp/run/accuracy.csv" | tail -n +2 | wc -l)
 awk -F, '$2 == "exact" { found = 1; if ($4 != 0 || $5 < 1 - 1e-12 || $5 > 1 + 1e-12) bad = 1 }
          END { exit !(found && !bad) }' "$tmp/run/accuracy.csv" || fail "exact row is not (0, 1)"
 
+# Stochastic curvature (docs/methods.md): sampled cg and neumann, a row per k; the run twice
+# with the same --seed gives the same table (reproducible draws).
+for run in s1 s2; do
+  "$APP" --model mlp --hidden 2 --train 100 --val 100 --init-log-decay 0 --steps-list 0,3 --threads 1 \
+    "${DATA_ARGS[@]}" --methods cg+fresh,cg+fixed,neumann+fresh,neumann+fixed --curvature-batch 20 \
+    --seed 3 --out "$tmp/$run" --quiet >"$tmp/log" 2>&1 || { cat "$tmp/log" >&2; fail "sampled run exited non-zero"; }
+done
+rows=$(grep -v '^#' "$tmp/s1/accuracy.csv" | tail -n +2 | wc -l)
+[ "$rows" -eq 8 ] || fail "expected 8 sampled rows (4 methods x 2 k), got $rows"
+cmp <(grep -v '^#' "$tmp/s1/accuracy.csv" | cut -d, -f1-7) <(grep -v '^#' "$tmp/s2/accuracy.csv" | cut -d, -f1-7) \
+  || fail "sampled curvature is not reproducible with the same --seed"
+
 check_bad() {  # option, expected word in the message, arguments...
   local name=$1; shift
   if "$APP" "$@" --out "$tmp/bad" >"$tmp/bad.log" 2>&1; then fail "$* exited 0"; fi
@@ -42,6 +54,7 @@ check_bad --model --model svm
 check_bad --methods --methods cg,bogus
 check_bad --no-such-option --no-such-option
 check_bad --init-log-decay --log-decay nan   # an old spelling: the error names the new one
+check_bad --curvature-batch --methods cg+fresh   # a sampled method without its batch size
 # Bad input exits 2 (usage error).
 "$APP" --max-steps=-1 --out "$tmp/bad" >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad option did not exit 2"
 [ ! -e "$tmp/bad" ] || fail "output left behind for a bad option"

@@ -32,6 +32,26 @@ cmp <(grep -v "^#" "$out/before.csv") <(grep -v "^#" "$out/run/compare.csv")
   --out "$out/alias" > /dev/null
 grep -q '^# train = 100$' "$out/alias/compare.csv" || { echo "--n-train did not set --train" >&2; exit 1; }
 
+# Warm starts and inexact solves (docs/methods.md): cold and warm side by side under distinct
+# names, SOBA (neumann+warm, one HVP per hyper-step after the first), a HOAG schedule, sampled
+# curvature; and --warm-start for every listed method that can (exact cannot: it stays exact).
+"$bin/ift-compare" --data synthetic --train 100 --val 100 --test 100 --hyper-steps 3 \
+  --inner-steps 2 --warmup-steps 5 --steps 1 --threads 1 --out "$out/warm" \
+  --methods cg,cg+warm,neumann+warm,neumann+fresh+warm --curvature-batch 20 \
+  --tolerance-schedule quadratic --tolerance0 1e-2 > /dev/null
+for m in cg cg+warm neumann+warm neumann+fresh+warm; do
+  n=$(grep -c "^$m,[0-9]" "$out/warm/compare.csv" || true)
+  [[ "$n" -eq 3 ]] || { echo "expected 3 rows of $m, got $n" >&2; exit 1; }
+done
+# neumann+warm --steps 1: hyper-steps 2 and 3 cost one HVP each (hvps is column 12).
+hvps=$(awk -F, '$1 == "neumann+warm" && $2 > 1 { print $12 }' "$out/warm/compare.csv" | sort -u)
+[[ "$hvps" == "1" ]] || { echo "neumann+warm --steps 1 spent '$hvps' HVPs per later step" >&2; exit 1; }
+"$bin/ift-compare" --data synthetic --train 100 --val 100 --test 100 --hyper-steps 2 \
+  --inner-steps 2 --warmup-steps 5 --steps 2 --threads 1 --out "$out/flag" \
+  --methods exact,cg --warm-start > /dev/null
+grep -q '^cg+warm,2,' "$out/flag/compare.csv" || { echo "--warm-start did not name cg+warm" >&2; exit 1; }
+grep -q '^exact,2,' "$out/flag/compare.csv" || { echo "--warm-start renamed exact" >&2; exit 1; }
+
 # Bad input: exit code 2, the option named on stderr, no output directory created.
 check_bad() {
   local option=$1; shift
@@ -42,6 +62,11 @@ check_bad() {
   [[ ! -e "$out/bad" ]] || { echo "output left behind for $*" >&2; exit 1; }
 }
 check_bad methods --data synthetic --methods exact,bogus
+check_bad methods --data synthetic --methods cg,exact+warm
+check_bad methods --data synthetic --methods cg+lukewarm
+check_bad curvature-batch --data synthetic --methods cg+fresh
+check_bad tolerance-schedule --data synthetic --tolerance-schedule linear
+check_bad tolerance0 --data synthetic --tolerance0 0
 check_bad hyper-steps --data synthetic --hyper-steps -1
 check_bad alpha --data synthetic --alpha 0
 check_bad data --data mnist-digits

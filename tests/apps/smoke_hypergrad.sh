@@ -47,8 +47,19 @@ check_bad() {  # option, arguments...
   grep -q -- "$name" "$tmp/bad.log" || { cat "$tmp/bad.log" >&2; fail "message does not name $name"; }
 }
 check_bad --inner --inner bogus
+check_bad --method --method cg+warm   # one hypergradient has no previous v
+check_bad --curvature-batch --method neumann+fresh
 check_bad --w-tol --w-tol 0
 check_bad --out --out /etc/hostname/sub
+
+# Sampled curvature beside the deterministic methods in --sweep: cg/neumann +fresh/+fixed rows.
+"$APP" --n-train 300 --n-val 100 --n-test 100 --sweep --steps-list 0,2 --curvature-batch 50 \
+  --data-dir "$DATA" --out "$tmp/sweep" --quiet >"$tmp/sweep.log" 2>&1 ||
+  { cat "$tmp/sweep.log" >&2; fail "--sweep with --curvature-batch exited non-zero"; }
+for m in cg+fresh cg+fixed neumann+fresh neumann+fixed; do
+  n=$(grep -c "^$m," "$tmp/sweep/summary.csv" || true)
+  [ "$n" -eq 2 ] || fail "--sweep: expected 2 rows of $m, got $n"
+done
 
 # A failed reference (no weight decay: H singular) must not look like success: exit code 1, a
 # message, and no relative error or cosine in the table or the CSV.

@@ -37,6 +37,12 @@ const char* to_string(InnerSolver s);
 struct BilevelParams;
 void parse_inner(const std::string& name, BilevelParams& params);
 
+/// HOAG's decreasing tolerances (Pedregosa 2016): at hyper-step t (1-based) ε_t = ε0/t²
+/// (quadratic), ε0/t³ (cubic) or ε0·0.9^t (geometric); none keeps the fixed tolerances.
+enum class ToleranceSchedule { None, Quadratic, Cubic, Geometric };
+ToleranceSchedule parse_tolerance_schedule(const std::string& name);
+const char* to_string(ToleranceSchedule s);
+
 struct BilevelParams {
   Index hyper_steps = 100;   ///< outer iterations T, ≥ 0
   Index inner_steps = 10;    ///< N inner optimiser steps (solver iterations) per hyper-step, ≥ 0
@@ -47,6 +53,12 @@ struct BilevelParams {
   OptimizerParams inner{OptimizerKind::Adam, 1e-2};  ///< the optimiser on w
   OptimizerParams outer{OptimizerKind::Adam, 1e-2};  ///< the optimiser on λ
   MethodSpec method;         ///< the hypergradient's inverse approximation
+  /// HOAG: ε_t = tolerance_at(t) replaces, at hyper-step t, both inner_tolerance (inner solvers
+  /// Newton, Newton-CG, L-BFGS) and the linear solve's tolerance (method.cg.tolerance, CG's
+  /// relative residual, and method.neumann.tolerance, the last term / ||g||); the iteration caps
+  /// (inner_steps, method.steps) stay. None: the fixed tolerances.
+  ToleranceSchedule tolerance_schedule = ToleranceSchedule::None;
+  double tolerance0 = 1e-3;  ///< ε0 of the schedule, > 0
   std::uint64_t seed = 0;    ///< minibatch sampling (std::mt19937_64)
   OnFailure on_failure = OnFailure::Continue;
   /// Stop once train and validation accuracy both reach this (P4); unset: never.
@@ -68,6 +80,9 @@ struct BilevelParams {
 
   /// Throws std::invalid_argument naming the field.
   void check() const;
+  /// ε_t of the schedule at hyper-step t >= 1 (nothing with schedule none): the one place the
+  /// schedule is computed.
+  std::optional<double> tolerance_at(Index t) const;
   /// Every field that determines the trajectory, one "key=value" per line. hyper_steps and the
   /// checkpoint settings are left out, so a finished run can be extended by resuming it with
   /// more hyper-steps.

@@ -4,6 +4,7 @@
 // MethodSpec composes them with the method-level choices.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "ift/core.hpp"
@@ -22,11 +23,22 @@ enum class Method { Exact, Cg, Neumann, Identity, Zero, Kfac, Unrolled };
 /// variant: it keeps the rank-one and Fisher curvatures invertible, and for weight decay it is
 /// known exactly, so approximating it would only add error.
 enum class Curvature { Hessian, GaussNewton, OuterProduct, Fisher };
+/// Which training rows a curvature-vector product averages over (stochastic curvature, Ghadimi &
+/// Wang 2018; Ji et al. 2021, stocBiO): full = every row (deterministic); fresh = a new minibatch
+/// of MethodSpec::curvature_batch rows for every product (every Neumann term, CG iteration and
+/// power iteration); fixed = one minibatch drawn per solve and used by all its products.
+enum class CurvatureSampling { Full, Fresh, Fixed };
 
 Method parse_method(const std::string& name);
 Curvature parse_curvature(const std::string& name);
 const char* to_string(Method m);
 const char* to_string(Curvature c);
+CurvatureSampling parse_curvature_sampling(const std::string& name);
+const char* to_string(CurvatureSampling s);
+/// Methods that can start from the previous hyper-step's v (cg, neumann).
+bool supports_warm_start(Method m);
+/// Methods whose products can use minibatches of the training rows (cg, neumann).
+bool supports_curvature_sampling(Method m);
 
 /// One inverse approximation, fully specified. Fields apply where the method uses them.
 struct MethodSpec {
@@ -40,8 +52,20 @@ struct MethodSpec {
   /// Compute ||H v − g|| / ||g|| for methods where it costs an extra HVP (cg, neumann, kfac).
   /// Becomes cg.true_residual / neumann.compute_residual at solve time.
   bool compute_residual = false;
-  /// CG: start from the previous hyper-step's v (generic/solver_state.hpp) instead of 0.
+  /// cg, neumann: start from the previous hyper-step's v (generic/solver_state.hpp) instead of
+  /// 0 (the "+warm" name suffix). neumann then runs Richardson's iteration
+  /// v ← v + α(g − H v) for `steps` HVPs (steps = 1: the SOBA update, Dagréou et al. 2022) and
+  /// reuses the previous step's α; from v = 0 it is the cold series exactly. Other methods:
+  /// check() refuses it.
   bool warm_start = false;
+  /// cg, neumann with the Hessian: minibatch curvature products ("+fresh" / "+fixed" suffix).
+  CurvatureSampling sampling = CurvatureSampling::Full;
+  /// Rows per curvature minibatch (sampling fresh / fixed), >= 1 then; 0 with sampling full.
+  Index curvature_batch = 0;
+  /// Seed of the curvature minibatches: hypergradient number u (SolverState::uses, 0 without a
+  /// state) draws from std::mt19937_64(seed_seq{sampling_seed, u}), so a run is reproducible and
+  /// a resumed run continues bitwise.
+  std::uint64_t sampling_seed = 0;
 
   /// cg: tolerance, reorthogonalize, record_history (linalg/cg.hpp). max_iterations and
   /// true_residual come from steps and compute_residual.
@@ -54,7 +78,8 @@ struct MethodSpec {
   /// kfac: the damping mode (linalg/kfac.hpp); the damping itself is `damping` above.
   KfacParams kfac;
 
-  /// "neumann", "gauss-newton/cg", "outer-product/neumann", …: the name used in CSV files.
+  /// "neumann", "gauss-newton/cg", "outer-product/neumann", "cg+warm", "neumann+fresh+warm", …:
+  /// the name used in CSV files (suffixes: sampling, then "+warm").
   std::string name() const;
   /// Throws std::invalid_argument naming the field (the solver structs' own checks, prefixed
   /// with MethodSpec::cg / ::neumann / ::kfac), and for curvatures a method cannot use.
@@ -66,5 +91,10 @@ struct MethodSpec {
   /// The power iteration that chooses unrolled's automatic α (neumann's budget, tolerance, seed).
   PowerIterationParams power_params() const;
 };
+
+/// A method name with optional suffixes, as in --methods: "cg", "cg+warm", "neumann+fresh",
+/// "neumann+fixed+warm". Sets method, warm_start and sampling (the batch size and seed are the
+/// caller's). Throws std::invalid_argument naming the suffix a method does not support.
+MethodSpec parse_method_spec(const std::string& name);
 
 }  // namespace ift

@@ -70,6 +70,13 @@ class BilevelProblem {
                                  const std::vector<Index>& /*rows*/, Vector<S>& /*gradient*/) {
     throw std::invalid_argument("this problem does not support minibatch gradients");
   }
+  /// ∇²_w L_T v at the current point with the data term averaged over the training rows `rows`
+  /// only and the penalty's curvature added once (stochastic curvature: MethodSpec::sampling).
+  /// With every row in order it equals hvp(v, out) bitwise. Does not move the problem's point.
+  virtual void batch_hvp(const std::vector<Index>& /*rows*/, const Vector<S>& /*v*/,
+                         Vector<S>& /*out*/) {
+    throw std::invalid_argument("this problem does not support minibatch Hessian-vector products");
+  }
 };
 
 namespace capability {

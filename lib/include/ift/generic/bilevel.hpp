@@ -30,6 +30,7 @@
 #include "ift/core.hpp"
 #include "ift/generic/backend.hpp"
 #include "ift/generic/hypergradient.hpp"
+#include "ift/generic/sampling.hpp"
 #include "ift/generic/solver_state.hpp"
 #include "ift/inner.hpp"
 #include "ift/optimizers.hpp"
@@ -84,23 +85,6 @@ struct BilevelResult {
 using HyperStepObserver = std::function<void(const HyperStepRecord&)>;
 
 namespace detail {
-
-/// k distinct rows of [0, n) by Floyd's algorithm, sorted. Draws only from the engine, so its
-/// state is the whole RNG state a checkpoint needs (std::uniform_int_distribution may buffer);
-/// the modulo bias of a 64-bit draw is below n / 2⁶⁴, negligible.
-inline std::vector<Index> sample_rows(std::mt19937_64& engine, Index n, Index k) {
-  std::vector<Index> rows;
-  rows.reserve(static_cast<std::size_t>(k));
-  for (Index j = n - k; j < n; ++j) {
-    const Index t = static_cast<Index>(engine() % static_cast<std::uint64_t>(j + 1));
-    if (std::find(rows.begin(), rows.end(), t) == rows.end())
-      rows.push_back(t);
-    else
-      rows.push_back(j);
-  }
-  std::sort(rows.begin(), rows.end());
-  return rows;
-}
 
 inline bool failed(SolverStatus s) {
   return s != SolverStatus::Converged && s != SolverStatus::MaxIterations;
@@ -283,7 +267,8 @@ class BilevelLoop {
     st.inner.step(st.w, problem.train_gradient());
   }
 
-  InnerPhase inner_phase(P& problem, State& st, V& gradient) {
+  /// The inner phase of hyper-step st.step + 1; `tolerance` is its inner solvers' tolerance.
+  InnerPhase inner_phase(P& problem, State& st, V& gradient, double tolerance) {
     InnerPhase phase;
     const auto solved = [&phase](const InnerResult& r) {
       phase.iterations = r.iterations;
@@ -301,14 +286,14 @@ class BilevelLoop {
       case InnerSolver::Newton:
         if constexpr (IsEigenProblem<P>) {
           NewtonParams p;
-          p.gradient_tolerance = params_.inner_tolerance;
+          p.gradient_tolerance = tolerance;
           p.max_iterations = params_.inner_steps;
           solved(newton_solve<typename P::Scalar>(problem, st.lambda, st.w, p));
         }
         return phase;
       case InnerSolver::NewtonCg: {
         NewtonCgParams p;
-        p.gradient_tolerance = params_.inner_tolerance;
+        p.gradient_tolerance = tolerance;
         p.max_iterations = params_.inner_steps;
         solved(newton_cg_solve(problem, st.lambda, st.w, p));
         return phase;
@@ -316,7 +301,7 @@ class BilevelLoop {
       case InnerSolver::Lbfgs:
         if constexpr (IsEigenProblem<P>) {
           LbfgsParams p;
-          p.gradient_tolerance = params_.inner_tolerance;
+          p.gradient_tolerance = tolerance;
           p.max_iterations = params_.inner_steps;
           solved(lbfgs_solve<typename P::Scalar>(problem, st.lambda, st.w, p));
         }
@@ -362,13 +347,21 @@ class BilevelLoop {
     };
 
     // Inner phase + hypergradient at (λ, w): one record (the outer step is the caller's).
+    // HOAG's schedule (BilevelParams::tolerance_at) sets both tolerances of hyper-step t.
+    MethodSpec method = params_.method;
     const auto hyper_step = [&](Result<V>& h) {
-      const InnerPhase phase = inner_phase(problem, st, gradient);
+      const std::optional<double> eps = params_.tolerance_at(st.step + 1);
+      if (eps) {
+        method.cg.tolerance = *eps;
+        method.neumann.tolerance = *eps;
+      }
+      const InnerPhase phase =
+          inner_phase(problem, st, gradient, eps ? *eps : params_.inner_tolerance);
       if constexpr (HasNoise<P>) {
         problem.resample_noise(st.engine());
         problem.set_point(st.lambda, st.w);
       }
-      h = generic::hypergradient(problem, params_.method, nullptr, &dense_, &st.solver);
+      h = generic::hypergradient(problem, method, nullptr, &dense_, &st.solver);
       HyperStepRecord rec;
       rec.step = st.step + 1;
       if (params_.record_metrics) rec.metrics = problem.metrics();

@@ -35,6 +35,7 @@
 #include "ift/linalg/simple_solvers.hpp"
 #include "ift/linalg/status.hpp"
 #include "ift/linalg/vector_space.hpp"
+#include "ift/generic/sampling.hpp"
 #include "ift/generic/solver_state.hpp"
 
 namespace ift::generic {
@@ -77,6 +78,14 @@ concept HasGaussNewton = requires(P& p, const ProblemVector<P>& cv, ProblemVecto
 template <class P>
 concept HasFisher = requires(P& p, const ProblemVector<P>& cv, ProblemVector<P>& v) {
   p.fisher_product(cv, v);
+};
+/// Minibatch curvature (MethodSpec::sampling fresh / fixed): ∇²_w L_T v at the current point
+/// with the data term averaged over the listed training rows (the penalty's curvature once).
+template <class P>
+concept HasBatchHvp = requires(P& p, const std::vector<Index>& rows, const ProblemVector<P>& cv,
+                               ProblemVector<P>& v) {
+  { p.num_train_examples() } -> std::convertible_to<Index>;
+  p.batch_hvp(rows, cv, v);
 };
 template <class P>
 concept HasPenaltyHvp = requires(P& p, const ProblemVector<P>& cv, ProblemVector<P>& v) {
@@ -194,10 +203,52 @@ bool with_capability(P& problem, Use&& use) {
   return false;
 }
 
-/// The curvature chosen by the spec as a matrix-free operator on the problem (plus δI). Throws
-/// std::invalid_argument when the problem cannot provide it.
+/// The training rows of one solve's curvature products (MethodSpec::sampling): fixed draws its
+/// batch once, at construction; fresh draws a new one for every product. Hypergradient number
+/// `stream` of a run (SolverState::uses) draws from seeded_engine(spec.sampling_seed, stream).
+struct CurvatureRows {
+  CurvatureSampling mode = CurvatureSampling::Full;
+  Index n = 0, batch = 0;
+  std::mt19937_64 engine;
+  std::vector<Index> rows;
+
+  CurvatureRows() = default;
+  CurvatureRows(const MethodSpec& spec, Index num_rows, std::uint64_t stream)
+      : mode(spec.sampling), n(num_rows), batch(spec.curvature_batch),
+        engine(seeded_engine(spec.sampling_seed, stream)) {
+    if (mode == CurvatureSampling::Full) return;
+    require(n > 0, std::string("curvature sampling ") + to_string(mode) +
+                       ": this problem has no training rows to sample");
+    require(batch >= 1 && batch <= n,
+            "MethodSpec::curvature_batch (" + std::to_string(batch) +
+                ") must lie in [1, " + std::to_string(n) + "] (the training rows)");
+    if (mode == CurvatureSampling::Fixed) rows = sample_rows(engine, n, batch);
+  }
+  /// The rows of the next product.
+  const std::vector<Index>& next() {
+    if (mode == CurvatureSampling::Fresh) rows = sample_rows(engine, n, batch);
+    return rows;
+  }
+};
+
+/// The rows for a solve of `spec` on `problem` (full: none are drawn).
 template <HypergradientProblem P>
-FunctionOperator<ProblemVector<P>> curvature_operator(P& problem, const MethodSpec& spec) {
+CurvatureRows curvature_rows(P& problem, const MethodSpec& spec, std::uint64_t stream) {
+  if (spec.sampling == CurvatureSampling::Full) return CurvatureRows{};
+  if constexpr (HasBatchHvp<P>) {
+    return CurvatureRows(spec, problem.num_train_examples(), stream);
+  } else {
+    throw std::invalid_argument(std::string("curvature sampling ") + to_string(spec.sampling) +
+                                ": this problem has no minibatch Hessian-vector product");
+  }
+}
+
+/// The curvature chosen by the spec as a matrix-free operator on the problem (plus δI). Throws
+/// std::invalid_argument when the problem cannot provide it. With `rows` in mode fresh/fixed the
+/// Hessian products are minibatch products (problem.batch_hvp) on rows->next().
+template <HypergradientProblem P>
+FunctionOperator<ProblemVector<P>> curvature_operator(P& problem, const MethodSpec& spec,
+                                                      CurvatureRows* rows = nullptr) {
   using V = ProblemVector<P>;
   using VS = VectorSpace<V>;
   using S = typename VS::Scalar;
@@ -206,6 +257,19 @@ FunctionOperator<ProblemVector<P>> curvature_operator(P& problem, const MethodSp
   auto damp = [damping](const V& x, V& y) {
     if (damping != 0) VS::axpy(static_cast<S>(damping), x, y);
   };
+  if (rows != nullptr && rows->mode != CurvatureSampling::Full) {
+    require(spec.curvature == Curvature::Hessian,
+            "curvature sampling needs the Hessian curvature");
+    if constexpr (HasBatchHvp<P>) {
+      return FunctionOperator<V>(n, [&problem, rows, damp](const V& x, V& y) {
+        problem.batch_hvp(rows->next(), x, y);
+        damp(x, y);
+      });
+    } else {
+      throw std::invalid_argument("curvature sampling: this problem has no minibatch "
+                                  "Hessian-vector product");
+    }
+  }
   switch (spec.curvature) {
     case Curvature::Hessian:
       return FunctionOperator<V>(n, [&problem, damp](const V& x, V& y) {
@@ -297,17 +361,24 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
         throw std::invalid_argument(
             "exact: this backend forms no dense Hessian (use cg with enough steps instead)");
       }
-    case Method::Cg: {
-      const auto op = curvature_operator(problem, spec);
+    case Method::Cg:
+    case Method::Neumann: {
+      CurvatureRows rows =
+          curvature_rows(problem, spec, state ? static_cast<std::uint64_t>(state->uses) : 0);
+      const auto op = curvature_operator(problem, spec, &rows);
       const bool warm = spec.warm_start && state != nullptr && state->has_v &&
                         VectorSpace<V>::size(state->v) == VectorSpace<V>::size(g);
-      copy_diagnostics(conjugate_gradient(op, g, spec.cg_params(), warm ? &state->v : nullptr),
-                       out);
-      return;
-    }
-    case Method::Neumann: {
-      const auto op = curvature_operator(problem, spec);
-      copy_diagnostics(neumann(op, g, spec.neumann_params()), out);
+      if (spec.method == Method::Cg) {
+        copy_diagnostics(conjugate_gradient(op, g, spec.cg_params(), warm ? &state->v : nullptr),
+                         out);
+        return;
+      }
+      NeumannParams params = spec.neumann_params();
+      // Continuing from a previous v, the warm form also keeps that step's automatic α (no
+      // power iteration per hyper-step); from v = 0 it is the cold series, α included.
+      const bool continues = warm && VectorSpace<V>::norm(state->v) != 0;
+      if (continues && params.alpha == 0 && state->alpha > 0) params.alpha = state->alpha;
+      copy_diagnostics(neumann(op, g, params, {}, warm ? &state->v : nullptr), out);
       return;
     }
     case Method::Identity: copy_diagnostics(identity_solve(g), out); return;
@@ -527,6 +598,10 @@ Result<ProblemVector<P>> hypergradient(
     if (out.alpha > 0) state->alpha = out.alpha;
     if (out.alpha > 0 && spec.neumann.alpha == 0)
       state->lambda_max = spec.neumann.safety / out.alpha;
+    if (out.status == SolverStatus::Diverged) {  // α too large: the next step estimates afresh
+      state->alpha = 0;
+      state->lambda_max.reset();
+    }
     // Only a usable v is handed on: a warm start from a diverged or non-finite one would
     // carry the failure into the next hyper-step.
     const bool usable = spec.method != Method::Unrolled && VS::size(out.v) > 0 &&
@@ -555,7 +630,9 @@ Result<ProblemVector<P>> hypergradient(
 ///   k-independent methods (exact, identity, zero, kfac): computed once, copied for every k.
 /// `seconds` is the time from the start of the sweep until that k's result was complete
 /// (unrolled: all at the end). ks: any order, duplicates allowed, each >= 0, not empty. No
-/// solver state is read or written (a cg warm start needs one: use hypergradient per step).
+/// solver state is read or written (a warm start needs one: use hypergradient per step; a
+/// warm spec runs cold here). Sampled curvature (fresh / fixed) draws as a single call with
+/// no state does (stream 0), so each k still equals its single call.
 template <HypergradientProblem P>
 std::vector<Result<ProblemVector<P>>> hypergradient_sweep(P& problem, const MethodSpec& spec,
                                                          const std::vector<Index>& ks,
@@ -582,7 +659,8 @@ std::vector<Result<ProblemVector<P>>> hypergradient_sweep(P& problem, const Meth
       V direct;
       problem.val_direct_gradient(direct);
       const V g = detail::clone(problem.val_gradient());
-      const auto op = detail::curvature_operator(problem, run);
+      detail::CurvatureRows rows = detail::curvature_rows(problem, run, 0);
+      const auto op = detail::curvature_operator(problem, run, &rows);
       PartialResults<V> partial;
       partial.at = sorted;
       std::size_t next = 0;  // reports arrive once per distinct k, ascending: sorted's order

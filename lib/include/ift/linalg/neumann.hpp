@@ -1,6 +1,10 @@
 // Truncated Neumann series for H⁻¹ g (Lorraine, Vicol & Duvenaud 2020, Algorithm 3):
 //   v = α Σ_{j=0..k} (I − αH)^j g,
 // which converges to H⁻¹ g iff ρ(I − αH) < 1, i.e. 0 < α < 2/λ_max for positive definite H.
+// It is Richardson's iteration v ← v + α(g − H v) run k + 1 times from v = 0 (the first update
+// needs no HVP). Started from some x0 ≠ 0 (a warm start: the previous hyper-step's v), the same
+// iteration runs k times, k HVPs: v = x0 + α Σ_{j=0..k−1} (I − αH)^j (g − H x0). With k = 1 that
+// is the SOBA update v ← v + α(g − H v) (Dagréou et al. 2022).
 #pragma once
 
 #include <cmath>
@@ -73,10 +77,17 @@ struct NeumannParams {
 /// `partial` (optional): the results of neumann with steps = k for every k in partial.at
 /// (partial_results.hpp), from this one series: after term k the partial sum Σ_{j<=k} t_j is
 /// copied and finished exactly as a k-step call finishes its own (× α, status, residual).
+///
+/// `x0` (optional, the warm start): when given and not zero, k = params.steps Richardson updates
+/// from x0 (k HVPs: one for the residual g − H x0, one per further term), the terms being
+/// t_j = (I − αH)^j (g − H x0) and v = x0 + α Σ_{j<k} t_j; iterations = k; the convergence and
+/// divergence tests stay relative to ||g||. k = 0 returns x0 (MaxIterations). A zero x0 (or
+/// none) is the cold series, bitwise. No partial results with a warm start.
 template <LinearOperator Op>
 SolveResult<typename Op::VectorType> neumann(
     const Op& H, const typename Op::VectorType& g, NeumannParams params = {},
-    const PartialResults<typename Op::VectorType>& partial = {}) {
+    const PartialResults<typename Op::VectorType>& partial = {},
+    const typename Op::VectorType* x0 = nullptr) {
   using V = typename Op::VectorType;
   using VS = VectorSpace<V>;
   using S = typename VS::Scalar;
@@ -86,6 +97,12 @@ SolveResult<typename Op::VectorType> neumann(
           "neumann: operator must be square with the size of g (" + std::to_string(H.rows()) +
               "x" + std::to_string(H.cols()) + " vs " + std::to_string(n) + ")");
 
+  if (x0 != nullptr) {
+    require(VS::size(*x0) == n, "neumann: warm start x0 has the wrong size");
+    require(VS::all_finite(*x0), "neumann: warm start x0 is not finite");
+  }
+  const bool warm = x0 != nullptr && VS::norm(*x0) != 0;
+  require(!warm || !partial.active(), "neumann: no partial results with a warm start");
   detail::PartialReporter<V> reporter(partial, params.steps, "neumann");
   SolveResult<V> result;
   result.x = VS::zeros_like(g);
@@ -102,6 +119,13 @@ SolveResult<typename Op::VectorType> neumann(
     result.relative_residual = 0.0;
     result.message = "zero right-hand side: x = 0";
     reporter.finish(result);
+    return result;
+  }
+  if (warm && params.steps == 0) {
+    VS::assign(result.x, *x0);
+    result.alpha = params.alpha;
+    result.status = SolverStatus::MaxIterations;
+    result.message = "neumann warm start with 0 steps: v = the previous v";
     return result;
   }
   const PowerIterationParams power{params.power_iterations, params.power_tolerance, params.seed};
@@ -134,15 +158,23 @@ SolveResult<typename Op::VectorType> neumann(
   }
   result.alpha = alpha;
 
-  // Buffers once: term t_j = (I − αH)^j g, its product H t_j, and the partial sum Σ t_j.
+  // Buffers once: term t_j = (I − αH)^j r0, its product H t_j, and the partial sum Σ t_j, with
+  // r0 = g cold and r0 = g − H x0 warm.
   V term = VS::zeros_like(g);
   V product = VS::zeros_like(g);
   V& sum = result.x;
   VS::assign(term, g);
-  VS::assign(sum, g);
+  if (warm) {
+    H.apply(*x0, product);
+    ++result.hvps;
+    ++result.iterations;  // the update x0 + α r0
+    VS::axpy(S(-1), product, term);
+  }
+  VS::assign(sum, term);
   const S a = static_cast<S>(alpha);
-  double term_norm = g_norm;
-  if (params.record_history) result.residual_history.push_back(1.0);
+  double term_norm = warm ? static_cast<double>(VS::norm(term)) : g_norm;
+  if (params.record_history) result.residual_history.push_back(term_norm / g_norm);
+  const Index last = warm ? params.steps - 1 : params.steps;  // terms after t_0
   Index growing = 0;
   bool diverged = false;
   std::string why;
@@ -153,11 +185,12 @@ SolveResult<typename Op::VectorType> neumann(
   auto conclude = [&](SolveResult<V>& r, Index asked) {
     V& s = r.x;
     VS::scale(a, s);  // v = α Σ t_j
+    if (warm) VS::axpy(S(1), *x0, s);  // v = x0 + α Σ t_j
     if (diverged) {
       r.status = SolverStatus::Diverged;
       r.message = "neumann diverged with α = " + std::to_string(alpha) + ": " + why +
-                  "; returning α·(partial sum of the first " + std::to_string(r.iterations + 1) +
-                  " terms)";
+                  "; returning " + (warm ? "x0 + " : "") + "α·(partial sum of the first " +
+                  std::to_string(warm ? r.iterations : r.iterations + 1) + " terms)";
       if (estimate_lambda_max()) {
         r.suggested_alpha = 1.0 / *lambda_max;
         r.message += "; λ_max ≈ " + std::to_string(*lambda_max) + ", suggested α = 1/λ_max";
@@ -199,7 +232,7 @@ SolveResult<typename Op::VectorType> neumann(
   };
   if (params.steps > 0 && reporter.wants(0)) report_partial(0);
 
-  for (Index j = 1; j <= params.steps; ++j) {
+  for (Index j = 1; j <= last; ++j) {
     H.apply(term, product);
     ++result.hvps;
     VS::axpy(-a, product, term);  // t_j = t_{j−1} − α H t_{j−1}
@@ -225,7 +258,7 @@ SolveResult<typename Op::VectorType> neumann(
     VS::axpy(S(1), term, sum);
     ++result.iterations;
     if (params.record_history) result.residual_history.push_back(term_norm / g_norm);
-    if (j < params.steps && reporter.wants(j)) report_partial(j);
+    if (j < last && reporter.wants(j)) report_partial(j);
   }
   conclude(result, params.steps);
   reporter.finish(result);

@@ -94,6 +94,7 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
     decay_.hessian_diagonal(lambda_, penalty_curvature_);  // exp(λ) once, not in every product
     train_gradient_valid_ = false;
     val_valid_ = false;
+    hvp_rows_.clear();  // the minibatch forward pass belongs to the old point
   }
   const Vector<S>& lambda() const override { return lambda_; }
   const Vector<S>& w() const override { return w_; }
@@ -202,6 +203,20 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
     return loss;
   }
 
+  void batch_hvp(const std::vector<Index>& rows, const Vector<S>& v, Vector<S>& out) override {
+    require(!rows.empty(), "RegularizedProblem::batch_hvp: empty batch");
+    if (rows != hvp_rows_) {  // a new batch: its forward pass once (fixed sampling reuses it)
+      for (const Index r : rows)
+        require(r >= 0 && r < train_->size(), "RegularizedProblem::batch_hvp: row " +
+                                                  std::to_string(r) + " outside the training set");
+      hvp_batch_ = train_->gather(rows);
+      model_.evaluate(hvp_batch_, w_, hvp_batch_cache_, nullptr);
+      hvp_rows_ = rows;
+    }
+    model_.hvp(hvp_batch_, w_, hvp_batch_cache_, v, out);
+    add_penalty_hvp(v, out);
+  }
+
   Metrics metrics() override {
     Metrics m;
     m.train_loss = static_cast<double>(
@@ -261,6 +276,10 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
   std::shared_ptr<parallel::Communicator> comm_;  // null: one process
   parallel::Shard train_shard_, val_shard_, test_shard_;
   Dataset<S> batch_;
+  // batch_hvp's minibatch at the current point: its rows (empty: none), data and forward pass.
+  std::vector<Index> hvp_rows_;
+  Dataset<S> hvp_batch_;
+  typename Model::Cache hvp_batch_cache_;
 };
 
 }  // namespace ift
