@@ -42,9 +42,11 @@ const std::vector<std::string> kHeader = {
     "cosine", "status", "iterations", "hvps", "seconds"};
 
 /// w*(λ) by the chosen inner solver (newton-cg, lbfgs or newton) to ||∇_w L_T|| < tolerance.
+/// lbfgs appends its correction pairs to `pairs` (for shine).
 InnerResult solve_inner(const std::string& inner, BilevelProblem<double>& problem,
                         const Vector<double>& lambda, Vector<double>& w, double tolerance,
-                        const std::function<void(Index, double, double)>& progress) {
+                        const std::function<void(Index, double, double)>& progress,
+                        LbfgsPairs<Vector<double>>& pairs) {
   if (inner == "newton-cg") {
     NewtonCgParams p;
     p.gradient_tolerance = tolerance;
@@ -53,7 +55,7 @@ InnerResult solve_inner(const std::string& inner, BilevelProblem<double>& proble
   if (inner == "lbfgs") {
     LbfgsParams p;
     p.gradient_tolerance = tolerance;
-    return lbfgs_solve<double>(problem, lambda, w, p, progress);
+    return lbfgs_solve<double>(problem, lambda, w, p, progress, &pairs);
   }
   NewtonParams p;
   p.gradient_tolerance = tolerance;
@@ -116,6 +118,14 @@ int main(int argc, char** argv) {
     base.compute_residual = true;
     base.check();
     const std::vector<Index> ks = sweep ? v.index_list("steps-list") : std::vector<Index>{};
+    // shine reuses the pairs of the L-BFGS solve that found w*: another inner solver leaves none
+    // (an L-BFGS run started at w* would stop at once). --method shine therefore requires
+    // --inner lbfgs; --sweep includes shine's rows exactly when --inner is lbfgs (and there is
+    // no --damping, which shine refuses).
+    app::require_option(base.method != Method::Shine || inner_solver == "lbfgs", "inner",
+                        "--method shine reuses the L-BFGS pairs of the w* solve: it needs "
+                        "--inner lbfgs (got " + inner_solver + ")");
+    const bool sweep_shine = inner_solver == "lbfgs" && base.damping == 0;
 
     // ---- Problem P1 ----------------------------------------------------------------------------
     auto problem = app::make_p1_problem(app::load_data(common));
@@ -138,7 +148,10 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "  %s %3lld: L_T = %.12f  ||grad|| = %.3e\n", inner_solver.c_str(),
                      static_cast<long long>(it), loss, gnorm);
     };
-    InnerResult inner = solve_inner(inner_solver, problem, lambda, w, grad_tol, progress);
+    // The L-BFGS pairs of the w* solve (both parts of it), for shine.
+    generic::SolverState<Vector<double>> lbfgs_state;
+    InnerResult inner =
+        solve_inner(inner_solver, problem, lambda, w, grad_tol, progress, lbfgs_state.lbfgs);
     // L_T = mean cross-entropy (convex in w) + ½ Σ exp(λ_i) w_i², so L_T is μ-strongly convex
     // with μ = min_i exp(λ_i) and ||w − w*|| <= ||∇L_T(w)|| / μ. Continue (warm) until that bound
     // is at most w_tol·||w*|| (using ||w*|| >= ||w|| − ||g||/μ).
@@ -146,7 +159,7 @@ int main(int argc, char** argv) {
     const auto certified = [&] { return w_tol * mu * w.norm() / (1 + w_tol); };
     if (inner.converged && inner.gradient_norm >= certified()) {
       const InnerResult more =
-          solve_inner(inner_solver, problem, lambda, w, certified(), progress);
+          solve_inner(inner_solver, problem, lambda, w, certified(), progress, lbfgs_state.lbfgs);
       inner.iterations += more.iterations;
       inner.gradients += more.gradients;
       inner.hvps += more.hvps;
@@ -259,6 +272,7 @@ int main(int argc, char** argv) {
         add(Method::Neumann, Curvature::GaussNewton, k);
         add(Method::Neumann, Curvature::OuterProduct, k);
         add(Method::Neumann, Curvature::Fisher, k);
+        if (sweep_shine) add(Method::Shine, Curvature::Hessian, k);
       }
     } else {
       MethodSpec s = base;
@@ -287,12 +301,19 @@ int main(int argc, char** argv) {
     if (!reference_ok)
       csv.add_comment("the exact reference failed (" + std::string(to_string(exact.status)) +
                       ": " + exact.message + "): relative_error and cosine are undefined");
+    if (sweep && !sweep_shine) {
+      const std::string why = inner_solver != "lbfgs" ? "needs --inner lbfgs" : "takes no --damping";
+      csv.add_comment("shine omitted from the sweep: it " + why);
+      std::printf("(shine omitted from the sweep: it %s)\n", why.c_str());
+    }
     const double nan = std::numeric_limits<double>::quiet_NaN();
     HypergradientResult<double> last;
     for (const MethodSpec& s : specs) {
-      HypergradientResult<double> r = (s.method == Method::Exact && s.curvature == Curvature::Hessian)
-                                          ? exact
-                                          : HypergradientEngine<double>(s).compute(problem);
+      HypergradientResult<double> r =
+          (s.method == Method::Exact && s.curvature == Curvature::Hessian) ? exact
+          : s.method == Method::Shine
+              ? HypergradientEngine<double>(s).compute(problem, nullptr, &lbfgs_state)
+              : HypergradientEngine<double>(s).compute(problem);
       const double norm = r.hypergradient.norm();
       const double rel =
           reference_ok ? (r.hypergradient - exact.hypergradient).norm() / exact_norm : nan;
@@ -300,7 +321,8 @@ int main(int argc, char** argv) {
           !reference_ok ? nan
           : norm > 0    ? r.hypergradient.dot(exact.hypergradient) / (norm * exact_norm)
                         : 0.0;
-      const bool uses_k = s.method == Method::Cg || s.method == Method::Neumann || s.method == Method::Unrolled;
+      const bool uses_k = s.method == Method::Cg || s.method == Method::Neumann ||
+                          s.method == Method::Unrolled || s.method == Method::Shine;
       char rel_text[32] = "n/a", cosine_text[32] = "n/a";
       if (reference_ok) {
         std::snprintf(rel_text, sizeof rel_text, "%.3e", rel);

@@ -269,8 +269,8 @@ inline const char* const kRun = "Threads, seed and device";
 inline const std::vector<OptionSpec>& option_table() {
   using K = ValueKind;
   namespace g = groups;
-  const std::vector<std::string> methods = {"exact", "cg",   "neumann", "identity",
-                                            "zero",  "kfac", "unrolled"};
+  const std::vector<std::string> methods = {"exact", "cg",   "neumann",  "identity",
+                                            "zero",  "kfac", "unrolled", "shine"};
   const auto int_at_least = valid::integer_at_least;
   static const std::vector<OptionSpec> table = {
       // Data (DESIGN.md P1's splits: train, then validation rows of the train file; test rows
@@ -329,7 +329,8 @@ inline const std::vector<OptionSpec>& option_table() {
           .by_default("hessian")
           .one_of({"hessian", "gauss-newton", "outer-product", "fisher"}),
       option(g::kMethod, "steps", K::Integer, "K",
-             "CG iterations / Neumann terms / unrolled steps k")
+             "CG iterations / Neumann terms / unrolled steps k / shine's CG refinement steps "
+             "(0: the L-BFGS estimate alone)")
           .by_default("20")
           .check(int_at_least(0)),
       option(g::kMethod, "steps-list", K::Text, "LIST",

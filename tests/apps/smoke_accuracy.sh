@@ -32,6 +32,17 @@ rows=$(grep -v '^#' "$tmp/run/accuracy.csv" | tail -n +2 | wc -l)
 awk -F, '$2 == "exact" { found = 1; if ($4 != 0 || $5 < 1 - 1e-12 || $5 > 1 + 1e-12) bad = 1 }
          END { exit !(found && !bad) }' "$tmp/run/accuracy.csv" || fail "exact row is not (0, 1)"
 
+# shine from the pairs of an L-BFGS w* (logistic regression): k = 0 is the estimate alone (0
+# HVPs), k = 1..3 refine it by k CG steps (k HVPs + 1 for the start's residual). Asked for by name
+# without --inner lbfgs it is a usage error naming --methods (the default list leaves it out).
+"$APP" --model logreg --train 100 --val 100 --inner lbfgs --methods exact,shine --max-steps 3 \
+  --threads 1 "${DATA_ARGS[@]}" --out "$tmp/shine" --quiet >"$tmp/shine.log" 2>&1 ||
+  { cat "$tmp/shine.log" >&2; fail "shine run exited non-zero"; }
+awk -F, '$2 == "shine" { n++; if ($6 != "converged" || $7 != ($3 == 0 ? 0 : $3 + 1)) bad = 1 }
+         END { exit !(n == 4 && !bad) }' <(grep -v '^#' "$tmp/shine/accuracy.csv") ||
+  { cat "$tmp/shine/accuracy.csv" >&2; fail "shine rows: expected k = 0..3, converged, k + 1 HVPs (0 at k = 0)"; }
+grep -q "shine left out" "$tmp/run/accuracy.csv" || fail "the default run does not say shine was left out"
+
 check_bad() {  # option, expected word in the message, arguments...
   local name=$1; shift
   if "$APP" "$@" --out "$tmp/bad" >"$tmp/bad.log" 2>&1; then fail "$* exited 0"; fi
@@ -40,6 +51,7 @@ check_bad() {  # option, expected word in the message, arguments...
 check_bad --max-steps --max-steps=-1
 check_bad --model --model svm
 check_bad --methods --methods cg,bogus
+check_bad --methods --methods shine   # needs --inner lbfgs
 check_bad --no-such-option --no-such-option
 check_bad --init-log-decay --log-decay nan   # an old spelling: the error names the new one
 # Bad input exits 2 (usage error).

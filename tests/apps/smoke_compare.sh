@@ -32,6 +32,17 @@ cmp <(grep -v "^#" "$out/before.csv") <(grep -v "^#" "$out/run/compare.csv")
   --out "$out/alias" > /dev/null
 grep -q '^# train = 100$' "$out/alias/compare.csv" || { echo "--n-train did not set --train" >&2; exit 1; }
 
+# Algorithm 2 with SHINE: the inner phase is L-BFGS to --inner-tol, and each hypergradient
+# reuses its pairs: 0 HVPs, status converged, in every row.
+"$bin/ift-compare" --data synthetic --train 100 --val 100 --test 100 --hyper-steps 2 \
+  --inner lbfgs --inner-steps 200 --inner-tol 1e-8 --warmup-steps 5 --methods shine --steps 0 \
+  --threads 1 --out "$out/shine" > /dev/null
+rows=$(grep -v '^#' "$out/shine/compare.csv" | tail -n +2 | wc -l)
+[[ "$rows" -eq 2 ]] || { echo "shine: expected 2 rows, got $rows" >&2; exit 1; }
+awk -F, 'NR > 1 && $1 == "shine" { n++; if ($10 != "converged" || $12 != 0) bad = 1 }
+         END { exit !(n == 2 && !bad) }' <(grep -v '^#' "$out/shine/compare.csv") ||
+  { echo "shine rows are not converged with 0 HVPs:" >&2; cat "$out/shine/compare.csv" >&2; exit 1; }
+
 # Bad input: exit code 2, the option named on stderr, no output directory created.
 check_bad() {
   local option=$1; shift
@@ -45,7 +56,8 @@ check_bad methods --data synthetic --methods exact,bogus
 check_bad hyper-steps --data synthetic --hyper-steps -1
 check_bad alpha --data synthetic --alpha 0
 check_bad data --data mnist-digits
-check_bad inner --data synthetic --inner lbfgs
+check_bad inner --data synthetic --inner newton
+check_bad inner --data synthetic --methods shine --inner adam   # shine needs the L-BFGS pairs
 check_bad unknown --data synthetic --unknown 3
 # Size checks against Fashion-MNIST's row counts happen before any file is read.
 check_bad train --data fashion-mnist --train 59000 --val 2000
