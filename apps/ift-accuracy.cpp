@@ -232,7 +232,8 @@ int run(int argc, char** argv) {
       "10) built from D HVPs, and so does every Newton iteration.";
   app::OptionSet set("ift-accuracy", usage);
   set.use({"data", "data-dir", "train", "val", "model", "hidden", "activation", "init-log-decay",
-           "methods", "steps-list", "inner", "inner-tol", "out", "quiet", "threads", "seed"})
+           "methods", "steps-list", "inner", "inner-tol", "lbfgs-memory", "out", "quiet", "threads",
+           "seed"})
       .add(app::option("", "max-steps", app::ValueKind::Integer, "K",
                        "k runs over 0..K (unless --steps-list)")
                .by_default("50")
@@ -359,6 +360,7 @@ int run(int argc, char** argv) {
     LbfgsParams lbfgs;
     lbfgs.gradient_tolerance = opt.grad_tol;
     lbfgs.max_iterations = 20000;
+    lbfgs.memory = v.integer("lbfgs-memory");
     inner = lbfgs_solve<double>(*problem, lambda, w, lbfgs, report, &state.lbfgs);
   } else {
     NewtonCgParams newton_cg;

@@ -46,7 +46,7 @@ const std::vector<std::string> kHeader = {
 InnerResult solve_inner(const std::string& inner, BilevelProblem<double>& problem,
                         const Vector<double>& lambda, Vector<double>& w, double tolerance,
                         const std::function<void(Index, double, double)>& progress,
-                        LbfgsPairs<Vector<double>>& pairs) {
+                        Index lbfgs_memory, LbfgsPairs<Vector<double>>& pairs) {
   if (inner == "newton-cg") {
     NewtonCgParams p;
     p.gradient_tolerance = tolerance;
@@ -55,6 +55,7 @@ InnerResult solve_inner(const std::string& inner, BilevelProblem<double>& proble
   if (inner == "lbfgs") {
     LbfgsParams p;
     p.gradient_tolerance = tolerance;
+    p.memory = lbfgs_memory;
     return lbfgs_solve<double>(problem, lambda, w, p, progress, &pairs);
   }
   NewtonParams p;
@@ -84,7 +85,7 @@ int main(int argc, char** argv) {
           "with --sweep)\n  w_star.npy         float64 (10, 785): w*(λ)");
   set.use(app::selection::kData)
       .use({"init-log-decay", "method", "curvature", "steps", "alpha", "damping", "steps-list",
-            "inner-tol", "inner", "quiet"})
+            "inner-tol", "inner", "lbfgs-memory", "quiet"})
       .use(app::selection::kRun)
       .add(app::flag("", "sweep", "run every method for each k in --steps-list (problem P3)"))
       .add(app::option("", "w-tol", app::ValueKind::Real, "X",
@@ -111,6 +112,7 @@ int main(int argc, char** argv) {
                  w_tol = v.real("w-tol");
     app::require_option(w_tol < 1, "w-tol", "must lie in (0, 1)");
     const std::string inner_solver = v.text("inner");
+    const Index lbfgs_memory = v.integer("lbfgs-memory");
     const std::string out_dir = common.out, w_start = v.has("w-start") ? v.text("w-start") : "";
     const bool sweep = v.flag("sweep"), quiet = v.flag("quiet");
 
@@ -151,7 +153,8 @@ int main(int argc, char** argv) {
     // The L-BFGS pairs of the w* solve (both parts of it), for shine.
     generic::SolverState<Vector<double>> lbfgs_state;
     InnerResult inner =
-        solve_inner(inner_solver, problem, lambda, w, grad_tol, progress, lbfgs_state.lbfgs);
+        solve_inner(inner_solver, problem, lambda, w, grad_tol, progress, lbfgs_memory,
+                    lbfgs_state.lbfgs);
     // L_T = mean cross-entropy (convex in w) + ½ Σ exp(λ_i) w_i², so L_T is μ-strongly convex
     // with μ = min_i exp(λ_i) and ||w − w*|| <= ||∇L_T(w)|| / μ. Continue (warm) until that bound
     // is at most w_tol·||w*|| (using ||w*|| >= ||w|| − ||g||/μ).
@@ -159,7 +162,8 @@ int main(int argc, char** argv) {
     const auto certified = [&] { return w_tol * mu * w.norm() / (1 + w_tol); };
     if (inner.converged && inner.gradient_norm >= certified()) {
       const InnerResult more =
-          solve_inner(inner_solver, problem, lambda, w, certified(), progress, lbfgs_state.lbfgs);
+          solve_inner(inner_solver, problem, lambda, w, certified(), progress, lbfgs_memory,
+                      lbfgs_state.lbfgs);
       inner.iterations += more.iterations;
       inner.gradients += more.gradients;
       inner.hvps += more.hvps;

@@ -379,6 +379,11 @@ inline const std::vector<OptionSpec>& option_table() {
           .by_default("1e-10")
           .check(valid::positive())
           .alias("grad-tol"),
+      option(g::kLoop, "lbfgs-memory", K::Integer, "M",
+             "correction pairs the L-BFGS inner solver keeps (LBFGSpp's m): the rank of the "
+             "inverse estimate that --method shine reuses")
+          .by_default("10")
+          .check(int_at_least(1)),
       option(g::kLoop, "outer-optimizer", K::Text, "NAME", "optimiser on λ")
           .by_default("adam")
           .one_of({"sgd", "momentum", "adam"}),

@@ -19,19 +19,18 @@
 #include <memory>
 #include <random>
 
+#include "blobs_problem.hpp"
+#include "fixtures.hpp"
 #include "ift/bilevel.hpp"
 #include "ift/checkpoint.hpp"
-#include "ift/data/synthetic.hpp"
 #include "ift/generic/hypergradient.hpp"
 #include "ift/inner.hpp"
 #include "ift/linalg/lbfgs_inverse.hpp"
-#include "ift/models/softmax_regression.hpp"
-#include "ift/problems/regularized.hpp"
 
 namespace {
 
 using namespace ift;
-using Problem = RegularizedProblem<SoftmaxRegression<double>>;
+using Problem = ift::testing::BlobsProblem;
 using Pairs = LbfgsPairs<Vector<double>>;
 
 Matrix<double> random_spd(Index n, std::uint64_t seed) {
@@ -44,11 +43,7 @@ Matrix<double> random_spd(Index n, std::uint64_t seed) {
 }
 
 Vector<double> random_vector(Index n, std::uint64_t seed) {
-  std::mt19937_64 gen(seed);
-  std::normal_distribution<double> normal;
-  Vector<double> v(n);
-  for (Index i = 0; i < n; ++i) v[i] = normal(gen);
-  return v;
+  return ift::testing::random_vector<double>(n, seed);
 }
 
 /// The BFGS inverse update H⁺ = (I − ρ s yᵀ) H (I − ρ y sᵀ) + ρ s sᵀ applied to H0 = γ I for each
@@ -183,17 +178,10 @@ struct Fixture {
 };
 
 Fixture make_fixture(std::uint64_t seed) {
-  const Index classes = 3, d = 6, n_train = 40, n_val = 30;
-  Dataset<double> all = make_blobs<double>(n_train + n_val, d, classes, 2.0, seed);
-  all.append_bias_column();
-  auto train = std::make_shared<const Dataset<double>>(all.slice(0, n_train));
-  auto val = std::make_shared<const Dataset<double>>(all.slice(n_train, n_val));
-  SoftmaxRegression<double> model(d + 1, classes);
   Fixture f;
-  f.problem = std::make_unique<Problem>(
-      model, WeightDecay<double>(DecayKind::PerWeight, model.num_params()), train, val, val);
-  f.w0 = Vector<double>::Zero(model.num_params());
-  f.lambda = Vector<double>::Constant(model.num_params(), std::log(1e-2));
+  f.problem = ift::testing::blobs_decay_problem(40, 30, 6, seed);
+  f.w0 = Vector<double>::Zero(f.problem->num_params());
+  f.lambda = Vector<double>::Constant(f.problem->num_params(), std::log(1e-2));
   return f;
 }
 

@@ -605,10 +605,10 @@ Result<ProblemVector<P>> hypergradient(
 ///   unrolled: one forward trajectory of K steps and the reverse passes side by side
 ///     (detail::unrolled_sweep): Σ_{k∈ks} k HVPs, since each k differentiates a different
 ///     L_V(w_k); what is shared is the trajectory, the visits to each w_t and the power iteration.
-///   k-independent methods (exact, identity, zero, kfac): computed once, copied for every k.
-/// `seconds` is the time from the start of the sweep until that k's result was complete
 ///   shine: the estimate once (0 HVPs: k = 0's result) and ONE CG series of K steps started
 ///     from it for every k > 0 (as cg's series).
+///   k-independent methods (exact, identity, zero, kfac): computed once, copied for every k.
+/// `seconds` is the time from the start of the sweep until that k's result was complete
 /// (unrolled: all at the end). ks: any order, duplicates allowed, each >= 0, not empty. No
 /// solver state is written; `state` is read only by shine, for its L-BFGS pairs (a cg warm start
 /// needs a state that changes: use hypergradient per step).
@@ -632,25 +632,28 @@ std::vector<Result<ProblemVector<P>>> hypergradient_sweep(
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
   std::vector<Result<V>> results(sorted.size());  // results[j] for sorted[j]
+  // The series methods (neumann, cg, shine) hand out one solve per distinct k, ascending
+  // (sorted's order); each becomes its hypergradient here.
+  V direct;
+  std::size_t next = 0;
+  const auto finish = [&](SolveResult<V>&& r) {
+    Result<V>& out = results[next++];
+    out.direct = detail::clone(direct);
+    detail::copy_diagnostics(std::move(r), out);
+    detail::form_hypergradient(problem, out);
+    detail::check_finite(out);
+    out.seconds = elapsed();
+  };
 
   switch (spec.method) {
     case Method::Neumann:
     case Method::Cg: {
-      V direct;
       problem.val_direct_gradient(direct);
       const V g = detail::clone(problem.val_gradient());
       const auto op = detail::curvature_operator(problem, run);
       PartialResults<V> partial;
       partial.at = sorted;
-      std::size_t next = 0;  // reports arrive once per distinct k, ascending: sorted's order
-      partial.report = [&](Index, SolveResult<V>&& r) {
-        Result<V>& out = results[next++];
-        out.direct = detail::clone(direct);
-        detail::copy_diagnostics(std::move(r), out);
-        detail::form_hypergradient(problem, out);
-        detail::check_finite(out);
-        out.seconds = elapsed();
-      };
+      partial.report = [&](Index, SolveResult<V>&& r) { finish(std::move(r)); };
       if (spec.method == Method::Neumann)
         neumann(op, g, run.neumann_params(), partial);
       else
@@ -659,18 +662,8 @@ std::vector<Result<ProblemVector<P>>> hypergradient_sweep(
       break;
     }
     case Method::Shine: {
-      V direct;
       problem.val_direct_gradient(direct);
       const V g = detail::clone(problem.val_gradient());
-      std::size_t next = 0;
-      const auto finish = [&](SolveResult<V>&& r) {
-        Result<V>& out = results[next++];
-        out.direct = detail::clone(direct);
-        detail::copy_diagnostics(std::move(r), out);
-        detail::form_hypergradient(problem, out);
-        detail::check_finite(out);
-        out.seconds = elapsed();
-      };
       SolveResult<V> estimate = detail::shine_estimate(problem, g, state);
       if (estimate.status != SolverStatus::Converged) {  // the same failure for every k
         while (next < sorted.size()) {
