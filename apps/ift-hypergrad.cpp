@@ -4,6 +4,7 @@
 //
 //   ift-hypergrad --method exact                    one method, summary.csv + .npy files
 //   ift-hypergrad --sweep --steps-list 0,5,20,50    every method for each k (problem P3)
+//   ift-hypergrad --inner lbfgs --method shine --steps 0   SHINE from the w* solve's L-BFGS pairs
 #include <chrono>
 #include <cmath>
 #include <cstdio>
