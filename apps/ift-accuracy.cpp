@@ -73,7 +73,7 @@ const std::vector<std::string> kCsvHeader = {"model",  "method", "k",    "relati
 const std::vector<std::string> kAllMethods = {
     "exact",         "gauss-newton/exact",    "kfac",           "identity",
     "cg",            "neumann",               "gauss-newton/cg", "gauss-newton/neumann",
-    "outer-product/neumann", "fisher/neumann", "unrolled"};
+    "outer-product/neumann", "fisher/neumann", "unrolled",         "shine"};
 /// Stochastic curvature (docs/methods.md): not in the default list, they need --curvature-batch.
 const std::vector<std::string> kSampledMethods = {"cg+fresh", "cg+fixed", "neumann+fresh",
                                                   "neumann+fixed"};
@@ -100,7 +100,9 @@ MethodSpec spec_from_name(const std::string& name, Index k, double kfac_damping)
   return s;
 }
 
-bool uses_steps(Method m) { return m == Method::Cg || m == Method::Neumann || m == Method::Unrolled; }
+bool uses_steps(Method m) {
+  return m == Method::Cg || m == Method::Neumann || m == Method::Unrolled || m == Method::Shine;
+}
 
 /// CPU seconds of the whole process (all threads) so far: with wall time, shows how much of a
 /// phase was computing and how much waiting for cores on a shared machine.
@@ -123,8 +125,10 @@ struct Options {
 };
 
 /// Runs the sweep on a problem already at (λ, w*); returns the number of rows written.
+/// `state` holds the L-BFGS pairs of the w* solve (--inner lbfgs) that shine reuses.
 int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector<Index>& ks,
-          const std::vector<std::string>& methods, io::CsvWriter& csv, bool progress) {
+          const std::vector<std::string>& methods, io::CsvWriter& csv, bool progress,
+          const generic::SolverState<Vector<double>>& state) {
   const auto t_total = std::chrono::steady_clock::now();
   const double cpu_total = cpu_seconds();
   const Index ks_max = *std::max_element(ks.begin(), ks.end());
@@ -199,7 +203,7 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
                                static_cast<long long>(ks_max));
     const auto t_method = std::chrono::steady_clock::now();
     const std::vector<HypergradientResult<double>> results =
-        HypergradientEngine<double>(s).sweep(problem, ks);
+        HypergradientEngine<double>(s).sweep(problem, ks, nullptr, &state);
     const double method_seconds = seconds_since(t_method);
     if (progress) std::fprintf(stderr, "\r\033[K");
     for (std::size_t j = 0; j < ks.size(); ++j)
@@ -239,8 +243,8 @@ int run(int argc, char** argv) {
       "10) built from D HVPs, and so does every Newton iteration.";
   app::OptionSet set("ift-accuracy", usage);
   set.use({"data", "data-dir", "train", "val", "model", "hidden", "activation", "init-log-decay",
-           "methods", "steps-list", "inner", "inner-tol", "out", "quiet", "threads", "seed",
-           "curvature-batch"})
+           "methods", "steps-list", "inner", "inner-tol", "lbfgs-memory", "out", "quiet", "threads",
+           "seed", "curvature-batch"})
       .add(app::option("", "max-steps", app::ValueKind::Integer, "K",
                        "k runs over 0..K (unless --steps-list)")
                .by_default("50")
@@ -290,11 +294,23 @@ int run(int argc, char** argv) {
   } else {
     for (Index k = 0; k <= opt.max_steps; ++k) ks.push_back(k);
   }
-  const std::vector<std::string> methods = v.list("methods");
+  std::vector<std::string> methods = v.list("methods");
   if (v.has("curvature-batch")) opt.curvature_batch = v.integer("curvature-batch");
   for (const std::string& name : methods)
     app::require_option(name.find('+') == std::string::npos || opt.curvature_batch > 0,
                         "curvature-batch", "needed by " + name + " (rows per sampled HVP)");
+  // shine (k = 0: the L-BFGS estimate, k > 0: refined by k CG steps) reuses the pairs of the
+  // L-BFGS solve that found w*: with another --inner there are none. Asked for by name it then
+  // is an error; in the default list it is left out, with a note.
+  std::string shine_note;
+  if (opt.inner != "lbfgs" && std::count(methods.begin(), methods.end(), "shine")) {
+    app::require_option(!v.given("methods"), "methods",
+                        "shine reuses the L-BFGS pairs of the w* solve: it needs --inner lbfgs "
+                        "(got " + opt.inner + ")");
+    methods.erase(std::remove(methods.begin(), methods.end(), "shine"), methods.end());
+    shine_note = "shine left out: it needs --inner lbfgs";
+    std::printf("(%s)\n", shine_note.c_str());
+  }
   const bool progress = !opt.quiet && isatty(fileno(stderr));
   std::filesystem::create_directories(opt.common.out);
 
@@ -351,6 +367,7 @@ int run(int argc, char** argv) {
                    opt.inner.c_str(), static_cast<long long>(it), loss, gnorm, seconds_since(t0));
   };
   InnerResult inner;
+  generic::SolverState<Vector<double>> state;  // the L-BFGS pairs, for shine
   if (opt.inner == "newton") {
     NewtonParams newton;
     newton.gradient_tolerance = opt.grad_tol;
@@ -360,7 +377,8 @@ int run(int argc, char** argv) {
     LbfgsParams lbfgs;
     lbfgs.gradient_tolerance = opt.grad_tol;
     lbfgs.max_iterations = 20000;
-    inner = lbfgs_solve<double>(*problem, lambda, w, lbfgs, report);
+    lbfgs.memory = v.integer("lbfgs-memory");
+    inner = lbfgs_solve<double>(*problem, lambda, w, lbfgs, report, &state.lbfgs);
   } else {
     NewtonCgParams newton_cg;
     newton_cg.gradient_tolerance = opt.grad_tol;
@@ -389,10 +407,12 @@ int run(int argc, char** argv) {
                   (inner.converged ? "" : " -- NOT CONVERGED"));
   csv.add_comment("columns: relative_error = ||h - h_exact|| / ||h_exact||, cosine = "
                   "<h, h_exact> / (||h|| ||h_exact||) (0 when h = 0); k empty for "
-                  "k-independent methods; unrolled(k) starts at w*; hvps = the cost of k on its "
+                  "k-independent methods; unrolled(k) starts at w*; shine(k) = the L-BFGS estimate of "
+                  "the w* solve refined by k CG steps (k = 0: the estimate, 0 HVPs); hvps = the cost of k on its "
                   "own; seconds = for k-dependent methods, the time from the start of the "
                   "method's one sweep over all k until k's result was ready");
-  const int rows = sweep(*problem, opt, ks, methods, csv, progress);
+  if (!shine_note.empty()) csv.add_comment(shine_note);
+  const int rows = sweep(*problem, opt, ks, methods, csv, progress, state);
   csv.save();
   std::printf("wrote %s (%d rows); total %.1f s (%.1f s CPU)\n", csv.path().c_str(), rows,
               seconds_since(t0), cpu_seconds() - cpu0);

@@ -44,7 +44,7 @@ int run(int argc, char** argv) {
       .use({"init-log-decay", "methods"})
       .use(selection::kMethod)
       .use(selection::kLoop)
-      .use({"warmup-steps", "tolerance-schedule", "tolerance0", "curvature-sampling",
+      .use({"warmup-steps", "inner-tol", "tolerance-schedule", "tolerance0", "curvature-sampling",
             "curvature-batch"})
       .use(selection::kRun)
       .add(flag("", "full",
@@ -54,7 +54,9 @@ int run(int argc, char** argv) {
   // builds and factorises a 7850² Hessian every hyper-step (10–20 s each there). --full: 200.
   set.set_defaults(
       {{"train", "3500"}, {"val", "3500"}, {"test", "10000"}, {"warmup-steps", "200"}});
-  set.set_choices("inner", {"sgd", "momentum", "adam"});
+  // lbfgs: an inner solver to --inner-tol in at most --inner-steps iterations, whose pairs
+  // --methods shine reuses (the one inner phase that provides them).
+  set.set_choices("inner", {"sgd", "momentum", "adam", "lbfgs"});
   const std::optional<OptionValues> parsed = parse_command_line(argc, argv, set);
   if (!parsed) return 0;
   const OptionValues& v = *parsed;
@@ -69,6 +71,10 @@ int run(int argc, char** argv) {
   BilevelParams base;
   apply_loop_options(v, base);
   if (v.flag("full")) base.hyper_steps = 200;
+  for (const MethodSpec& s : specs)
+    require_option(s.method != Method::Shine || base.inner_solver == InnerSolver::Lbfgs, "inner",
+                   "--methods shine reuses the inner L-BFGS's pairs: it needs --inner lbfgs (got " +
+                       v.text("inner") + ")");
   {
     std::ostringstream c;
     c << "app=ift-compare\nmodel=softmax-regression\ndecay=per-weight\ndata=" << common.data

@@ -4,6 +4,7 @@
 //
 //   ift-hypergrad --method exact                    one method, summary.csv + .npy files
 //   ift-hypergrad --sweep --steps-list 0,5,20,50    every method for each k (problem P3)
+//   ift-hypergrad --inner lbfgs --method shine --steps 0   SHINE from the w* solve's L-BFGS pairs
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -42,9 +43,11 @@ const std::vector<std::string> kHeader = {
     "cosine", "status", "iterations", "hvps", "seconds"};
 
 /// w*(λ) by the chosen inner solver (newton-cg, lbfgs or newton) to ||∇_w L_T|| < tolerance.
+/// lbfgs appends its correction pairs to `pairs` (for shine).
 InnerResult solve_inner(const std::string& inner, BilevelProblem<double>& problem,
                         const Vector<double>& lambda, Vector<double>& w, double tolerance,
-                        const std::function<void(Index, double, double)>& progress) {
+                        const std::function<void(Index, double, double)>& progress,
+                        Index lbfgs_memory, LbfgsPairs<Vector<double>>& pairs) {
   if (inner == "newton-cg") {
     NewtonCgParams p;
     p.gradient_tolerance = tolerance;
@@ -53,7 +56,8 @@ InnerResult solve_inner(const std::string& inner, BilevelProblem<double>& proble
   if (inner == "lbfgs") {
     LbfgsParams p;
     p.gradient_tolerance = tolerance;
-    return lbfgs_solve<double>(problem, lambda, w, p, progress);
+    p.memory = lbfgs_memory;
+    return lbfgs_solve<double>(problem, lambda, w, p, progress, &pairs);
   }
   NewtonParams p;
   p.gradient_tolerance = tolerance;
@@ -82,7 +86,7 @@ int run(int argc, char** argv) {
           "with --sweep)\n  w_star.npy         float64 (10, 785): w*(λ)");
   set.use(app::selection::kData)
       .use({"init-log-decay", "method", "curvature", "steps", "alpha", "damping", "steps-list",
-            "inner-tol", "inner", "quiet", "curvature-sampling", "curvature-batch"})
+            "inner-tol", "inner", "lbfgs-memory", "quiet", "curvature-sampling", "curvature-batch"})
       .use(app::selection::kRun)
       .add(app::flag("", "sweep", "run every method for each k in --steps-list (problem P3)"))
       .add(app::option("", "w-tol", app::ValueKind::Real, "X",
@@ -109,6 +113,7 @@ int run(int argc, char** argv) {
                  w_tol = v.real("w-tol");
     app::require_option(w_tol < 1, "w-tol", "must lie in (0, 1)");
     const std::string inner_solver = v.text("inner");
+    const Index lbfgs_memory = v.integer("lbfgs-memory");
     const std::string out_dir = common.out, w_start = v.has("w-start") ? v.text("w-start") : "";
     const bool sweep = v.flag("sweep"), quiet = v.flag("quiet");
 
@@ -121,6 +126,14 @@ int run(int argc, char** argv) {
     base.compute_residual = true;
     base.check();
     const std::vector<Index> ks = sweep ? v.index_list("steps-list") : std::vector<Index>{};
+    // shine reuses the pairs of the L-BFGS solve that found w*: another inner solver leaves none
+    // (an L-BFGS run started at w* would stop at once). --method shine therefore requires
+    // --inner lbfgs; --sweep includes shine's rows exactly when --inner is lbfgs (and there is
+    // no --damping, which shine refuses).
+    app::require_option(base.method != Method::Shine || inner_solver == "lbfgs", "inner",
+                        "--method shine reuses the L-BFGS pairs of the w* solve: it needs "
+                        "--inner lbfgs (got " + inner_solver + ")");
+    const bool sweep_shine = inner_solver == "lbfgs" && base.damping == 0;
 
     // ---- Problem P1 ----------------------------------------------------------------------------
     auto problem = app::make_p1_problem(app::load_data(common));
@@ -143,7 +156,11 @@ int run(int argc, char** argv) {
         std::fprintf(stderr, "  %s %3lld: L_T = %.12f  ||grad|| = %.3e\n", inner_solver.c_str(),
                      static_cast<long long>(it), loss, gnorm);
     };
-    InnerResult inner = solve_inner(inner_solver, problem, lambda, w, grad_tol, progress);
+    // The L-BFGS pairs of the w* solve (both parts of it), for shine.
+    generic::SolverState<Vector<double>> lbfgs_state;
+    InnerResult inner =
+        solve_inner(inner_solver, problem, lambda, w, grad_tol, progress, lbfgs_memory,
+                    lbfgs_state.lbfgs);
     // L_T = mean cross-entropy (convex in w) + ½ Σ exp(λ_i) w_i², so L_T is μ-strongly convex
     // with μ = min_i exp(λ_i) and ||w − w*|| <= ||∇L_T(w)|| / μ. Continue (warm) until that bound
     // is at most w_tol·||w*|| (using ||w*|| >= ||w|| − ||g||/μ).
@@ -151,7 +168,8 @@ int run(int argc, char** argv) {
     const auto certified = [&] { return w_tol * mu * w.norm() / (1 + w_tol); };
     if (inner.converged && inner.gradient_norm >= certified()) {
       const InnerResult more =
-          solve_inner(inner_solver, problem, lambda, w, certified(), progress);
+          solve_inner(inner_solver, problem, lambda, w, certified(), progress, lbfgs_memory,
+                      lbfgs_state.lbfgs);
       inner.iterations += more.iterations;
       inner.gradients += more.gradients;
       inner.hvps += more.hvps;
@@ -272,6 +290,7 @@ int run(int argc, char** argv) {
             add(Method::Cg, Curvature::Hessian, k, sm);
             add(Method::Neumann, Curvature::Hessian, k, sm);
           }
+        if (sweep_shine) add(Method::Shine, Curvature::Hessian, k);
       }
     } else {
       MethodSpec s = base;
@@ -300,12 +319,19 @@ int run(int argc, char** argv) {
     if (!reference_ok)
       csv.add_comment("the exact reference failed (" + std::string(to_string(exact.status)) +
                       ": " + exact.message + "): relative_error and cosine are undefined");
+    if (sweep && !sweep_shine) {
+      const std::string why = inner_solver != "lbfgs" ? "needs --inner lbfgs" : "takes no --damping";
+      csv.add_comment("shine omitted from the sweep: it " + why);
+      std::printf("(shine omitted from the sweep: it %s)\n", why.c_str());
+    }
     const double nan = std::numeric_limits<double>::quiet_NaN();
     HypergradientResult<double> last;
     for (const MethodSpec& s : specs) {
-      HypergradientResult<double> r = (s.method == Method::Exact && s.curvature == Curvature::Hessian)
-                                          ? exact
-                                          : HypergradientEngine<double>(s).compute(problem);
+      HypergradientResult<double> r =
+          (s.method == Method::Exact && s.curvature == Curvature::Hessian) ? exact
+          : s.method == Method::Shine
+              ? HypergradientEngine<double>(s).compute(problem, nullptr, &lbfgs_state)
+              : HypergradientEngine<double>(s).compute(problem);
       const double norm = r.hypergradient.norm();
       const double rel =
           reference_ok ? (r.hypergradient - exact.hypergradient).norm() / exact_norm : nan;
@@ -313,7 +339,8 @@ int run(int argc, char** argv) {
           !reference_ok ? nan
           : norm > 0    ? r.hypergradient.dot(exact.hypergradient) / (norm * exact_norm)
                         : 0.0;
-      const bool uses_k = s.method == Method::Cg || s.method == Method::Neumann || s.method == Method::Unrolled;
+      const bool uses_k = s.method == Method::Cg || s.method == Method::Neumann ||
+                          s.method == Method::Unrolled || s.method == Method::Shine;
       char rel_text[32] = "n/a", cosine_text[32] = "n/a";
       if (reference_ok) {
         std::snprintf(rel_text, sizeof rel_text, "%.3e", rel);

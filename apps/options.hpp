@@ -293,8 +293,8 @@ inline const char* const kRun = "Threads, seed and device";
 inline const std::vector<OptionSpec>& option_table() {
   using K = ValueKind;
   namespace g = groups;
-  const std::vector<std::string> methods = {"exact", "cg",   "neumann", "identity",
-                                            "zero",  "kfac", "unrolled"};
+  const std::vector<std::string> methods = {"exact", "cg",   "neumann",  "identity",
+                                            "zero",  "kfac", "unrolled", "shine"};
   const auto int_at_least = valid::integer_at_least;
   static const std::vector<OptionSpec> table = {
       // Data (DESIGN.md P1's splits: train, then validation rows of the train file; test rows
@@ -358,7 +358,8 @@ inline const std::vector<OptionSpec>& option_table() {
           .by_default("hessian")
           .one_of({"hessian", "gauss-newton", "outer-product", "fisher"}),
       option(g::kMethod, "steps", K::Integer, "K",
-             "CG iterations / Neumann terms / unrolled steps k")
+             "CG iterations / Neumann terms / unrolled steps k / shine's CG refinement steps "
+             "(0: the L-BFGS estimate alone)")
           .by_default("20")
           .check(int_at_least(0)),
       option(g::kMethod, "steps-list", K::Text, "LIST",
@@ -427,6 +428,11 @@ inline const std::vector<OptionSpec>& option_table() {
       option(g::kLoop, "tolerance0", K::Real, "E", "ε0 of --tolerance-schedule")
           .by_default("1e-3")
           .check(valid::positive()),
+      option(g::kLoop, "lbfgs-memory", K::Integer, "M",
+             "correction pairs the L-BFGS inner solver keeps (LBFGSpp's m): the rank of the "
+             "inverse estimate that --method shine reuses")
+          .by_default("10")
+          .check(int_at_least(1)),
       option(g::kLoop, "outer-optimizer", K::Text, "NAME", "optimiser on λ")
           .by_default("adam")
           .one_of({"sgd", "momentum", "adam"}),

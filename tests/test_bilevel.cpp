@@ -11,6 +11,7 @@
 #include <iterator>
 #include <memory>
 
+#include "blobs_problem.hpp"
 #include "ift/bilevel.hpp"
 #include "ift/checkpoint.hpp"
 #include "ift/data/synthetic.hpp"
@@ -30,17 +31,10 @@ struct Fixture {
 };
 
 Fixture make_fixture(Index n_train, Index n_val, Index d, double log_decay, std::uint64_t seed) {
-  const Index classes = 3;
-  Dataset<double> all = make_blobs<double>(n_train + n_val, d, classes, 2.0, seed);
-  all.append_bias_column();
-  auto train = std::make_shared<const Dataset<double>>(all.slice(0, n_train));
-  auto val = std::make_shared<const Dataset<double>>(all.slice(n_train, n_val));
-  SoftmaxRegression<double> model(d + 1, classes);
   Fixture f;
-  f.problem = std::make_unique<Problem>(
-      model, WeightDecay<double>(DecayKind::PerWeight, model.num_params()), train, val, val);
-  f.w0 = Vector<double>::Zero(model.num_params());
-  f.lambda0 = Vector<double>::Constant(model.num_params(), log_decay);
+  f.problem = ift::testing::blobs_decay_problem(n_train, n_val, d, seed);
+  f.w0 = Vector<double>::Zero(f.problem->num_params());
+  f.lambda0 = Vector<double>::Constant(f.problem->num_params(), log_decay);
   return f;
 }
 

@@ -167,8 +167,8 @@ TEST(Options, ABadValueNamesTheOptionAndWhatWasExpected) {
       {Argv{"--inner", "bfgs"},
        "--inner: expected sgd, momentum, adam, newton, newton-cg or lbfgs (got 'bfgs')"},
       {Argv{"--methods", "cg,bogus"},
-       "--methods: expected a comma-separated list of exact, cg, neumann, identity, zero, kfac "
-       "or unrolled (cg and neumann also with +warm, +fresh, +fixed, e.g. cg+warm) (got "
+       "--methods: expected a comma-separated list of exact, cg, neumann, identity, zero, kfac, "
+       "unrolled or shine (cg and neumann also with +warm, +fresh, +fixed, e.g. cg+warm) (got "
        "'cg,bogus')"},
       {Argv{"--tolerance-schedule", "linear"},
        "--tolerance-schedule: expected none, quadratic, cubic or geometric (got 'linear')"},

@@ -107,6 +107,10 @@ void BilevelParams::check() const {
   inner.check("BilevelParams::inner");
   outer.check("BilevelParams::outer");
   method.check();
+  require(method.method != Method::Shine || inner_solver == InnerSolver::Lbfgs,
+          std::string("BilevelParams: method shine reuses the inner L-BFGS's pairs: it needs the "
+                      "lbfgs inner solver (got ") +
+              to_string(inner_solver) + ")");
 }
 
 namespace {

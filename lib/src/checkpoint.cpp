@@ -161,6 +161,13 @@ void save_checkpoint(const std::string& path, const Checkpoint<S>& c) {
     w.pod(c.solver_alpha);
     w.pod(c.solver_lambda_max);
     w.pod(c.solver_uses);
+    w.u64(c.solver_lbfgs_s.size());
+    for (std::size_t i = 0; i < c.solver_lbfgs_s.size(); ++i) {
+      w.vec(c.solver_lbfgs_s[i]);
+      w.vec(c.solver_lbfgs_y.at(i));
+    }
+    w.vec(c.solver_lbfgs_point);
+    w.pod(c.solver_lbfgs_memory);
     out.write(kEnd, sizeof kEnd - 1);
   }
   const std::string bytes = out.str();
@@ -245,6 +252,14 @@ Checkpoint<S> load_checkpoint(const std::string& path) {
   c.solver_alpha = r.pod<double>();
   c.solver_lambda_max = r.pod<double>();
   c.solver_uses = r.pod<std::int64_t>();
+  const std::uint64_t pairs = r.u64();
+  if (pairs > bytes.size()) r.fail("truncated (implausible number of L-BFGS pairs)");
+  for (std::uint64_t i = 0; i < pairs; ++i) {
+    c.solver_lbfgs_s.push_back(r.vec<S>());
+    c.solver_lbfgs_y.push_back(r.vec<S>());
+  }
+  c.solver_lbfgs_point = r.vec<S>();
+  c.solver_lbfgs_memory = r.pod<std::int64_t>();
   if (!r.at(kEnd) || !r.done()) r.fail("truncated or trailing bytes after the records");
   return c;
 }

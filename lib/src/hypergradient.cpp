@@ -14,8 +14,10 @@ Method parse_method(const std::string& name) {
   if (name == "zero") return Method::Zero;
   if (name == "kfac") return Method::Kfac;
   if (name == "unrolled") return Method::Unrolled;
-  throw std::invalid_argument("unknown method '" + name +
-                              "' (expected exact, cg, neumann, identity, zero, kfac or unrolled)");
+  if (name == "shine") return Method::Shine;
+  throw std::invalid_argument(
+      "unknown method '" + name +
+      "' (expected exact, cg, neumann, identity, zero, kfac, unrolled or shine)");
 }
 
 Curvature parse_curvature(const std::string& name) {
@@ -36,6 +38,7 @@ const char* to_string(Method m) {
     case Method::Zero: return "zero";
     case Method::Kfac: return "kfac";
     case Method::Unrolled: return "unrolled";
+    case Method::Shine: return "shine";
   }
   return "?";
 }
@@ -151,7 +154,7 @@ void MethodSpec::check() const {
           std::string("curvature ") + to_string(curvature) +
               " is defined for neumann only (DESIGN.md §1), not for " + to_string(method));
   require(!(curvature != Curvature::Hessian &&
-            (method == Method::Kfac || method == Method::Unrolled)),
+            (method == Method::Kfac || method == Method::Unrolled || method == Method::Shine)),
           std::string(to_string(method)) + " takes no --curvature (it defines its own)");
   require(!warm_start || supports_warm_start(method),
           std::string("MethodSpec::warm_start: ") + to_string(method) +
@@ -167,6 +170,8 @@ void MethodSpec::check() const {
     require(curvature_batch >= 1, std::string("MethodSpec::curvature_batch must be >= 1 with "
                                               "sampling ") + to_string(sampling));
   }
+  require(!(method == Method::Shine && damping != 0),
+          "shine takes no --damping (its estimate is L-BFGS's of the undamped L_T; use cg)");
 }
 
 CgParams MethodSpec::cg_params() const {
@@ -206,8 +211,9 @@ HypergradientResult<S> HypergradientEngine<S>::compute(BilevelProblem<S>& proble
 template <class S>
 std::vector<HypergradientResult<S>> HypergradientEngine<S>::sweep(BilevelProblem<S>& problem,
                                                                   const std::vector<Index>& ks,
-                                                                  const Vector<S>* start) {
-  return generic::hypergradient_sweep(problem, spec_, ks, start);
+                                                                  const Vector<S>* start,
+                                                                  const generic::SolverState<Vector<S>>* state) {
+  return generic::hypergradient_sweep(problem, spec_, ks, start, state);
 }
 
 template class HypergradientEngine<float>;

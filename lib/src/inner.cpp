@@ -115,6 +115,8 @@ struct LbfgsObjective {
   Vector<S> accepted;
   double accepted_loss = 0, accepted_norm = 0;
   Index iterations = 0;
+  LbfgsPairs<Vector<S>>* pairs = nullptr;  // SHINE: the correction pairs, if recorded
+  Index memory = 0;
 
   S operator()(const Vector<S>& x, Vector<S>& grad) {
     problem.set_point(lambda, x);
@@ -122,7 +124,11 @@ struct LbfgsObjective {
     ++result.gradients;
     return problem.train_loss();
   }
-  void accept(const Vector<S>& x, S loss, const Vector<S>& grad) {
+  /// The line search accepted x (from xp, where the gradient was grad_p): LBFGSpp's next
+  /// correction pair is (x − xp, grad − grad_p), the same expressions on the same vectors.
+  void accept(const Vector<S>& x, S loss, const Vector<S>& grad, const Vector<S>& xp,
+              const Vector<S>& grad_p) {
+    if (pairs != nullptr) pairs->push(x - xp, grad - grad_p, x, memory);
     accepted = x;
     accepted_loss = static_cast<double>(loss);
     accepted_norm = static_cast<double>(grad.norm());
@@ -147,6 +153,7 @@ class FloorWolfeLineSearch {
                          const Vec& xp, const LBFGSpp::LBFGSParam<S>& param) {
     const S fx_init = fx;
     const S dg_init = grad.dot(drt);
+    const Vec grad_init = grad;  // LBFGSpp's m_gradp: the y of the correction pair
     if (!(dg_init < 0))
       throw LineSearchFailure("L-BFGS direction is not a descent direction (gᵀd = " +
                               detail::format_e(static_cast<double>(dg_init)) + ")");
@@ -163,14 +170,14 @@ class FloorWolfeLineSearch {
         // for a quadratic φ written with derivatives only; they imply sᵀy > 0).
         if (finite && fx <= fx_init + floor && dg >= param.wolfe * dg_init &&
             dg <= (2 * param.ftol - 1) * dg_init) {
-          f.accept(x, fx, grad);
+          f.accept(x, fx, grad, xp, grad_init);
           return;
         }
         hi = step;
       } else if (dg < param.wolfe * dg_init) {
         lo = step;
       } else {
-        f.accept(x, fx, grad);
+        f.accept(x, fx, grad, xp, grad_init);
         return;
       }
       step = std::isfinite(hi) ? (lo + hi) / 2 : 2 * step;
@@ -185,13 +192,14 @@ class FloorWolfeLineSearch {
 template <class S>
 InnerResult lbfgs_solve(BilevelProblem<S>& problem, const Vector<S>& lambda, Vector<S>& w,
                         const LbfgsParams& params,
-                        const std::function<void(Index, double, double)>& progress) {
+                        const std::function<void(Index, double, double)>& progress,
+                        LbfgsPairs<Vector<S>>* pairs) {
   params.check();
   InnerResult result;
   require(w.size() == problem.num_params(),
           "lbfgs_solve: w has " + std::to_string(w.size()) + " entries, the problem " +
               std::to_string(problem.num_params()));
-  LbfgsObjective<S> objective{problem, lambda, result, progress, w, 0, 0, 0};
+  LbfgsObjective<S> objective{problem, lambda, result, progress, w, 0, 0, 0, pairs, params.memory};
   problem.set_point(lambda, w);
   objective.accepted_loss = static_cast<double>(problem.train_loss());
   objective.accepted_norm = static_cast<double>(problem.train_gradient().norm());
@@ -251,10 +259,12 @@ template InnerResult newton_solve<double>(BilevelProblem<double>&, const Vector<
                                           const std::function<void(Index, double, double)>&);
 template InnerResult lbfgs_solve<float>(BilevelProblem<float>&, const Vector<float>&,
                                         Vector<float>&, const LbfgsParams&,
-                                        const std::function<void(Index, double, double)>&);
+                                        const std::function<void(Index, double, double)>&,
+                                        LbfgsPairs<Vector<float>>*);
 template InnerResult lbfgs_solve<double>(BilevelProblem<double>&, const Vector<double>&,
                                          Vector<double>&, const LbfgsParams&,
-                                         const std::function<void(Index, double, double)>&);
+                                         const std::function<void(Index, double, double)>&,
+                                        LbfgsPairs<Vector<double>>*);
 
 }  // namespace ift
 

@@ -43,6 +43,19 @@ rows=$(grep -v '^#' "$tmp/s1/accuracy.csv" | tail -n +2 | wc -l)
 [ "$rows" -eq 8 ] || fail "expected 8 sampled rows (4 methods x 2 k), got $rows"
 cmp <(grep -v '^#' "$tmp/s1/accuracy.csv" | cut -d, -f1-7) <(grep -v '^#' "$tmp/s2/accuracy.csv" | cut -d, -f1-7) \
   || fail "sampled curvature is not reproducible with the same --seed"
+# shine from the pairs of an L-BFGS w* (the same MLP): k = 0 is the estimate alone (converged,
+# 0 HVPs), k = 1..3 refine it by k CG steps (k HVPs + 1 for the start's residual; CG's status).
+# Asked for by name without --inner lbfgs it is a usage error naming --methods (the default list
+# leaves it out, and says so).
+"$APP" --model mlp --hidden 2 --train 100 --val 100 --init-log-decay 0 --inner lbfgs \
+  --methods exact,shine --max-steps 3 --threads 1 "${DATA_ARGS[@]}" --out "$tmp/shine" --quiet \
+  >"$tmp/shine.log" 2>&1 || { cat "$tmp/shine.log" >&2; fail "shine run exited non-zero"; }
+awk -F, '$2 == "shine" { n++
+           if ($3 == 0 && ($6 != "converged" || $7 != 0)) bad = 1
+           if ($3 > 0 && (($6 != "converged" && $6 != "max-iterations") || $7 != $3 + 1)) bad = 1 }
+         END { exit !(n == 4 && !bad) }' <(grep -v '^#' "$tmp/shine/accuracy.csv") ||
+  { cat "$tmp/shine/accuracy.csv" >&2; fail "shine rows: expected k = 0..3, k + 1 HVPs (0 at k = 0)"; }
+grep -q "shine left out" "$tmp/run/accuracy.csv" || fail "the default run does not say shine was left out"
 
 check_bad() {  # option, expected word in the message, arguments...
   local name=$1; shift
@@ -52,6 +65,7 @@ check_bad() {  # option, expected word in the message, arguments...
 check_bad --max-steps --max-steps=-1
 check_bad --model --model svm
 check_bad --methods --methods cg,bogus
+check_bad --methods --methods shine   # needs --inner lbfgs
 check_bad --no-such-option --no-such-option
 check_bad --init-log-decay --log-decay nan   # an old spelling: the error names the new one
 check_bad --curvature-batch --methods cg+fresh   # a sampled method without its batch size

@@ -51,6 +51,16 @@ hvps=$(awk -F, '$1 == "neumann+warm" && $2 > 1 { print $12 }' "$out/warm/compare
   --methods exact,cg --warm-start > /dev/null
 grep -q '^cg+warm,2,' "$out/flag/compare.csv" || { echo "--warm-start did not name cg+warm" >&2; exit 1; }
 grep -q '^exact,2,' "$out/flag/compare.csv" || { echo "--warm-start renamed exact" >&2; exit 1; }
+# Algorithm 2 with SHINE: the inner phase is L-BFGS to --inner-tol, and each hypergradient
+# reuses its pairs: 0 HVPs, status converged, in every row.
+"$bin/ift-compare" --data synthetic --train 100 --val 100 --test 100 --hyper-steps 2 \
+  --inner lbfgs --inner-steps 200 --inner-tol 1e-8 --warmup-steps 5 --methods shine --steps 0 \
+  --threads 1 --out "$out/shine" > /dev/null
+rows=$(grep -v '^#' "$out/shine/compare.csv" | tail -n +2 | wc -l)
+[[ "$rows" -eq 2 ]] || { echo "shine: expected 2 rows, got $rows" >&2; exit 1; }
+awk -F, 'NR > 1 && $1 == "shine" { n++; if ($10 != "converged" || $12 != 0) bad = 1 }
+         END { exit !(n == 2 && !bad) }' <(grep -v '^#' "$out/shine/compare.csv") ||
+  { echo "shine rows are not converged with 0 HVPs:" >&2; cat "$out/shine/compare.csv" >&2; exit 1; }
 
 # Bad input: exit code 2, the option named on stderr, no output directory created.
 check_bad() {
@@ -70,7 +80,8 @@ check_bad tolerance0 --data synthetic --tolerance0 0
 check_bad hyper-steps --data synthetic --hyper-steps -1
 check_bad alpha --data synthetic --alpha 0
 check_bad data --data mnist-digits
-check_bad inner --data synthetic --inner lbfgs
+check_bad inner --data synthetic --inner newton
+check_bad inner --data synthetic --methods shine --inner adam   # shine needs the L-BFGS pairs
 check_bad unknown --data synthetic --unknown 3
 # Size checks against Fashion-MNIST's row counts happen before any file is read.
 check_bad train --data fashion-mnist --train 59000 --val 2000

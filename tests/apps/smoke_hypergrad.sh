@@ -41,6 +41,14 @@ print(f"smoke_hypergrad: ||w_newton-cg - w_lbfgs|| / ||w|| = {rel:.2e}")
 sys.exit(0 if rel <= 1e-12 else 1)
 EOF
 
+# SHINE from the pairs of the L-BFGS w* solve: one row, converged, 1 HVP (the residual only).
+"$APP" --inner lbfgs --n-train 300 --n-val 100 --n-test 100 --method shine --steps 0 \
+  --data-dir "$DATA" --out "$tmp/shine" --quiet >"$tmp/shine.log" 2>&1 ||
+  { cat "$tmp/shine.log" >&2; fail "--method shine exited non-zero"; }
+awk -F, '$1 == "shine" { n++; if ($14 != "converged" || $16 != 1 || $12 == "") bad = 1 }
+         END { exit !(n == 1 && !bad) }' "$tmp/shine/summary.csv" ||
+  { cat "$tmp/shine/summary.csv" >&2; fail "shine row: expected converged, 1 HVP, a relative error"; }
+
 check_bad() {  # option, arguments...
   local name=$1; shift
   if "$APP" "$@" --out "$tmp/bad" >"$tmp/bad.log" 2>&1; then fail "$* exited 0"; fi
@@ -49,6 +57,7 @@ check_bad() {  # option, arguments...
 check_bad --inner --inner bogus
 check_bad --method --method cg+warm   # one hypergradient has no previous v
 check_bad --curvature-batch --method neumann+fresh
+check_bad --inner --method shine   # shine needs --inner lbfgs (default newton-cg)
 check_bad --w-tol --w-tol 0
 check_bad --out --out /etc/hostname/sub
 

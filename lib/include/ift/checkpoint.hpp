@@ -22,7 +22,7 @@
 
 namespace ift {
 
-inline constexpr std::uint32_t kCheckpointFormatVersion = 3;
+inline constexpr std::uint32_t kCheckpointFormatVersion = 4;  // 4: + the L-BFGS pairs
 
 /// What the loop reports after each hyper-step (one CSV row in the apps).
 struct HyperStepRecord {
@@ -61,6 +61,11 @@ struct Checkpoint {
   double solver_alpha = 0;
   double solver_lambda_max = 0;  ///< 0: none
   std::int64_t solver_uses = 0;
+  /// The inner L-BFGS's pairs (SolverState::lbfgs, for shine): s and y oldest first, the point
+  /// they end at (empty: none) and the memory they were kept with.
+  std::vector<Vector<S>> solver_lbfgs_s, solver_lbfgs_y;
+  Vector<S> solver_lbfgs_point;
+  std::int64_t solver_lbfgs_memory = 0;
 };
 
 /// Writes atomically; throws std::runtime_error naming the path on failure.

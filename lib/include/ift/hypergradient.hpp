@@ -43,10 +43,12 @@ class HypergradientEngine {
 
   /// compute() with spec().steps = k for every k in ks, from one run
   /// (generic::hypergradient_sweep: one series for neumann and cg, one trajectory for unrolled);
-  /// result j is the one for ks[j], with its own status, iterations and hvps. No solver state.
+  /// result j is the one for ks[j], with its own status, iterations and hvps. `state` is read
+  /// only by shine (its L-BFGS pairs) and never written.
   std::vector<HypergradientResult<S>> sweep(BilevelProblem<S>& problem,
                                             const std::vector<Index>& ks,
-                                            const Vector<S>* start = nullptr);
+                                            const Vector<S>* start = nullptr,
+                                            const generic::SolverState<Vector<S>>* state = nullptr);
 
   /// The exact method's factorised curvature from the last compute() (for reuse, e.g. solves
   /// with other right-hand sides or inverse iteration); empty before an exact compute().

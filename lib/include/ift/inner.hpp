@@ -21,6 +21,7 @@
 
 #include "ift/generic/hypergradient.hpp"
 #include "ift/linalg/cg.hpp"
+#include "ift/linalg/lbfgs_inverse.hpp"
 #include "ift/linalg/operators.hpp"
 #include "ift/linalg/vector_space.hpp"
 #include "ift/problem.hpp"
@@ -308,9 +309,18 @@ struct LbfgsParams {
 
 /// Runs L-BFGS from w (updated in place) at λ; leaves the problem at (λ, w). Calls `progress`
 /// (if given) at the start and after every iteration with (iteration, loss, gradient norm).
+///
+/// `pairs` (optional; SHINE, generic::SolverState::lbfgs): every accepted step appends its
+/// correction pair s = x_{k+1} − x_k, y = g_{k+1} − g_k, computed as LBFGSpp computes the pair it
+/// passes to BFGSMat::add_correction (from the same vectors, in the same order), keeping the
+/// newest params.memory; pairs already there are kept (a continued solve of the same L_T extends
+/// them; clear them when λ changed). LBFGSpp adds every pair (BFGSMat never skips one) except the
+/// last, as it stops first: the recorded pairs are its memory at its last direction plus the
+/// final step's pair, i.e. the memory its next direction would use, ending at the returned w.
 template <class S>
 InnerResult lbfgs_solve(BilevelProblem<S>& problem, const Vector<S>& lambda, Vector<S>& w,
                         const LbfgsParams& params = {},
-                        const std::function<void(Index, double, double)>& progress = {});
+                        const std::function<void(Index, double, double)>& progress = {},
+                        LbfgsPairs<Vector<S>>* pairs = nullptr);
 
 }  // namespace ift

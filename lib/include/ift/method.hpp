@@ -16,7 +16,10 @@
 namespace ift {
 
 /// The inverse approximations of DESIGN.md §1, named as in the CSV files.
-enum class Method { Exact, Cg, Neumann, Identity, Zero, Kfac, Unrolled };
+/// shine: v from the inner L-BFGS's own inverse-Hessian estimate (its (s, y) pairs in the
+/// solver state, linalg/lbfgs_inverse.hpp; Ramzi et al. 2022), refined by `steps` CG steps
+/// started from it (steps = 0: the estimate alone, 0 HVPs). docs/methods.md.
+enum class Method { Exact, Cg, Neumann, Identity, Zero, Kfac, Unrolled, Shine };
 /// What stands in for the Hessian of L_T. Gauss-Newton replaces the data term's Hessian by
 /// JᵀH_out J; outer-product by g gᵀ (g = ∇_w L_T at the current point, rank one); fisher by the
 /// empirical Fisher (1/n) Σ g_i g_iᵀ. The penalty's exact Hessian (diagonal) is kept in every
@@ -44,8 +47,9 @@ bool supports_curvature_sampling(Method m);
 struct MethodSpec {
   Method method = Method::Exact;
   Curvature curvature = Curvature::Hessian;
-  /// The one user-level k: CG iterations, Neumann terms k (v = α Σ_{j=0..k} (I − αH)^j g), or
-  /// unrolled steps i. ≥ 0. Becomes cg.max_iterations / neumann.steps at solve time.
+  /// The one user-level k: CG iterations, Neumann terms k (v = α Σ_{j=0..k} (I − αH)^j g),
+  /// unrolled steps i, or shine's CG refinement steps. ≥ 0. Becomes cg.max_iterations /
+  /// neumann.steps at solve time.
   Index steps = 20;
   /// Added to the curvature as δI for exact, cg and neumann; KFAC's explicit damping. ≥ 0.
   double damping = 0;

@@ -171,6 +171,19 @@ class BilevelLoop {
     st.solver.alpha = c.solver_alpha;
     if (c.solver_lambda_max != 0) st.solver.lambda_max = c.solver_lambda_max;
     st.solver.uses = c.solver_uses;
+    require(c.solver_lbfgs_s.size() == c.solver_lbfgs_y.size() &&
+                (c.solver_lbfgs_s.empty() || c.solver_lbfgs_point.size() == problem.num_params()),
+            "the checkpoint's L-BFGS pairs are inconsistent");
+    for (std::size_t i = 0; i < c.solver_lbfgs_s.size(); ++i) {
+      require(c.solver_lbfgs_s[i].size() == problem.num_params() &&
+                  c.solver_lbfgs_y[i].size() == problem.num_params(),
+              "the checkpoint's L-BFGS pairs do not match the problem's size");
+      st.solver.lbfgs.s.push_back(B::from_host(c.solver_lbfgs_s[i], w_like));
+      st.solver.lbfgs.y.push_back(B::from_host(c.solver_lbfgs_y[i], w_like));
+    }
+    if (!c.solver_lbfgs_s.empty())
+      st.solver.lbfgs.point = B::from_host(c.solver_lbfgs_point, w_like);
+    st.solver.lbfgs.memory = static_cast<Index>(c.solver_lbfgs_memory);
     for (HyperStepRecord r : st.records) {
       r.restored = true;
       for (const auto& observer : observers_) observer(r);
@@ -270,6 +283,7 @@ class BilevelLoop {
   /// The inner phase of hyper-step st.step + 1; `tolerance` is its inner solvers' tolerance.
   InnerPhase inner_phase(P& problem, State& st, V& gradient, double tolerance) {
     InnerPhase phase;
+    st.solver.lbfgs.clear();  // the pairs describe this inner phase's L_T(λ) only (shine)
     const auto solved = [&phase](const InnerResult& r) {
       phase.iterations = r.iterations;
       phase.gradient_norm = r.gradient_norm;
@@ -303,7 +317,8 @@ class BilevelLoop {
           LbfgsParams p;
           p.gradient_tolerance = tolerance;
           p.max_iterations = params_.inner_steps;
-          solved(lbfgs_solve<typename P::Scalar>(problem, st.lambda, st.w, p));
+          solved(lbfgs_solve<typename P::Scalar>(problem, st.lambda, st.w, p, {},
+                                                 &st.solver.lbfgs));
         }
         return phase;
     }
@@ -342,6 +357,12 @@ class BilevelLoop {
       c.solver_alpha = st.solver.alpha;
       c.solver_lambda_max = st.solver.lambda_max.value_or(0.0);
       c.solver_uses = st.solver.uses;
+      for (std::size_t i = 0; i < st.solver.lbfgs.s.size(); ++i) {
+        c.solver_lbfgs_s.push_back(B::to_host(st.solver.lbfgs.s[i]));
+        c.solver_lbfgs_y.push_back(B::to_host(st.solver.lbfgs.y[i]));
+      }
+      if (!st.solver.lbfgs.empty()) c.solver_lbfgs_point = B::to_host(st.solver.lbfgs.point);
+      c.solver_lbfgs_memory = st.solver.lbfgs.memory;
       save_checkpoint(params_.checkpoint_path, c);
       return true;
     };

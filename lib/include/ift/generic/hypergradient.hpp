@@ -1,8 +1,8 @@
 // The hypergradient of DESIGN.md §1 written once for any vector type V with a VectorSpace<V>:
 //   dL_V*/dλ = ∂L_V/∂λ − vᵀ ∂²L_T/∂w∂λᵀ,   v ≈ H⁻¹ ∂L_V/∂w,
 // with v from cg / neumann / identity / zero (the linalg templates), exact (Eigen vectors with a
-// dense Hessian), kfac (when the problem supplies Kronecker factors), or
-// unrolled reverse-mode differentiation through i gradient steps (Lorraine et al. 2020, §3).
+// dense Hessian), kfac (when the problem supplies Kronecker factors), shine (the inner L-BFGS's
+// pairs in the solver state, refined by CG steps), or unrolled reverse-mode differentiation through i gradient steps (Lorraine et al. 2020, §3).
 // hypergradient_sweep gives the result for every step count k of a sweep from one run (one
 // series for cg and neumann, one trajectory for unrolled), each equal to its single-k call.
 //
@@ -28,6 +28,7 @@
 #include "ift/linalg/cg.hpp"
 #include "ift/linalg/dense_solver.hpp"
 #include "ift/linalg/kfac.hpp"
+#include "ift/linalg/lbfgs_inverse.hpp"
 #include "ift/linalg/matrix_space.hpp"
 #include "ift/linalg/neumann.hpp"
 #include "ift/linalg/operators.hpp"
@@ -329,6 +330,38 @@ void copy_diagnostics(SolveResult<V>&& r, Result<V>& out) {
   out.message = std::move(r.message);
 }
 
+/// shine's estimate v = H_k g from the L-BFGS pairs in `state` (linalg/lbfgs_inverse.hpp), 0
+/// HVPs: MissingState (x = g) when there is no state, no pair, or the pairs end at another w
+/// than the problem's (they describe the inverse Hessian there, not here).
+template <HypergradientProblem P>
+SolveResult<ProblemVector<P>> shine_estimate(P& problem, const ProblemVector<P>& g,
+                                             const SolverState<ProblemVector<P>>* state) {
+  using V = ProblemVector<P>;
+  using VS = VectorSpace<V>;
+  const auto missing = [&g](const std::string& why) {
+    SolveResult<V> r;
+    r.x = clone(g);
+    r.status = SolverStatus::MissingState;
+    r.message = "shine: " + why;
+    return r;
+  };
+  if (state == nullptr)
+    return missing("no solver state with L-BFGS pairs was passed (shine needs the pairs of an "
+                   "L-BFGS solve of the inner problem at this w)");
+  const LbfgsPairs<V>& pairs = state->lbfgs;
+  if (!pairs.empty()) {
+    const bool same_point = VS::size(pairs.point) == VS::size(problem.w()) && [&] {
+      V d = clone(pairs.point);
+      VS::axpy(typename VS::Scalar(-1), problem.w(), d);
+      return VS::norm(d) == 0;
+    }();
+    if (!same_point)
+      return missing("the L-BFGS pairs end at another w than the problem's (solve the inner "
+                     "problem with L-BFGS at this w)");
+  }
+  return lbfgs_inverse_solve(pairs, g);
+}
+
 /// v ≈ H⁻¹ g by the spec's method (every method but unrolled).
 template <HypergradientProblem P>
 void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
@@ -416,6 +449,26 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
       } else {
         throw std::invalid_argument("kfac: this problem provides no Kronecker factors");
       }
+    case Method::Shine: {
+      // The estimate alone (steps = 0, 0 HVPs), or k = steps CG steps started from it on H:
+      // CG's own result, status and HVPs (one more for the initial residual).
+      SolveResult<V> estimate = shine_estimate(problem, g, state);
+      if (estimate.status != SolverStatus::Converged) {
+        copy_diagnostics(std::move(estimate), out);
+        return;
+      }
+      const auto op = curvature_operator(problem, spec);
+      if (spec.steps == 0) {
+        if (spec.compute_residual) add_relative_residual(op, g, estimate);
+        copy_diagnostics(std::move(estimate), out);
+        return;
+      }
+      SolveResult<V> refined = conjugate_gradient(op, g, spec.cg_params(), &estimate.x);
+      refined.message = estimate.message + "; refined by " + std::to_string(spec.steps) +
+                        " CG steps: " + refined.message;
+      copy_diagnostics(std::move(refined), out);
+      return;
+    }
     case Method::Unrolled: break;
   }
   throw std::logic_error("generic::solve: unexpected method");
@@ -627,16 +680,20 @@ Result<ProblemVector<P>> hypergradient(
 ///   unrolled: one forward trajectory of K steps and the reverse passes side by side
 ///     (detail::unrolled_sweep): Σ_{k∈ks} k HVPs, since each k differentiates a different
 ///     L_V(w_k); what is shared is the trajectory, the visits to each w_t and the power iteration.
+///   shine: the estimate once (0 HVPs: k = 0's result) and ONE CG series of K steps started
+///     from it for every k > 0 (as cg's series).
 ///   k-independent methods (exact, identity, zero, kfac): computed once, copied for every k.
 /// `seconds` is the time from the start of the sweep until that k's result was complete
 /// (unrolled: all at the end). ks: any order, duplicates allowed, each >= 0, not empty. No
-/// solver state is read or written (a warm start needs one: use hypergradient per step; a
-/// warm spec runs cold here). Sampled curvature (fresh / fixed) draws as a single call with
-/// no state does (stream 0), so each k still equals its single call.
+/// solver state is written; `state` is read only by shine, for its L-BFGS pairs (a warm start
+/// needs a state that changes: use hypergradient per step; a warm spec runs cold here). Sampled
+/// curvature (fresh / fixed) draws as a single call with no state does (stream 0), so each k
+/// still equals its single call.
 template <HypergradientProblem P>
-std::vector<Result<ProblemVector<P>>> hypergradient_sweep(P& problem, const MethodSpec& spec,
-                                                         const std::vector<Index>& ks,
-                                                         const ProblemVector<P>* start = nullptr) {
+std::vector<Result<ProblemVector<P>>> hypergradient_sweep(
+    P& problem, const MethodSpec& spec, const std::vector<Index>& ks,
+    const ProblemVector<P>* start = nullptr,
+    const SolverState<ProblemVector<P>>* state = nullptr) {
   using V = ProblemVector<P>;
   spec.check();
   require(!ks.empty(), "hypergradient_sweep: no step count requested");
@@ -652,30 +709,65 @@ std::vector<Result<ProblemVector<P>>> hypergradient_sweep(P& problem, const Meth
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
   std::vector<Result<V>> results(sorted.size());  // results[j] for sorted[j]
+  // The series methods (neumann, cg, shine) hand out one solve per distinct k, ascending
+  // (sorted's order); each becomes its hypergradient here.
+  V direct;
+  std::size_t next = 0;
+  const auto finish = [&](SolveResult<V>&& r) {
+    Result<V>& out = results[next++];
+    out.direct = detail::clone(direct);
+    detail::copy_diagnostics(std::move(r), out);
+    detail::form_hypergradient(problem, out);
+    detail::check_finite(out);
+    out.seconds = elapsed();
+  };
 
   switch (spec.method) {
     case Method::Neumann:
     case Method::Cg: {
-      V direct;
       problem.val_direct_gradient(direct);
       const V g = detail::clone(problem.val_gradient());
       detail::CurvatureRows rows = detail::curvature_rows(problem, run, 0);
       const auto op = detail::curvature_operator(problem, run, &rows);
       PartialResults<V> partial;
       partial.at = sorted;
-      std::size_t next = 0;  // reports arrive once per distinct k, ascending: sorted's order
-      partial.report = [&](Index, SolveResult<V>&& r) {
-        Result<V>& out = results[next++];
-        out.direct = detail::clone(direct);
-        detail::copy_diagnostics(std::move(r), out);
-        detail::form_hypergradient(problem, out);
-        detail::check_finite(out);
-        out.seconds = elapsed();
-      };
+      partial.report = [&](Index, SolveResult<V>&& r) { finish(std::move(r)); };
       if (spec.method == Method::Neumann)
         neumann(op, g, run.neumann_params(), partial);
       else
         conjugate_gradient(op, g, run.cg_params(), nullptr, partial);
+      require(next == sorted.size(), "hypergradient_sweep: a solver skipped a partial result");
+      break;
+    }
+    case Method::Shine: {
+      problem.val_direct_gradient(direct);
+      const V g = detail::clone(problem.val_gradient());
+      SolveResult<V> estimate = detail::shine_estimate(problem, g, state);
+      if (estimate.status != SolverStatus::Converged) {  // the same failure for every k
+        while (next < sorted.size()) {
+          SolveResult<V> copy = estimate;
+          copy.x = detail::clone(estimate.x);
+          finish(std::move(copy));
+        }
+        break;
+      }
+      const auto op = detail::curvature_operator(problem, run);
+      if (sorted.front() == 0) {
+        SolveResult<V> copy = estimate;
+        copy.x = detail::clone(estimate.x);
+        if (spec.compute_residual) add_relative_residual(op, g, copy);
+        finish(std::move(copy));
+      }
+      if (next < sorted.size()) {
+        PartialResults<V> partial;
+        partial.at.assign(sorted.begin() + static_cast<std::ptrdiff_t>(next), sorted.end());
+        partial.report = [&](Index k, SolveResult<V>&& r) {
+          r.message = estimate.message + "; refined by " + std::to_string(k) +
+                      " CG steps: " + r.message;
+          finish(std::move(r));
+        };
+        conjugate_gradient(op, g, run.cg_params(), &estimate.x, partial);
+      }
       require(next == sorted.size(), "hypergradient_sweep: a solver skipped a partial result");
       break;
     }

@@ -13,12 +13,14 @@
 // vector type or plain numbers, so that the loop can checkpoint it for every backend.
 //
 // Who reads it today: MethodSpec::warm_start starts CG from the previous step's v (HOAG,
-// Pedregosa 2016; exact in exact arithmetic for any start, fewer iterations near a fixed point).
+// Pedregosa 2016; exact in exact arithmetic for any start, fewer iterations near a fixed point);
+// Method::Shine applies the inverse-Hessian estimate of the inner L-BFGS's pairs (`lbfgs`).
 #pragma once
 
 #include <optional>
 
 #include "ift/core.hpp"
+#include "ift/linalg/lbfgs_inverse.hpp"
 
 namespace ift::generic {
 
@@ -33,6 +35,10 @@ struct SolverState {
   std::optional<double> lambda_max;
   /// Hypergradients computed with this state so far.
   Index uses = 0;
+  /// The (s, y) pairs of the inner L-BFGS run of the current hyper-step (at most its memory m,
+  /// oldest first, ending at w): read by Method::Shine. The loop clears them at the start of
+  /// every inner phase and lbfgs_solve fills them, so they never describe another λ.
+  LbfgsPairs<V> lbfgs{};
 
   void reset() { *this = SolverState{}; }
 };

@@ -351,12 +351,7 @@ SolveResult<V> kfac_solve(const KfacInverse<V>& inverse, const V& g, const Op& H
   require(H.rows() == VS::size(g) && H.cols() == VS::size(g), "kfac_solve: H has the wrong size");
   SolveResult<V> result = kfac_solve(inverse, g);
   if (result.status != SolverStatus::Converged) return result;
-  V r = VS::zeros_like(g);
-  H.apply(result.x, r);
-  ++result.hvps;
-  VS::axpy(typename VS::Scalar(-1), g, r);
-  const double g_norm = static_cast<double>(VS::norm(g));
-  result.relative_residual = g_norm > 0 ? static_cast<double>(VS::norm(r)) / g_norm : 0.0;
+  add_relative_residual(H, g, result);
   return result;
 }
 

@@ -179,4 +179,18 @@ class SpectraAdapter {
   mutable Index applications_ = 0;
 };
 
+/// Adds the relative residual ||H x − g|| / ||g|| of a closed-form solve (kfac, shine) to
+/// `result`: one application of H, counted in result.hvps.
+template <LinearOperator Op, class Result>
+void add_relative_residual(const Op& H, const typename Op::VectorType& g, Result& result) {
+  using V = typename Op::VectorType;
+  using VS = VectorSpace<V>;
+  V r = VS::zeros_like(g);
+  H.apply(result.x, r);
+  ++result.hvps;
+  VS::axpy(typename VS::Scalar(-1), g, r);
+  const double g_norm = static_cast<double>(VS::norm(g));
+  result.relative_residual = g_norm > 0 ? static_cast<double>(VS::norm(r)) / g_norm : 0.0;
+}
+
 }  // namespace ift

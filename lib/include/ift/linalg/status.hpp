@@ -18,6 +18,7 @@ enum class SolverStatus {
   NegativeCurvature,    ///< CG met pᵀAp ≤ 0: the operator is not positive definite
   NotPositiveDefinite,  ///< a factorisation found negative pivots / the operator is indefinite
   NumericalIssue,       ///< non-finite values, singular matrix, invalid damping
+  MissingState,         ///< the method reuses state that is not there (shine: no L-BFGS pairs)
 };
 
 /// Stable lower-case names used in CSV files and logs.
@@ -29,6 +30,7 @@ constexpr const char* to_string(SolverStatus status) {
     case SolverStatus::NegativeCurvature: return "negative-curvature";
     case SolverStatus::NotPositiveDefinite: return "not-positive-definite";
     case SolverStatus::NumericalIssue: return "numerical-issue";
+    case SolverStatus::MissingState: return "missing-state";
   }
   return "unknown";
 }

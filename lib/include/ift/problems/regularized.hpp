@@ -203,17 +203,33 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
     return loss;
   }
 
+  /// `rows` index the whole training set; a distributed problem multiplies by the rows it holds
+  /// and weights them by their share of the batch.
   void batch_hvp(const std::vector<Index>& rows, const Vector<S>& v, Vector<S>& out) override {
     require(!rows.empty(), "RegularizedProblem::batch_hvp: empty batch");
     if (rows != hvp_rows_) {  // a new batch: its forward pass once (fixed sampling reuses it)
       for (const Index r : rows)
-        require(r >= 0 && r < train_->size(), "RegularizedProblem::batch_hvp: row " +
-                                                  std::to_string(r) + " outside the training set");
-      hvp_batch_ = train_->gather(rows);
-      model_.evaluate(hvp_batch_, w_, hvp_batch_cache_, nullptr);
+        require(r >= 0 && r < num_train_examples(), "RegularizedProblem::batch_hvp: row " +
+                                                        std::to_string(r) + " outside the training set");
+      std::vector<Index> local = rows;
+      if (comm_) {
+        local.clear();
+        for (const Index r : rows)
+          if (r >= train_shard_.begin && r < train_shard_.begin + train_shard_.count)
+            local.push_back(r - train_shard_.begin);
+      }
+      hvp_share_ = parallel::Shard{0, static_cast<Index>(local.size()), static_cast<Index>(rows.size())};
+      if (!local.empty()) {
+        hvp_batch_ = train_->gather(local);
+        model_.evaluate(hvp_batch_, w_, hvp_batch_cache_, nullptr);
+      }
       hvp_rows_ = rows;
     }
-    model_.hvp(hvp_batch_, w_, hvp_batch_cache_, v, out);
+    if (hvp_share_.count > 0)
+      model_.hvp(hvp_batch_, w_, hvp_batch_cache_, v, out);
+    else
+      out.setZero(v.size());
+    reduce(out, hvp_share_);
     add_penalty_hvp(v, out);
   }
 
@@ -280,6 +296,7 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
   std::vector<Index> hvp_rows_;
   Dataset<S> hvp_batch_;
   typename Model::Cache hvp_batch_cache_;
+  parallel::Shard hvp_share_;  // this rank's share of the batch (distributed)
 };
 
 }  // namespace ift
