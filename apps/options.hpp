@@ -344,7 +344,7 @@ inline const std::vector<OptionSpec>& option_table() {
       // Hypergradient method (DESIGN.md §1)
       option(g::kMethod, "method", K::Text, "NAME",
              "inverse approximation of H⁻¹ (DESIGN.md §1): exact, cg, neumann, identity, zero, "
-             "kfac or unrolled; cg and neumann take the suffixes +warm (start from the previous "
+             "kfac, unrolled or shine; cg and neumann take the suffixes +warm (start from the previous "
              "hyper-step's v), +fresh / +fixed (minibatch curvature, docs/methods.md)")
           .by_default("exact")
           .check(valid::method_names(methods, false)),
