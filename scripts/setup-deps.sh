@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ift needs, only those missing (fast when all are present).
-# Usage: scripts/setup-deps.sh [--with-torch]
+# Usage: scripts/setup-deps.sh [--with-torch] [--with-fuzz]
+#   --with-torch  LibTorch (the ift::torch adapter and its apps)
+#   --with-fuzz   clang 14 and its runtime (libFuzzer, sanitizers): scripts/fuzz.sh
 set -euo pipefail
 packages=(build-essential cmake libeigen3-dev libspectra-dev liblbfgspp-dev libboost-program-options-dev
           libbenchmark-dev libgtest-dev zlib1g-dev dataset-fashion-mnist
           python3-matplotlib python3-numpy libopenblas0-pthread libopenblas-openmp-dev)
-if [[ "${1:-}" == "--with-torch" ]]; then packages+=(libtorch-dev); fi
+for arg in "$@"; do
+  case $arg in
+    --with-torch) packages+=(libtorch-dev) ;;
+    --with-fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
+    *) echo "setup-deps.sh: unknown option $arg (--with-torch, --with-fuzz)" >&2; exit 2 ;;
+  esac
+done
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
