@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/program_options.hpp>
 #include <chrono>
@@ -181,12 +182,15 @@ struct CommonOptions {
 };
 
 inline void check_sizes(const CommonOptions& c, Index n_train, Index n_val, Index n_test);
+inline void check_run_memory(const OptionValues& v, const CommonOptions& c, bool exact_reference);
 
-/// The common options of parsed values, with --threads applied to OpenMP and Eigen and the split
-/// sizes checked against the data set (before anything is loaded or written).
-inline CommonOptions apply_common_options(const OptionValues& v) {
+/// The common options of parsed values, with --threads applied to OpenMP and Eigen, the split
+/// sizes checked against the data set and the memory the run needs against what is available
+/// (check_run_memory; exact_reference: the app computes the exact hypergradient whatever the
+/// methods), all before anything is loaded or written.
+inline CommonOptions apply_common_options(const OptionValues& v, bool exact_reference = false) {
   CommonOptions c;
-  if (v.has("seed")) c.seed = static_cast<std::uint64_t>(v.integer("seed"));
+  if (v.has("seed")) c.seed = v.integer_u64("seed");
   if (v.has("threads")) c.threads = static_cast<int>(v.integer("threads"));
   if (v.has("out")) {
     c.out = v.text("out");
@@ -201,6 +205,7 @@ inline CommonOptions apply_common_options(const OptionValues& v) {
   if (v.has("batch-size") && v.has("train"))
     require_option(v.integer("batch-size") <= c.train, "batch-size",
                    "must lie in [0, --train] (0: full batch)");
+  if (v.has("train")) check_run_memory(v, c, exact_reference);
   if (c.threads > 0) {
 #ifdef IFT_HAVE_OPENMP
     omp_set_num_threads(c.threads);
@@ -237,6 +242,47 @@ inline void check_sizes(const CommonOptions& c, Index n_train, Index n_val, Inde
     require_option(n_test <= kFashionTestRows, "test",
                    std::to_string(n_test) + " exceeds the 10000 rows of Fashion-MNIST's test file");
   }
+}
+
+/// Refuses (UsageError naming the options) a run that cannot fit in the memory available, before
+/// any allocation. The estimate is a lower bound of what the run holds at once: the splits as
+/// doubles with the bias column (synthetic data: generated whole, then cut), the Fashion-MNIST
+/// train images read whole, and what the methods store: exact (and dense Newton, and an exact
+/// reference) a D × D curvature and its factor, unrolled k + 1 copies of w, D the model's
+/// parameter count (logreg: 785 × 10; mlp: 785 × H + (H + 1) × 10).
+inline void check_run_memory(const OptionValues& v, const CommonOptions& c, bool exact_reference) {
+  constexpr std::uint64_t kFeatures = 785, kClasses = 10, kDouble = sizeof(double);
+  const auto rows = static_cast<std::uint64_t>(c.train) + static_cast<std::uint64_t>(c.val) +
+                    static_cast<std::uint64_t>(c.test);  // each <= 10⁹ (limits::kRows)
+  MemoryEstimate e;
+  std::string options = "--train, --val, --test";
+  e.add("data splits", {rows, kFeatures, kDouble});
+  if (c.data == "synthetic")
+    e.add("synthetic data before the split", {rows, kFeatures - 1, kDouble});
+  else
+    e.add("Fashion-MNIST images read", {static_cast<std::uint64_t>(kFashionTrainRows), 784});
+  std::uint64_t D = kFeatures * kClasses;
+  if (v.has("model") && v.text("model") == "mlp" && v.has("hidden")) {
+    const auto h = static_cast<std::uint64_t>(v.integer("hidden"));  // <= 10⁹: no overflow
+    D = kFeatures * h + (h + 1) * kClasses;
+    options += ", --hidden";
+  }
+  std::vector<std::string> methods;
+  if (v.has("methods")) methods = v.list("methods");
+  if (v.has("method")) methods.push_back(v.text("method"));
+  const auto uses = [&](const char* m) {
+    return std::find(methods.begin(), methods.end(), m) != methods.end();
+  };
+  if (exact_reference || uses("exact") || (v.has("inner") && v.text("inner") == "newton"))
+    e.add("dense D × D curvature and factor", {2, D, D, kDouble});
+  if (uses("unrolled")) {
+    std::uint64_t k = v.has("steps") ? static_cast<std::uint64_t>(v.integer("steps")) : 0;
+    if (v.has("steps-list"))
+      for (const Index s : v.index_list("steps-list")) k = std::max(k, static_cast<std::uint64_t>(s));
+    e.add("unrolled trajectory (k + 1 copies of w)", {k + 1, D, kDouble});
+    options += ", --steps";
+  }
+  check_memory(e, options);
 }
 
 /// Train/validation/test splits with the bias column appended (785 features): Fashion-MNIST by

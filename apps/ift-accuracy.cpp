@@ -161,7 +161,7 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
       const auto r = HypergradientEngine<double>(s).compute(problem);
       alpha[c] = r.alpha;
       csv.add_comment(std::string("alpha(") + to_string(c) + ") = 1/lambda_max = " +
-                      std::to_string(r.alpha) + " (power iteration, " + std::to_string(r.hvps) +
+                      format_number(r.alpha) + " (power iteration, " + std::to_string(r.hvps) +
                       " HVPs)");
       std::printf("α for %s: %.6e (1/λ_max by power iteration)\n", to_string(c), r.alpha);
     }
@@ -248,20 +248,20 @@ int run(int argc, char** argv) {
       .add(app::option("", "max-steps", app::ValueKind::Integer, "K",
                        "k runs over 0..K (unless --steps-list)")
                .by_default("50")
-               .check(app::valid::integer_at_least(0)))
+               .integers(0, app::limits::kMethodSteps))
       .add(app::option("", "kfac-damping", app::ValueKind::Real, "D",
                        "KFAC's explicit damping on top of the penalty's curvature")
                .by_default("0")
-               .check(app::valid::non_negative()))
+               .reals(app::Interval::closed(0, app::limits::kRate)))
       .add(app::option("", "pretrain-steps", app::ValueKind::Integer, "N",
                        "mlp: Adam steps on L_T from the initial weights before Newton (0: Newton "
                        "from the initial weights, as P3 specifies)")
                .by_default("0")
-               .check(app::valid::integer_at_least(0)))
+               .integers(0, app::limits::kSteps))
       .add(app::option("", "pretrain-lr", app::ValueKind::Real, "E",
                        "mlp: Adam learning rate of the pre-training")
                .by_default("0.01")
-               .check(app::valid::positive()));
+               .reals(app::Interval::open_closed(0, app::limits::kRate)));
   set.set_defaults({{"out", "results/accuracy"}, {"hidden", "2"}, {"inner", "newton-cg"}});
   set.set_choices("inner", {"newton-cg", "newton", "lbfgs"});
   std::vector<std::string> choices = kAllMethods;
@@ -270,7 +270,7 @@ int run(int argc, char** argv) {
   const std::optional<app::OptionValues> parsed = app::parse_command_line(argc, argv, set);
   if (!parsed) return 0;
   const app::OptionValues& v = *parsed;
-  opt.common = app::apply_common_options(v);
+  opt.common = app::apply_common_options(v, /*exact_reference=*/true);
   opt.model = v.text("model");
   opt.n_train = opt.common.train;
   opt.n_val = opt.common.val;
@@ -356,9 +356,9 @@ int run(int argc, char** argv) {
                      static_cast<double>(problem->train_loss()));
     }
     pretrain_note = std::to_string(opt.pretrain_steps) + " Adam steps to L_T = " +
-                    std::to_string(problem->train_loss()) + ", ||grad|| = " +
-                    std::to_string(problem->train_gradient().norm()) + " (" +
-                    std::to_string(seconds_since(t0)) + " s)";
+                    format_number(problem->train_loss()) + ", ||grad|| = " +
+                    format_number(problem->train_gradient().norm()) + " (" +
+                    format_number(seconds_since(t0)) + " s)";
     std::printf("pre-training: %s\n", pretrain_note.c_str());
   }
   const auto report = [&](Index it, double loss, double gnorm) {

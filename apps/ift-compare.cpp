@@ -16,6 +16,7 @@
 // resumes with any N.
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -88,9 +89,46 @@ int run(int argc, char** argv) {
   auto checkpoint_path = [&](const MethodSpec& s) {
     return (out_dir / ("checkpoint-" + s.name() + ".bin")).string();
   };
+  // --resume: the method list must be the one the run was started with (else rows of a dropped
+  // method would vanish from compare.csv), and every checkpoint is read, and so verified, now:
+  // a damaged one must fail before anything is computed or written, not after compare.csv was
+  // rewritten with the methods before it.
+  std::vector<std::optional<Checkpoint<double>>> restored(specs.size());
   if (resume) {
+    const std::vector<std::string> given = v.list("methods");
+    auto joined = [](const std::vector<std::string>& items) {
+      std::string s;
+      for (const auto& item : items) s += (s.empty() ? "" : ",") + item;
+      return s;
+    };
+    std::vector<std::string> started;  // the "# methods = …" line of the run's compare.csv
+    {
+      std::ifstream previous(out_dir / "compare.csv");
+      for (std::string line; std::getline(previous, line);)
+        if (line.rfind("# methods = ", 0) == 0)
+          for (auto& item : split_list(line.substr(12)))
+            if (!item.empty()) started.push_back(item);
+    }
+    std::error_code error;
+    for (const auto& entry : fs::directory_iterator(out_dir, error)) {  // checkpoint-<method>.bin
+      const std::string file = entry.path().filename().string();
+      if (file.rfind("checkpoint-", 0) != 0 || entry.path().extension() != ".bin") continue;
+      const std::string method = file.substr(11, file.size() - 15);
+      if (std::none_of(specs.begin(), specs.end(), [&](const MethodSpec& s) { return s.name() == method; }) &&
+          std::find(started.begin(), started.end(), method) == started.end())
+        started.push_back(method);
+    }
+    if (!started.empty() && started != given)
+      throw UsageError("--methods: " + joined(given) + " is not the list the run in " + common.out +
+                       " was started with (" + joined(started) +
+                       ", from its compare.csv and checkpoints); resume with that list, or start "
+                       "afresh in another --out");
     bool any = false;
-    for (const auto& s : specs) any = any || fs::exists(checkpoint_path(s));
+    for (std::size_t i = 0; i < specs.size(); ++i)
+      if (fs::exists(checkpoint_path(specs[i]))) {
+        restored[i] = load_checkpoint<double>(checkpoint_path(specs[i]));
+        any = true;
+      }
     require_option(any, "resume", "no checkpoint-<method>.bin in " + common.out);
   }
 
@@ -101,9 +139,7 @@ int run(int argc, char** argv) {
   // The common start w0: --warmup-steps inner steps from w = 0 at λ0, done once here rather than
   // once per method (the runs would repeat the same deterministic steps).
   Vector<double> w0 = Vector<double>::Zero(D);
-  if (!resume || !std::all_of(specs.begin(), specs.end(), [&](const MethodSpec& s) {
-        return fs::exists(checkpoint_path(s));
-      })) {
+  if (!std::all_of(restored.begin(), restored.end(), [](const auto& c) { return c.has_value(); })) {
     // The loop's own warm-up (full batch, the inner optimiser), with no hyper-step.
     BilevelParams warmup = base;
     warmup.hyper_steps = 0;
@@ -131,7 +167,8 @@ int run(int argc, char** argv) {
     std::string outcome;
   };
   std::vector<Summary> summary;
-  for (const MethodSpec& spec : specs) {
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    const MethodSpec& spec = specs[i];
     BilevelParams params = base;
     params.method = spec;
     // Rank 0 writes the checkpoint; every rank resumes from it (one file, any process count).
@@ -148,8 +185,8 @@ int run(int argc, char** argv) {
     });
     loop.set_stop_request([] { return stop_agreed(stop_requested()); });
     BilevelResult<double> result;
-    if (resume && fs::exists(checkpoint_path(spec))) {
-      result = loop.resume(problem, load_checkpoint<double>(checkpoint_path(spec)));
+    if (restored[i]) {
+      result = loop.resume(problem, std::move(*restored[i]));
       save();
     } else {
       result = loop.run(problem, w0, lambda0);

@@ -77,7 +77,7 @@ int run(int argc, char** argv) {
       .add(app::option("", "weight-decay", app::ValueKind::Real, "MU",
                        "μ of the fixed inner penalty ½ μ ||w||² (> 0: a unique w*)")
                .by_default("0.001")
-               .check(app::valid::positive()))
+               .reals(app::Interval::open_closed(0, app::limits::kRate)))
       .add(app::option("", "init", app::ValueKind::Text, "NAME",
                        "initial pixels: class-means (of the --train rows) or noise (uniform in "
                        "0.5 ± --noise-scale)")
@@ -86,7 +86,7 @@ int run(int argc, char** argv) {
       .add(app::option("", "noise-scale", app::ValueKind::Real, "S",
                        "half-width of the uniform noise for --init noise")
                .by_default("0.1")
-               .check(app::valid::positive()));
+               .reals(app::Interval::open_closed(0, app::limits::kRate)));
   // The method: cg is exact here after 91 iterations; unrolled and zero are not offered (zero
   // never moves the pixels).
   set.set_defaults({{"out", "results/distill"},

@@ -103,7 +103,7 @@ int run(int argc, char** argv) {
       .add(option("", "target", ValueKind::Real, "ACC",
                   "stop once train and validation accuracy both reach this")
                .by_default("1")
-               .check(valid::fraction()));
+               .reals(Interval::open_closed(0, 1)));
   set.set_defaults({{"train", "50"},
                     {"val", "50"},
                     {"test", "10000"},

@@ -23,14 +23,17 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <new>
 #include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ift/bilevel_params.hpp"
+#include "ift/format.hpp"
 #include "ift/method.hpp"
 #include "ift/optimizers.hpp"
 
@@ -91,6 +94,15 @@ inline std::optional<long long> to_integer(const std::string& text) {
   if (errno != 0 || end != text.c_str() + text.size()) return std::nullopt;
   return x;
 }
+/// The whole text as an unsigned integer (digits only: "-1" is refused, not wrapped), or nothing.
+inline std::optional<unsigned long long> to_unsigned(const std::string& text) {
+  if (text.empty() || text[0] < '0' || text[0] > '9') return std::nullopt;
+  errno = 0;
+  char* end = nullptr;
+  const unsigned long long x = std::strtoull(text.c_str(), &end, 10);
+  if (errno != 0 || end != text.c_str() + text.size()) return std::nullopt;
+  return x;
+}
 inline std::optional<double> to_real(const std::string& text) {
   if (text.empty()) return std::nullopt;
   char* end = nullptr;
@@ -115,50 +127,64 @@ inline std::string or_list(const std::vector<std::string>& items) {
   return s;
 }
 
-/// Returns "" when the text is acceptable, else what was expected ("an integer >= 0").
+/// Returns "" when the text is acceptable, else what was expected ("an integer in [0, 20]").
 using Validator = std::function<std::string(const std::string&)>;
+
+/// The range of a real-valued option: finite bounds, each open or closed. NaN and ±inf lie
+/// outside every range (a tolerance of inf would "converge" at once).
+struct Interval {
+  double low = 0, high = 0;
+  bool low_open = false, high_open = false;
+
+  static Interval closed(double low, double high) { return {low, high, false, false}; }
+  static Interval open_closed(double low, double high) { return {low, high, true, false}; }
+  static Interval open(double low, double high) { return {low, high, true, true}; }
+
+  bool contains(double x) const {
+    return std::isfinite(x) && (low_open ? x > low : x >= low) && (high_open ? x < high : x <= high);
+  }
+  /// "(0, 1e+06]".
+  std::string text() const {
+    return std::string(low_open ? "(" : "[") + format_number(low) + ", " + format_number(high) +
+           (high_open ? ")" : "]");
+  }
+};
+
+/// "[low, high]" for integers.
+inline std::string integer_range(unsigned long long low, unsigned long long high) {
+  return "[" + std::to_string(low) + ", " + std::to_string(high) + "]";
+}
 
 namespace valid {
 
-inline Validator integer_at_least(long long low) {
-  return [low](const std::string& t) -> std::string {
-    const auto x = to_integer(t);
-    return x && *x >= low ? "" : "an integer >= " + std::to_string(low);
+/// An integer in [low, high] (digits only, so no sign: every integer option is >= 0).
+inline Validator integer_in(unsigned long long low, unsigned long long high) {
+  return [low, high](const std::string& t) -> std::string {
+    const auto x = to_unsigned(t);
+    return x && *x >= low && *x <= high ? "" : "an integer in " + integer_range(low, high);
   };
 }
-/// A number > low (strict) or >= low, finite.
-inline Validator number_above(double low, bool strict, std::string what) {
-  return [=](const std::string& t) -> std::string {
+/// A number in `range` (finite).
+inline Validator real_in(Interval range) {
+  return [range](const std::string& t) -> std::string {
     const auto x = to_real(t);
-    return x && std::isfinite(*x) && (strict ? *x > low : *x >= low) ? "" : what;
+    return x && range.contains(*x) ? "" : "a number in " + range.text();
   };
 }
-inline Validator positive() { return number_above(0, true, "a number > 0"); }
-inline Validator non_negative() { return number_above(0, false, "a number >= 0"); }
-inline Validator finite() {
-  return [](const std::string& t) -> std::string {
-    const auto x = to_real(t);
-    return x && std::isfinite(*x) ? "" : "a finite number";
-  };
-}
-inline Validator fraction() {  // (0, 1]
-  return [](const std::string& t) -> std::string {
-    const auto x = to_real(t);
-    return x && *x > 0 && *x <= 1 ? "" : "a number in (0, 1]";
-  };
-}
+
 inline Validator non_empty() {
   return [](const std::string& t) -> std::string { return t.empty() ? "a non-empty value" : ""; };
 }
-/// A comma-separated list of integers >= 0 ("0,5,20,50").
-inline Validator index_list() {
-  return [](const std::string& t) -> std::string {
+/// A comma-separated list of integers in [low, high] ("0,5,20,50").
+inline Validator index_list(unsigned long long low, unsigned long long high) {
+  return [low, high](const std::string& t) -> std::string {
     const auto items = split_list(t);
-    const bool ok = !items.empty() && std::all_of(items.begin(), items.end(), [](const auto& s) {
-      const auto x = to_integer(s);
-      return x && *x >= 0;
+    const bool ok = !items.empty() && std::all_of(items.begin(), items.end(), [&](const auto& s) {
+      const auto x = to_unsigned(s);
+      return x && *x >= low && *x <= high;
     });
-    return ok ? "" : "a comma-separated list of integers >= 0, e.g. 0,5,20,50";
+    return ok ? "" : "a comma-separated list of integers in " + integer_range(low, high) +
+                         ", e.g. 0,5,20,50";
   };
 }
 /// Method names as in --methods: a base name of `bases`, for cg and neumann with the suffixes
@@ -229,6 +255,10 @@ struct OptionSpec {
   bool list = false;  ///< choices: a comma-separated list of them
   Validator validate;
   std::vector<Alias> aliases;
+  /// A numeric option's range ("[0, 1000000]", "(0, 1]"): shown in --help and checked by
+  /// `validate`, both set by integers() / reals() / integer_list(), so the range is written once.
+  /// Every Integer and Real option must have one (OptionSet refuses it otherwise).
+  std::string range;
 
   // Builders, so a table entry reads as what it says.
   OptionSpec& by_default(std::optional<std::string> value) {
@@ -246,6 +276,21 @@ struct OptionSpec {
   OptionSpec& check(Validator v) {
     validate = std::move(v);
     return *this;
+  }
+  /// An integer option's range [low, high].
+  OptionSpec& integers(unsigned long long low, unsigned long long high) {
+    range = integer_range(low, high);
+    return check(valid::integer_in(low, high));
+  }
+  /// A real option's range (finite bounds).
+  OptionSpec& reals(Interval interval) {
+    range = interval.text();
+    return check(valid::real_in(interval));
+  }
+  /// A list of integers, each in [low, high].
+  OptionSpec& integer_list(unsigned long long low, unsigned long long high) {
+    range = "each in " + integer_range(low, high);
+    return check(valid::index_list(low, high));
   }
   /// An old spelling; `implied` makes it a flag standing for --<name> <implied>.
   OptionSpec& alias(std::string old_name, std::string implied = "") {
@@ -288,14 +333,41 @@ inline const char* const kOutput = "Output";
 inline const char* const kRun = "Threads, seed and device";
 }  // namespace groups
 
+/// The bounds of the numeric options' ranges (OptionSpec::integers / reals; --help shows them).
+namespace limits {
+/// Rows of a split, hidden units, batch size: 10⁹ rows of 785 doubles are 6 TB, beyond any
+/// machine, and a bound keeps every size product far from overflow. What fits is decided by the
+/// memory estimate before any allocation (app_common.hpp, check_memory).
+inline constexpr unsigned long long kRows = 1'000'000'000;
+/// Loop counts: hyper-steps, inner and warm-up steps, checkpoint interval.
+inline constexpr unsigned long long kSteps = 10'000'000;
+/// A method's k (CG iterations, Neumann terms, unrolled steps) and power iterations.
+inline constexpr unsigned long long kMethodSteps = 1'000'000;
+/// |λ| <= 50: exp(λ) lies in [1.9e-22, 5.2e21], finite in float (max 3.4e38) as in double, with
+/// about 16 orders of magnitude to spare for the penalty ½ exp(λ_i) w_i² and its derivatives
+/// (--init-log-decay 700 overflowed exp in double and failed every step).
+inline constexpr double kLogDecay = 50;
+/// Learning rates, step sizes and damping: positive (or >= 0) and at most this.
+inline constexpr double kRate = 1e6;
+inline constexpr unsigned long long kThreads = 4096;
+/// Every seed std::mt19937_64 takes: [0, 2⁶⁴ − 1].
+inline constexpr unsigned long long kSeed = ~0ULL;
+}  // namespace limits
+
 /// Every option shared by two or more apps, in --help order. The defaults are the usual ones;
 /// an app states its own where they differ (OptionSet::set_default).
 inline const std::vector<OptionSpec>& option_table() {
   using K = ValueKind;
   namespace g = groups;
+<<<<<<< HEAD
   const std::vector<std::string> methods = {"exact", "cg",   "neumann",  "identity",
                                             "zero",  "kfac", "unrolled", "shine"};
   const auto int_at_least = valid::integer_at_least;
+=======
+  const std::vector<std::string> methods = {"exact", "cg",   "neumann", "identity",
+                                            "zero",  "kfac", "unrolled"};
+  namespace L = limits;
+>>>>>>> harden
   static const std::vector<OptionSpec> table = {
       // Data (DESIGN.md P1's splits: train, then validation rows of the train file; test rows
       // of the t10k file).
@@ -311,15 +383,15 @@ inline const std::vector<OptionSpec>& option_table() {
           .check(valid::non_empty()),
       option(g::kData, "train", K::Integer, "N", "training rows: [0, N) of the train file")
           .by_default("1000")
-          .check(int_at_least(1))
+          .integers(1, L::kRows)
           .alias("n-train"),
       option(g::kData, "val", K::Integer, "N", "validation rows: the next N rows of the train file")
           .by_default("1000")
-          .check(int_at_least(1))
+          .integers(1, L::kRows)
           .alias("n-val"),
       option(g::kData, "test", K::Integer, "N", "test rows: [0, N) of the t10k file")
           .by_default("1000")
-          .check(int_at_least(0))
+          .integers(0, L::kRows)
           .alias("n-test"),
       // Model
       option(g::kModel, "model", K::Text, "NAME",
@@ -329,7 +401,7 @@ inline const std::vector<OptionSpec>& option_table() {
           .one_of({"logreg", "mlp"}),
       option(g::kModel, "hidden", K::Integer, "H", "MLP hidden units")
           .by_default("50")
-          .check(int_at_least(1)),
+          .integers(1, L::kRows),
       option(g::kModel, "activation", K::Text, "NAME", "MLP activation")
           .by_default("tanh")
           .one_of({"tanh", "sigmoid", "softplus", "relu"}),
@@ -338,7 +410,7 @@ inline const std::vector<OptionSpec>& option_table() {
              "initial log weight decay λ_i of every weight (L_T gets ½ Σ exp(λ_i) w_i²; "
              "-6.907755278982137 = log 1e-3)")
           .by_default("-6.907755278982137")
-          .check(valid::finite())
+          .reals(Interval::closed(-L::kLogDecay, L::kLogDecay))
           .alias("log-decay")
           .alias("init-log-lambda"),
       // Hypergradient method (DESIGN.md §1)
@@ -361,21 +433,22 @@ inline const std::vector<OptionSpec>& option_table() {
              "CG iterations / Neumann terms / unrolled steps k / shine's CG refinement steps "
              "(0: the L-BFGS estimate alone)")
           .by_default("20")
-          .check(int_at_least(0)),
+          .integers(0, L::kMethodSteps),
       option(g::kMethod, "steps-list", K::Text, "LIST",
              "comma-separated k of a sweep, e.g. 0,1,2,5,10,20,50")
-          .check(valid::index_list())
+          .integer_list(0, L::kMethodSteps)
           .alias("sweep-steps"),
       option(g::kMethod, "alpha", K::Real, "A",
              "Neumann / unrolled step size (omit it: 1/λ_max by power iteration)")
-          .check(valid::positive()),
+          .reals(Interval::open_closed(0, L::kRate)),
       option(g::kMethod, "damping", K::Real, "D",
              "δ added to the curvature by exact, cg and neumann; KFAC's explicit damping")
           .by_default("0")
-          .check(valid::non_negative()),
+          .reals(Interval::closed(0, L::kRate)),
       option(g::kMethod, "power-iterations", K::Integer, "P",
              "power iterations for the automatic α")
           .by_default("200")
+<<<<<<< HEAD
           .check(int_at_least(1)),
       flag(g::kMethod, "warm-start",
            "cg, neumann: start from the previous hyper-step's v instead of 0 (as the +warm "
@@ -389,21 +462,25 @@ inline const std::vector<OptionSpec>& option_table() {
       option(g::kMethod, "curvature-batch", K::Integer, "B",
              "rows per curvature minibatch (sampled curvature; seeded by --seed)")
           .check(int_at_least(1)),
+=======
+          .integers(1, L::kMethodSteps),
+      flag(g::kMethod, "warm-start", "cg: start from the previous hyper-step's v instead of 0"),
+>>>>>>> harden
       // Bilevel loop and inner solver
       option(g::kLoop, "hyper-steps", K::Integer, "T", "outer iterations (hyper-steps)")
           .by_default("10")
-          .check(int_at_least(0)),
+          .integers(0, L::kSteps),
       option(g::kLoop, "inner-steps", K::Integer, "N",
              "inner optimiser steps per hyper-step (w is warm-started); inner solvers: most "
              "iterations")
           .by_default("10")
-          .check(int_at_least(0)),
+          .integers(0, L::kSteps),
       option(g::kLoop, "warmup-steps", K::Integer, "N", "inner steps before the first hyper-step")
           .by_default("0")
-          .check(int_at_least(0)),
+          .integers(0, L::kSteps),
       option(g::kLoop, "batch-size", K::Integer, "B", "rows per inner minibatch (0: full batch)")
           .by_default("0")
-          .check(int_at_least(0))
+          .integers(0, L::kRows)
           .alias("batch"),
       option(g::kLoop, "inner", K::Text, "NAME",
              "how w moves in a hyper-step: --inner-steps optimiser steps (sgd, momentum, adam) "
@@ -413,11 +490,11 @@ inline const std::vector<OptionSpec>& option_table() {
           .alias("inner-optimizer"),
       option(g::kLoop, "inner-lr", K::Real, "E", "inner learning rate")
           .by_default("0.01")
-          .check(valid::positive()),
+          .reals(Interval::open_closed(0, L::kRate)),
       option(g::kLoop, "inner-tol", K::Real, "TOL",
              "inner solvers (Newton, …) stop at ||∇_w L_T|| below this")
           .by_default("1e-10")
-          .check(valid::positive())
+          .reals(Interval::open_closed(0, 1))
           .alias("grad-tol"),
       option(g::kLoop, "tolerance-schedule", K::Text, "NAME",
              "HOAG (Pedregosa 2016): at hyper-step t both the inner solvers' --inner-tol and "
@@ -438,7 +515,7 @@ inline const std::vector<OptionSpec>& option_table() {
           .one_of({"sgd", "momentum", "adam"}),
       option(g::kLoop, "outer-lr", K::Real, "E", "outer learning rate")
           .by_default("0.1")
-          .check(valid::positive()),
+          .reals(Interval::open_closed(0, L::kRate)),
       option(g::kLoop, "on-failure", K::Text, "NAME",
              "continue or stop a run when its hypergradient fails numerically")
           .by_default("continue")
@@ -446,7 +523,7 @@ inline const std::vector<OptionSpec>& option_table() {
       option(g::kLoop, "checkpoint-every", K::Integer, "K",
              "hyper-steps between checkpoints (0: only at the end or on SIGINT/SIGTERM)")
           .by_default("5")
-          .check(int_at_least(0)),
+          .integers(0, L::kSteps),
       flag(g::kLoop, "resume", "continue from the run's checkpoint"),
       // Output
       option(g::kOutput, "out", K::Text, "DIR", "output directory (created if missing)")
@@ -458,11 +535,11 @@ inline const std::vector<OptionSpec>& option_table() {
              "threads (OpenMP/Eigen or LibTorch; 0: their defaults); resumed runs need the same "
              "count to be bitwise identical")
           .by_default("0")
-          .check(int_at_least(0)),
+          .integers(0, L::kThreads),
       option(g::kRun, "seed", K::Integer, "S",
              "seed of every random choice (synthetic data, minibatches, initial weights)")
           .by_default("0")
-          .check(int_at_least(0)),
+          .integers(0, L::kSeed),
       option(g::kRun, "device", K::Text, "NAME", "LibTorch device: cpu, cuda or cuda:N")
           .by_default("cpu")
           .check([](const std::string& t) -> std::string {
@@ -506,14 +583,14 @@ class OptionSet {
       auto it = std::find_if(table.begin(), table.end(),
                              [&](const OptionSpec& s) { return s.name == name; });
       if (it == table.end()) throw std::logic_error("no option --" + name);
-      options_.push_back(*it);
+      options_.push_back(checked(*it));
     }
     return *this;
   }
   /// An option of this app alone.
   OptionSet& add(OptionSpec spec) {
     if (spec.group.empty()) spec.group = app_ + " options";
-    options_.push_back(std::move(spec));
+    options_.push_back(checked(std::move(spec)));
     return *this;
   }
   OptionSet& set_default(const std::string& name, std::optional<std::string> value) {
@@ -560,6 +637,7 @@ class OptionSet {
         std::string text = spec.help;
         if (!spec.choices.empty())
           text += (spec.list ? " (some of " : " (") + or_list(spec.choices) + ")";
+        if (!spec.range.empty()) text += " (range " + spec.range + ")";
         if (spec.default_value && spec.kind != ValueKind::Flag)
           text += " [default " + (spec.default_value->empty() ? "''" : *spec.default_value) + "]";
         s << left;
@@ -575,6 +653,14 @@ class OptionSet {
   }
 
  private:
+  /// A numeric option without a range is a programming error (issue 14: every numeric option
+  /// has a documented range, checked at parse time).
+  static OptionSpec checked(OptionSpec spec) {
+    if ((spec.kind == ValueKind::Integer || spec.kind == ValueKind::Real) && spec.range.empty())
+      throw std::logic_error("option --" + spec.name +
+                             " is numeric but has no range (OptionSpec::integers or reals)");
+    return spec;
+  }
   OptionSpec& at(const std::string& name) {
     for (auto& spec : options_)
       if (spec.name == name) return spec;
@@ -640,7 +726,17 @@ class OptionValues {
     if (it == text_.end()) throw std::logic_error("option --" + name + " has no value");
     return it->second;
   }
-  long long integer(const std::string& name) const { return *to_integer(text(name)); }
+  /// An Integer option's value; integer_u64 for one whose range passes 2⁶³ − 1 (--seed).
+  long long integer(const std::string& name) const {
+    const auto x = to_integer(text(name));
+    if (!x) throw std::logic_error("option --" + name + " is not a signed 64-bit integer");
+    return *x;
+  }
+  std::uint64_t integer_u64(const std::string& name) const {
+    const auto x = to_unsigned(text(name));
+    if (!x) throw std::logic_error("option --" + name + " is not an unsigned 64-bit integer");
+    return *x;
+  }
   double real(const std::string& name) const { return *to_real(text(name)); }
   bool flag(const std::string& name) const { return has(name) && text(name) == "true"; }
   std::vector<std::string> list(const std::string& name) const {
@@ -651,7 +747,7 @@ class OptionValues {
   }
   std::vector<Index> index_list(const std::string& name) const {
     std::vector<Index> out;
-    for (const auto& s : split_list(text(name))) out.push_back(static_cast<Index>(*to_integer(s)));
+    for (const auto& s : split_list(text(name))) out.push_back(static_cast<Index>(*to_unsigned(s)));
     return out;
   }
   const std::map<std::string, std::string>& texts() const { return text_; }
@@ -668,7 +764,8 @@ class OptionValues {
         std::snprintf(buf, sizeof buf, "%.17g", *to_real(text));
         s << buf;
       } else if (kind != kinds_.end() && kind->second == ValueKind::Integer) {
-        s << *to_integer(text);
+        if (const auto x = to_unsigned(text)) s << *x;  // validated: digits only
+        else s << text;
       } else {
         s << text;
       }
@@ -770,7 +867,79 @@ inline void apply_loop_options(const OptionValues& v, BilevelParams& p) {
     p.on_failure =
         parse_option("on-failure", [&] { return parse_on_failure(v.text("on-failure")); });
   if (v.has("checkpoint-every")) p.checkpoint_every = v.integer("checkpoint-every");
-  if (v.has("seed")) p.seed = static_cast<std::uint64_t>(v.integer("seed"));
+  if (v.has("seed")) p.seed = v.integer_u64("seed");
+}
+
+// ---- Memory a run needs, checked before any allocation ---------------------------------------
+
+/// "1.5 GB", "640 kB", "12 B" (powers of 1000).
+inline std::string format_bytes(std::uint64_t bytes) {
+  const char* units[] = {"B", "kB", "MB", "GB", "TB", "PB", "EB"};
+  double x = static_cast<double>(bytes);
+  int u = 0;
+  while (x >= 1000 && u < 6) x /= 1000, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g %s", x, units[u]);
+  return buf;
+}
+
+/// Memory available to a new allocation now, in bytes: MemAvailable of /proc/meminfo (Linux;
+/// page cache counts as available), else sysconf's available physical pages, else nothing.
+inline std::optional<std::uint64_t> available_memory() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key, unit;
+  std::uint64_t kb = 0;
+  while (meminfo >> key >> kb) {
+    std::getline(meminfo, unit);
+    if (key == "MemAvailable:") return kb * 1024;
+  }
+  const long pages = ::sysconf(_SC_AVPHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0) return static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page);
+  return std::nullopt;
+}
+
+/// What a run will hold at least, part by part. Products and sums saturate at 2⁶⁴ − 1 instead
+/// of wrapping (sizes near 2⁶³ must not pass the check by overflowing): such a part cannot fit
+/// anyway.
+class MemoryEstimate {
+ public:
+  /// Adds `what`, the product of `factors` (counts, then bytes per item).
+  MemoryEstimate& add(std::string what, std::initializer_list<std::uint64_t> factors) {
+    std::uint64_t bytes = 1;
+    bool saturated = false;
+    for (const std::uint64_t f : factors) {
+      if (f == 0) return *this;  // an empty part
+      saturated = saturated || __builtin_mul_overflow(bytes, f, &bytes);
+    }
+    parts_.emplace_back(std::move(what), saturated ? ~std::uint64_t{0} : bytes);
+    return *this;
+  }
+  std::uint64_t total() const {
+    std::uint64_t sum = 0;
+    for (const auto& part : parts_)
+      if (__builtin_add_overflow(sum, part.second, &sum)) return ~std::uint64_t{0};
+    return sum;
+  }
+  /// "6.28 TB (data splits 6.28 TB + exact: dense D × D curvature 986 MB)".
+  std::string describe() const {
+    std::string s = format_bytes(total()) + " (";
+    for (std::size_t i = 0; i < parts_.size(); ++i)
+      s += (i ? " + " : "") + parts_[i].first + " " + format_bytes(parts_[i].second);
+    return s + ")";
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::uint64_t>> parts_;
+};
+
+/// Refuses, before any work, a run whose estimate exceeds the memory available (or `limit`
+/// when given): UsageError naming `options`, the estimate and the limit. No estimate of the
+/// limit (no /proc/meminfo, no sysconf): nothing is refused.
+inline void check_memory(const MemoryEstimate& estimate, const std::string& options,
+                         std::optional<std::uint64_t> limit = available_memory()) {
+  if (!limit || estimate.total() <= *limit) return;
+  throw UsageError(options + ": the run needs at least " + estimate.describe() + ", more than the " +
+                   format_bytes(*limit) + " of memory available (MemAvailable); choose smaller sizes");
 }
 
 // ---- main
@@ -784,6 +953,13 @@ inline int run_main(const char* app, const std::function<int()>& body) {
   } catch (const UsageError& e) {
     std::cerr << app << ": error: " << e.what() << " (see " << app << " --help)\n";
     return 2;
+  } catch (const std::bad_alloc&) {
+    // check_memory refuses what cannot fit before the run starts; this is what slipped past
+    // the estimate (or memory taken by others meanwhile).
+    std::cerr << app << ": error: out of memory (an allocation failed): the run needs more memory "
+                        "than is available; choose smaller sizes (--train, --val, --test, "
+                        "--hidden, --steps)\n";
+    return 1;
   } catch (const std::invalid_argument& e) {
     std::cerr << app << ": error: " << e.what() << "\n";
     return 2;

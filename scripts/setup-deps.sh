@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ift needs, only those missing (fast when all are present).
-# Usage: scripts/setup-deps.sh [--with-torch] [--with-mpi]
+# Usage: scripts/setup-deps.sh [--with-torch] [--with-mpi] [--with-fuzz]
 #   --with-torch   LibTorch (Debian's CPU build) for the deep-net adapter, Gloo headers for torch.distributed
 #   --with-mpi     Open MPI for the data-parallel problems and their multi-process tests
+#   --with-fuzz    clang 14 and its runtime (libFuzzer, sanitizers): scripts/fuzz.sh
 set -euo pipefail
 packages=(build-essential cmake libeigen3-dev libspectra-dev liblbfgspp-dev libboost-program-options-dev
           libbenchmark-dev libgtest-dev zlib1g-dev dataset-fashion-mnist
@@ -11,7 +12,8 @@ for arg in "$@"; do
   case $arg in
     --with-torch) packages+=(libtorch-dev libgloo-dev) ;;
     --with-mpi) packages+=(libopenmpi-dev openmpi-bin) ;;
-    *) echo "setup-deps.sh: unknown option '$arg' (expected --with-torch or --with-mpi)" >&2; exit 2 ;;
+    --with-fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
+    *) echo "setup-deps.sh: unknown option '$arg' (expected --with-torch, --with-mpi or --with-fuzz)" >&2; exit 2 ;;
   esac
 done
 missing=()

@@ -3,6 +3,8 @@
 // weight decay), resumes from a checkpoint to bitwise the same result, refuses a checkpoint from
 // another configuration, and overfits a small validation set (DESIGN.md P4).
 #include <gtest/gtest.h>
+
+#include <cstring>
 #include <unistd.h>
 
 #include <cstdio>
@@ -375,6 +377,90 @@ TEST(Checkpoint, RejectsForeignAndTruncatedFiles) {
   }
   std::filesystem::resize_file(path, std::filesystem::file_size(path) - 10);
   EXPECT_THROW(load_checkpoint<double>(path), std::runtime_error);
+  std::filesystem::remove(path);
+}
+
+// A checkpoint that passes its checksum (re-sealed with checkpoint_checksum, as
+// fuzz/fuzz_checkpoint does) but claims more records than the file can hold is refused before
+// the count sizes an allocation.
+TEST(Checkpoint, RefusesARecordCountTheFileCannotHold) {
+  const std::string path = temp_path("count");
+  Checkpoint<double> c;
+  c.fingerprint = "x=1\n";
+  c.w = Vector<double>::Zero(3);
+  c.lambda = Vector<double>::Zero(3);
+  c.rng_state = "RNGSTATE";  // the record count follows it
+  c.records.resize(1);
+  save_checkpoint(path, c);
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const std::size_t count_at = bytes.find("RNGSTATE") + 8;
+  auto sealed_with_count = [&](std::uint64_t count) {
+    std::string b = bytes.substr(0, bytes.size() - 8);
+    std::memcpy(b.data() + count_at, &count, sizeof count);
+    const std::uint64_t sum = checkpoint_checksum(b.data(), b.size());
+    b.append(reinterpret_cast<const char*>(&sum), sizeof sum);
+    const std::string other = temp_path("count-patched");
+    { std::ofstream(other, std::ios::binary) << b; }
+    return other;
+  };
+  std::uint64_t stored = 0;
+  std::memcpy(&stored, bytes.data() + count_at, sizeof stored);
+  ASSERT_EQ(stored, 1u);
+  EXPECT_EQ(load_checkpoint<double>(sealed_with_count(1)).records.size(), 1u);  // sealing is right
+  for (const std::uint64_t count : {std::uint64_t{2}, std::uint64_t{1} << 40, ~std::uint64_t{0}}) {
+    try {
+      load_checkpoint<double>(sealed_with_count(count));
+      FAIL() << "a record count of " << count << " was accepted";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+    }
+  }
+  std::filesystem::remove(temp_path("count-patched"));
+  std::filesystem::remove(path);
+}
+
+// Fuzzing finding (fuzz_checkpoint, tests/fuzz-regressions/fuzz_checkpoint): an empty vector
+// was read with memcpy(nullptr, …, 0), undefined behaviour that UBSan reports (and every
+// checkpoint has one: solver_v is empty until a solver state is carried). Empty vectors must
+// round-trip, and the crashing input, sealed as the harness seals it, must load or be refused
+// cleanly (the sanitizer build, scripts/sanitize.sh, turns the old UB into a failure here).
+TEST(Checkpoint, EmptyVectorsRoundTripFuzzRegression) {
+  const std::string path = temp_path("empty");
+  Checkpoint<float> c;
+  c.fingerprint = "";
+  save_checkpoint(path, c);
+  const auto back = load_checkpoint<float>(path);
+  EXPECT_EQ(back.w.size(), 0);
+  EXPECT_EQ(back.solver_v.size(), 0);
+  EXPECT_EQ(back.inner.first.size(), 0);
+
+  std::string input;
+  {
+    std::ifstream in(std::string(IFT_SOURCE_DIR) +
+                         "/tests/fuzz-regressions/fuzz_checkpoint/empty-vector-memcpy-null",
+                     std::ios::binary);
+    ASSERT_TRUE(in);
+    input.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  ASSERT_FALSE(input.empty());
+  std::string bytes = input.substr(1);  // fuzz_checkpoint.cpp: mode byte, then the file
+  if (input[0] & 1) {
+    const std::uint64_t sum = checkpoint_checksum(bytes.data(), bytes.size());
+    bytes.append(reinterpret_cast<const char*>(&sum), sizeof sum);
+  }
+  { std::ofstream(path, std::ios::binary) << bytes; }
+  try {
+    if (input[0] & 2)
+      (void)load_checkpoint<float>(path);
+    else
+      (void)load_checkpoint<double>(path);
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
   std::filesystem::remove(path);
 }
 

@@ -173,6 +173,38 @@ TEST_F(DataFiles, IdxCountMismatch) {
               AllOf(HasSubstr(file("img")), HasSubstr(file("lab")), HasSubstr("5 images"), HasSubstr("4 labels")));
 }
 
+// Issue 14, point 7: Fashion-MNIST files whose images are not 28 × 28 are refused from the
+// header's dimensions (even when the byte count per image matches), expected before found; a
+// label outside [0, 10) names the file and the 0-based row.
+TEST_F(DataFiles, FashionMnistChecksImageSizeAndLabelRange) {
+  auto write_set = [&](const std::string& prefix, ift::Index n, ift::Index rows, ift::Index cols,
+                       std::vector<std::uint8_t> label_values) {
+    ift::IdxArray img;
+    img.dims = {n, rows, cols};
+    img.data.assign(static_cast<std::size_t>(n * rows * cols), 7);
+    ift::write_idx(file(prefix + "-images-idx3-ubyte"), img);
+    ift::IdxArray lab;
+    lab.dims = {n};
+    lab.data = std::move(label_values);
+    ift::write_idx(file(prefix + "-labels-idx1-ubyte"), lab);
+  };
+  const std::string dir = dir_.string();
+  write_set("t10k", 3, 28, 28, {0, 1, 2});
+  // 14 × 56 = 784 bytes per image, as 28 × 28: the byte count alone would accept it.
+  write_set("train", 5, 14, 56, {0, 1, 2, 3, 4});
+  EXPECT_THAT(error_of([&] { ift::load_fashion_mnist<double>(2, 2, 2, true, dir); }),
+              AllOf(HasSubstr(file("train-images-idx3-ubyte")),
+                    HasSubstr("images of 14 × 56 pixels, expected 28 × 28")));
+  write_set("train", 5, 28, 28, {0, 1, 2, 12, 4});
+  EXPECT_THAT(error_of([&] { ift::load_fashion_mnist<double>(2, 2, 2, true, dir); }),
+              AllOf(HasSubstr(file("train-labels-idx1-ubyte")),
+                    HasSubstr("label 12 at row 3 (0-based) outside [0, 10)")));
+  // Rows that are not loaded are not judged; what is loaded has the 10 classes.
+  const auto ok = ift::load_fashion_mnist<double>(2, 1, 3, true, dir);
+  EXPECT_EQ(ok.train.num_classes, 10);
+  EXPECT_EQ(ok.test.num_features(), 785);
+}
+
 TEST_F(DataFiles, WriteIdxRejectsWrongSize) {
   ift::IdxArray a = images(2);
   a.data.pop_back();
@@ -227,7 +259,9 @@ TEST_F(DataFiles, CsvErrorsNameFileLineAndColumn) {
       {"ragged.csv", "1,2,0\n3,4\n", {":2:", "ragged", "2 columns, expected 3"}},
       {"text.csv", "a,b,y\n1,2,0\n1,2x,1\n", {":3:", "column 2", "non-numeric", "\"2x\""}},
       {"empty_cell.csv", "1,2,0\n1,,1\n", {":2:", "column 2", "non-numeric"}},
-      {"label.csv", "1,2,0\n1,2,1.5\n", {":2:", "column 3", "label"}},
+      {"label.csv", "1,2,0\n1,2,1.5\n", {":2:", "column 3", "label", "found 1.5"}},
+      // Significant digits, not std::to_string's "0.000000".
+      {"tiny_label.csv", "1,2,0\n1,2,1e-7\n", {":2:", "column 3", "found 1e-07"}},
       {"empty.csv", "", {"empty file"}},
       {"only_header.csv", "a,b,y\n", {"no data rows"}},
   };

@@ -152,6 +152,26 @@ TYPED_TEST(HypergradientTyped, UnrolledFromOptimumEqualsNeumannWithOneTermFewer)
   }
 }
 
+// Issue 14: unrolled with k = 0 takes no step; its hypergradient is the direct term alone
+// (zero for weight decay, whose L_V does not involve λ), and its status must not claim
+// convergence. k = 1 differentiates one step exactly and is converged.
+TYPED_TEST(HypergradientTyped, UnrolledWithZeroStepsIsNotConverged) {
+  using S = TypeParam;
+  auto problem = logreg_problem<S>(DecayKind::PerWeight);
+  const Vector<S> lambda = Vector<S>::Constant(15, static_cast<S>(std::log(1e-2)));
+  solve_inner(problem, lambda);
+  const auto none = hypergradient(problem, spec(Method::Unrolled, 0, 0.5));
+  EXPECT_EQ(none.status, SolverStatus::MaxIterations) << none.message;
+  EXPECT_EQ(none.iterations, 0);
+  EXPECT_EQ(none.hvps, 0);
+  EXPECT_NE(none.message.find("0 gradient steps"), std::string::npos) << none.message;
+  EXPECT_EQ(none.hypergradient, none.direct);
+  EXPECT_EQ(none.hypergradient.norm(), S(0));
+  const auto one = hypergradient(problem, spec(Method::Unrolled, 1, 0.5));
+  EXPECT_EQ(one.status, SolverStatus::Converged) << one.message;
+  EXPECT_GT(one.hypergradient.norm(), S(0));
+}
+
 TYPED_TEST(HypergradientTyped, CgAndNeumannConvergeToExact) {
   using S = TypeParam;
   auto problem = logreg_problem<S>(DecayKind::PerWeight);

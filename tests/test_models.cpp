@@ -315,5 +315,36 @@ TEST(Mlp, RejectsBadInput) {
                std::invalid_argument);
 }
 
+// Issue 14, point 7: a label outside the classes names its row and the range, in both models.
+TEST(Models, LabelsOutsideTheClassesNameTheirRow) {
+  auto data = testing::random_classification<double>(6, 4, 3, 2);  // 4 features + bias: 5
+  data.labels(4) = 7;
+  auto message_of = [&](auto&& f) -> std::string {
+    try {
+      f();
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  SoftmaxRegression<double> logreg(data.num_features(), 3);
+  SoftmaxRegression<double>::Cache cache;
+  EXPECT_EQ(message_of([&] {
+              logreg.evaluate(data, Vector<double>::Zero(logreg.num_params()), cache, nullptr);
+            }),
+            "SoftmaxRegression: label 7 at row 4 (0-based) outside [0, 3)");
+  Mlp<double> mlp({data.num_features(), 4, 3}, Activation::Tanh, OutputLoss::SoftmaxCrossEntropy);
+  Mlp<double>::Cache mlp_cache;
+  data.labels(4) = 1;
+  data.labels(1) = -2;
+  EXPECT_EQ(message_of([&] {
+              mlp.evaluate(data, Vector<double>::Zero(mlp.num_params()), mlp_cache, nullptr);
+            }),
+            "Mlp: label -2 at row 1 (0-based) outside [0, 3)");
+  data.labels(1) = 0;
+  EXPECT_EQ(label_range_error(data.labels, 2), "label 2 at row 2 (0-based) outside [0, 2)");
+  EXPECT_EQ(label_range_error(data.labels, 3), "");
+}
+
 }  // namespace
 }  // namespace ift

@@ -27,7 +27,7 @@ OptionSet every_option() {
   set.use(names).add(
       ift::app::option("", "target", ift::app::ValueKind::Real, "ACC", "stop at this accuracy")
           .by_default("1")
-          .check(ift::app::valid::fraction()));
+          .reals(ift::app::Interval::open_closed(0, 1)));
   return set;
 }
 
@@ -75,6 +75,15 @@ std::pair<std::string, std::string> errors_of(const OptionSet& set, const Argv& 
     builtin_message = e.what();
   }
   return {boost_message, builtin_message};
+}
+
+/// Each command line must fail in both parsers with exactly its message.
+void expect_errors(const OptionSet& set, const std::vector<std::pair<Argv, std::string>>& cases) {
+  for (const auto& [argv, expected] : cases) {
+    const auto [b, c] = errors_of(set, argv);
+    EXPECT_EQ(b, expected);
+    EXPECT_EQ(c, expected);
+  }
 }
 
 TEST(Options, BothParsersReadTheSameCommandLineToTheSameValues) {
@@ -157,12 +166,14 @@ TEST(Options, OldSpellingsMapToTheNewNames) {
 TEST(Options, ABadValueNamesTheOptionAndWhatWasExpected) {
   const OptionSet set = every_option();
   const std::vector<std::pair<Argv, std::string>> cases = {
-      {Argv{"--hyper-steps", "-1"}, "--hyper-steps: expected an integer >= 0 (got '-1')"},
-      {Argv{"--steps", "x"}, "--steps: expected an integer >= 0 (got 'x')"},
-      {Argv{"--train", "0"}, "--train: expected an integer >= 1 (got '0')"},
-      {Argv{"--alpha", "0"}, "--alpha: expected a number > 0 (got '0')"},
-      {Argv{"--damping", "nan"}, "--damping: expected a number >= 0 (got 'nan')"},
-      {Argv{"--init-log-decay", "inf"}, "--init-log-decay: expected a finite number (got 'inf')"},
+      {Argv{"--hyper-steps", "-1"},
+       "--hyper-steps: expected an integer in [0, 10000000] (got '-1')"},
+      {Argv{"--steps", "x"}, "--steps: expected an integer in [0, 1000000] (got 'x')"},
+      {Argv{"--train", "0"}, "--train: expected an integer in [1, 1000000000] (got '0')"},
+      {Argv{"--alpha", "0"}, "--alpha: expected a number in (0, 1e+06] (got '0')"},
+      {Argv{"--damping", "nan"}, "--damping: expected a number in [0, 1e+06] (got 'nan')"},
+      {Argv{"--init-log-decay", "inf"},
+       "--init-log-decay: expected a number in [-50, 50] (got 'inf')"},
       {Argv{"--target", "1.5"}, "--target: expected a number in (0, 1] (got '1.5')"},
       {Argv{"--inner", "bfgs"},
        "--inner: expected sgd, momentum, adam, newton, newton-cg or lbfgs (got 'bfgs')"},
@@ -173,16 +184,106 @@ TEST(Options, ABadValueNamesTheOptionAndWhatWasExpected) {
       {Argv{"--tolerance-schedule", "linear"},
        "--tolerance-schedule: expected none, quadratic, cubic or geometric (got 'linear')"},
       {Argv{"--steps-list", "0,-5"},
-       "--steps-list: expected a comma-separated list of integers >= 0, e.g. 0,5,20,50 (got "
-       "'0,-5')"},
+       "--steps-list: expected a comma-separated list of integers in [0, 1000000], e.g. "
+       "0,5,20,50 (got '0,-5')"},
       {Argv{"--device", "gpu"}, "--device: expected cpu, cuda or cuda:N (got 'gpu')"},
       // Through an alias the message names the new option.
-      {Argv{"--n-train", "-3"}, "--train: expected an integer >= 1 (got '-3')"},
+      {Argv{"--n-train", "-3"}, "--train: expected an integer in [1, 1000000000] (got '-3')"},
   };
-  for (const auto& [argv, expected] : cases) {
-    const auto [b, c] = errors_of(set, argv);
-    EXPECT_EQ(b, expected);
-    EXPECT_EQ(c, expected);
+  expect_errors(set, cases);
+}
+
+// Issue 14, point 5: every numeric option has a range, refused outside it with the range named.
+TEST(Options, NumericOptionsAreCheckedAgainstTheirRanges) {
+  const OptionSet set = every_option();
+  const std::vector<std::pair<Argv, std::string>> cases = {
+      // exp(700) overflows double: the decay is bounded so exp(λ) stays finite even in float.
+      {Argv{"--init-log-decay", "700"},
+       "--init-log-decay: expected a number in [-50, 50] (got '700')"},
+      // A tolerance of inf would make every inner solver "converge" at once (old spelling too).
+      {Argv{"--grad-tol", "inf"}, "--inner-tol: expected a number in (0, 1] (got 'inf')"},
+      {Argv{"--inner-tol", "0"}, "--inner-tol: expected a number in (0, 1] (got '0')"},
+      // -1 is refused, not wrapped to 2⁶⁴ − 1; 2⁶⁴ itself is out of range.
+      {Argv{"--seed", "-1"}, "--seed: expected an integer in [0, 18446744073709551615] (got '-1')"},
+      {Argv{"--seed", "18446744073709551616"},
+       "--seed: expected an integer in [0, 18446744073709551615] (got '18446744073709551616')"},
+      // Sizes near 2⁶³ are refused by the range, before any size arithmetic.
+      {Argv{"--train", "9223372036854775807"},
+       "--train: expected an integer in [1, 1000000000] (got '9223372036854775807')"},
+      {Argv{"--val", "99999999999999999999999"},
+       "--val: expected an integer in [1, 1000000000] (got '99999999999999999999999')"},
+      {Argv{"--threads", "5000"}, "--threads: expected an integer in [0, 4096] (got '5000')"},
+      {Argv{"--outer-lr", "1e300"}, "--outer-lr: expected a number in (0, 1e+06] (got '1e300')"},
+      {Argv{"--steps", " 3"}, "--steps: expected an integer in [0, 1000000] (got ' 3')"},
+  };
+  expect_errors(set, cases);
+  // The ends of each range are inside it.
+  const auto [b, c] = parse_both(set, Argv{"--seed", "18446744073709551615", "--init-log-decay",
+                                           "-50", "--inner-tol", "1", "--train", "1000000000"});
+  ift::BilevelParams p;
+  ift::app::apply_loop_options(c, p);
+  EXPECT_EQ(p.seed, ~std::uint64_t{0});
+  EXPECT_EQ(b.integer_u64("seed"), ~std::uint64_t{0});
+  EXPECT_NE(b.describe().find("seed = 18446744073709551615\n"), std::string::npos);
+}
+
+TEST(Options, EveryNumericOptionDocumentsItsRange) {
+  const OptionSet set = every_option();
+  const std::string help = set.help();
+  for (const auto& spec : set.options()) {
+    if (spec.kind != ift::app::ValueKind::Integer && spec.kind != ift::app::ValueKind::Real)
+      continue;
+    ASSERT_FALSE(spec.range.empty()) << spec.name;
+    EXPECT_NE(help.find("(range " + spec.range + ")"), std::string::npos) << spec.name;
+  }
+  // A numeric option declared without one is a programming error, caught when an app takes it.
+  OptionSet app("app", "usage");
+  EXPECT_THROW(app.add(ift::app::option("", "count", ift::app::ValueKind::Integer, "N", "a count")),
+               std::logic_error);
+}
+
+TEST(Options, MemoryEstimatesSaturateInsteadOfWrapping) {
+  ift::app::MemoryEstimate e;
+  e.add("small", {1000, 8});
+  EXPECT_EQ(e.total(), 8000u);
+  // 2⁶³ rows × 785 features × 8 bytes wraps modulo 2⁶⁴ to a small number; it must saturate.
+  e.add("huge", {std::uint64_t{1} << 63, 785, 8});
+  EXPECT_EQ(e.total(), ~std::uint64_t{0});
+  ift::app::MemoryEstimate empty;
+  empty.add("nothing", {0, ~std::uint64_t{0}, 8});
+  EXPECT_EQ(empty.total(), 0u);
+
+  ift::app::MemoryEstimate run;
+  run.add("data splits", {3000, 785, 8});  // 18.84 MB
+  EXPECT_NO_THROW(ift::app::check_memory(run, "--train", std::uint64_t{20'000'000}));
+  try {
+    ift::app::check_memory(run, "--train", std::uint64_t{10'000'000});
+    ADD_FAILURE() << "an estimate above the limit was accepted";
+  } catch (const UsageError& error) {
+    const std::string what = error.what();
+    EXPECT_NE(what.find("--train: the run needs at least 18.84 MB (data splits 18.84 MB)"),
+              std::string::npos) << what;
+    EXPECT_NE(what.find("more than the 10 MB of memory available"), std::string::npos) << what;
+  }
+}
+
+// A synthetic run of 3 × 10⁹ rows is in range option by option but needs terabytes: refused
+// before anything is allocated, naming the size options, with the estimate.
+TEST(Options, ARunThatCannotFitIsRefusedBeforeAllocating) {
+  OptionSet set("app", "usage");
+  set.use(ift::app::selection::kData).use({"methods", "steps", "out"});
+  const Argv a{"--data", "synthetic", "--train", "1000000000", "--val", "1000000000",
+               "--test", "1000000000", "--out", ::testing::TempDir()};
+  const auto v = ift::app::parse_command_line(a.argc(), a.argv(), set);
+  ASSERT_TRUE(v);
+  try {
+    ift::app::apply_common_options(*v);
+    ADD_FAILURE() << "a run needing terabytes was accepted";
+  } catch (const UsageError& error) {
+    const std::string what = error.what();
+    EXPECT_EQ(what.rfind("--train, --val, --test: the run needs at least ", 0), 0u) << what;
+    EXPECT_NE(what.find("data splits 18.84 TB"), std::string::npos) << what;
+    EXPECT_NE(what.find("dense D × D curvature and factor 986 MB"), std::string::npos) << what;
   }
 }
 
@@ -199,11 +300,7 @@ TEST(Options, UnknownRepeatedAndMalformedInputIsAnError) {
       {Argv{"--n-train", "3", "--train", "4"},
        "--train: given more than once (as --n-train and --train)"},
   };
-  for (const auto& [argv, expected] : cases) {
-    const auto [b, c] = errors_of(set, argv);
-    EXPECT_EQ(b, expected);
-    EXPECT_EQ(c, expected);
-  }
+  expect_errors(set, cases);
   // An option this app does not take is unknown even if the table has it.
   OptionSet small("small", "usage");
   small.use({"train"});

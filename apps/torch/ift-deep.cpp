@@ -81,7 +81,7 @@ ift::app::OptionSet options() {
       .add(option("", "filters", ValueKind::Integer, "F",
                   "CNN width; ResNet base width (F, 2F, 4F filters; 40: 1,084,970 weights)")
                .by_default("8")
-               .check(ift::app::valid::integer_at_least(1)))
+               .integers(1, 1'000'000))
       .add(option("", "checkpoint", ValueKind::Text, "FILE",
                   "checkpoint file, written every --checkpoint-every hyper-steps (none without it)")
                .check(ift::app::valid::non_empty()))
@@ -184,7 +184,7 @@ std::optional<Options> parse(int argc, char** argv) {
   o.synthetic = v.text("data") == "synthetic";
   o.resume = v.flag("resume");
   o.warm_start = v.flag("warm-start");
-  o.seed = static_cast<std::uint64_t>(v.integer("seed"));
+  o.seed = v.integer_u64("seed");
   return o;
 }
 
@@ -305,16 +305,16 @@ int run(const Options& o) {
   csv.add_comment("ift-deep: Algorithm 2 through LibTorch (DESIGN.md P4/P6)");
   const std::vector<std::pair<std::string, std::string>> echo{
       {"experiment", o.experiment}, {"hyper", o.hyper}, {"method", spec.name()},
-      {"steps", std::to_string(o.steps)}, {"alpha", std::to_string(o.alpha)},
+      {"steps", std::to_string(o.steps)}, {"alpha", ift::format_number(o.alpha)},
       {"power_iterations", std::to_string(o.power_iterations)},
-      {"damping", std::to_string(o.damping)}, {"model", o.model},
+      {"damping", ift::format_number(o.damping)}, {"model", o.model},
       {"filters", std::to_string(o.filters)}, {"device", o.device}, {"dtype", o.dtype},
       {"data", o.synthetic ? "synthetic" : "fashion-mnist"}, {"n_train", std::to_string(o.n_train)},
       {"n_val", std::to_string(o.n_val)}, {"n_test", std::to_string(o.n_test)},
       {"hyper_steps", std::to_string(o.hyper_steps)}, {"inner_steps", std::to_string(o.inner_steps)},
-      {"inner_optimizer", o.inner_optimizer}, {"inner_lr", std::to_string(o.inner_lr)},
+      {"inner_optimizer", o.inner_optimizer}, {"inner_lr", ift::format_number(o.inner_lr)},
       {"batch", std::to_string(o.batch)}, {"outer_optimizer", o.outer_optimizer},
-      {"outer_lr", std::to_string(o.outer_lr)}, {"init_log_lambda", std::to_string(o.init_log_lambda)},
+      {"outer_lr", ift::format_number(o.outer_lr)}, {"init_log_lambda", ift::format_number(o.init_log_lambda)},
       {"seed", std::to_string(o.seed)}, {"num_params", std::to_string(problem.num_params())},
       {"num_hyper", std::to_string(problem.num_hyper())},
       {"threads", std::to_string(::torch::get_num_threads())},

@@ -89,10 +89,10 @@ int run(int argc, char** argv) {
       .add(ift::app::option("", "repeats", ValueKind::Integer, "R",
                             "timed calls per operation (the median is shown)")
                .by_default("5")
-               .check(ift::app::valid::integer_at_least(1)))
+               .integers(1, ift::app::limits::kMethodSteps))
       .add(ift::app::option("", "n", ValueKind::Integer, "N", "rows of the timing problems")
                .by_default("1000")
-               .check(ift::app::valid::integer_at_least(1)));
+               .integers(1, ift::app::limits::kRows));
   set.set_defaults(
       {{"device", ::torch::cuda::is_available() ? "cuda" : "cpu"}, {"dtype", "double"}});
   const std::optional<ift::app::OptionValues> parsed = ift::app::parse_builtin(argc, argv, set);

@@ -10,20 +10,21 @@
 
 namespace ift {
 
+std::uint64_t checkpoint_checksum(const void* data, std::size_t n) {
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (std::size_t i = 0; i < n; ++i) {
+    h ^= bytes[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
 namespace {
 
 constexpr char kMagic[] = "IFTCKPT\n";
 constexpr char kEnd[] = "END\n";
 
-/// FNV-1a, 64 bits, over every byte before it: one flipped bit anywhere changes it.
-std::uint64_t checksum(const char* data, std::size_t n) {
-  std::uint64_t h = 0xcbf29ce484222325ULL;
-  for (std::size_t i = 0; i < n; ++i) {
-    h ^= static_cast<unsigned char>(data[i]);
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
 
 // Raw bytes in native order: doubles round-trip exactly, which a bitwise resume needs.
 class Writer {
@@ -54,6 +55,7 @@ class Reader {
   Reader(const std::string& bytes, const std::string& path) : bytes_(bytes), path_(path) {}
   void raw(void* dst, std::size_t n) {
     if (n > bytes_.size() - pos_) fail("truncated");
+    if (n == 0) return;  // an empty vector's data() is null: memcpy(nullptr, …, 0) is UB
     std::memcpy(dst, bytes_.data() + pos_, n);
     pos_ += n;
   }
@@ -90,6 +92,7 @@ class Reader {
     return true;
   }
   bool done() const { return pos_ == bytes_.size(); }
+  std::size_t remaining() const { return bytes_.size() - pos_; }
   [[noreturn]] void fail(const std::string& why) const {
     throw std::runtime_error("checkpoint " + path_ + ": " + why);
   }
@@ -171,7 +174,7 @@ void save_checkpoint(const std::string& path, const Checkpoint<S>& c) {
     out.write(kEnd, sizeof kEnd - 1);
   }
   const std::string bytes = out.str();
-  const std::uint64_t sum = checksum(bytes.data(), bytes.size());
+  const std::uint64_t sum = checkpoint_checksum(bytes.data(), bytes.size());
   io::write_file_atomically(path, [&](std::ostream& file) {
     file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     file.write(reinterpret_cast<const char*>(&sum), sizeof sum);
@@ -200,7 +203,7 @@ Checkpoint<S> load_checkpoint(const std::string& path) {
     throw std::runtime_error("checkpoint " + path + ": truncated");
   std::memcpy(&stored, bytes.data() + bytes.size() - sizeof stored, sizeof stored);
   bytes.resize(bytes.size() - sizeof stored);
-  if (checksum(bytes.data(), bytes.size()) != stored)
+  if (checkpoint_checksum(bytes.data(), bytes.size()) != stored)
     throw std::runtime_error("checkpoint " + path +
                              ": damaged (its checksum does not match its content: a truncated "
                              "or altered file); start afresh without --resume");
@@ -228,8 +231,11 @@ Checkpoint<S> load_checkpoint(const std::string& path) {
     s->steps = r.pod<std::int64_t>();
   }
   c.rng_state = r.str();
+  // Each record takes at least 163 bytes (its fixed-size fields and empty strings): a count the
+  // rest of the file cannot hold is refused before it sizes an allocation.
+  constexpr std::size_t kMinRecordBytes = 163;
   const std::uint64_t n = r.u64();
-  if (n > bytes.size()) r.fail("truncated (implausible record count)");
+  if (n > r.remaining() / kMinRecordBytes) r.fail("truncated (implausible record count)");
   c.records.resize(static_cast<std::size_t>(n));
   for (HyperStepRecord& rec : c.records) {
     rec.step = static_cast<Index>(r.pod<std::int64_t>());

@@ -68,6 +68,10 @@ struct Checkpoint {
   std::int64_t solver_lbfgs_memory = 0;
 };
 
+/// The file's checksum: FNV-1a, 64 bits, over `n` bytes (one flipped bit anywhere changes it).
+/// Public so tools that build checkpoints byte by byte (fuzz/fuzz_checkpoint.cpp) can seal them.
+std::uint64_t checkpoint_checksum(const void* data, std::size_t n);
+
 /// Writes atomically; throws std::runtime_error naming the path on failure.
 template <class S>
 void save_checkpoint(const std::string& path, const Checkpoint<S>& checkpoint);

@@ -2,11 +2,22 @@
 // real-valued targets.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "ift/core.hpp"
 
 namespace ift {
+
+/// "" when every label lies in [0, num_classes), else the first that does not, by its row:
+/// "label 12 at row 3 (0-based) outside [0, 10)".
+inline std::string label_range_error(const LabelVector& labels, Index num_classes) {
+  for (Index i = 0; i < labels.size(); ++i)
+    if (labels(i) < 0 || labels(i) >= num_classes)
+      return "label " + std::to_string(labels(i)) + " at row " + std::to_string(i) +
+             " (0-based) outside [0, " + std::to_string(num_classes) + ")";
+  return "";
+}
 
 template <class S>
 struct Dataset {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "ift/core.hpp"
+#include "ift/format.hpp"
 #include "ift/generic/backend.hpp"
 #include "ift/linalg/vector_space.hpp"
 
@@ -45,7 +46,7 @@ struct OptimizerParams {
   /// Throws std::invalid_argument naming `who` (e.g. "inner optimiser") and the field.
   void check(const std::string& who) const {
     require(std::isfinite(learning_rate) && learning_rate > 0,
-            who + ": learning_rate must be > 0 (got " + std::to_string(learning_rate) + ")");
+            who + ": learning_rate must be > 0 (got " + format_number(learning_rate) + ")");
     require(momentum >= 0 && momentum < 1, who + ": momentum must lie in [0, 1)");
     require(beta1 >= 0 && beta1 < 1, who + ": beta1 must lie in [0, 1)");
     require(beta2 >= 0 && beta2 < 1, who + ": beta2 must lie in [0, 1)");

@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "ift/format.hpp"
+
 namespace ift {
 
 namespace {
@@ -136,7 +138,7 @@ Dataset<S> load_csv(const std::string& path, const CsvReadOptions& options) {
       }
       if (v != std::floor(v) || v < 0 || v > 1e9)
         throw std::runtime_error(where(row_lines[static_cast<std::size_t>(i)]) + "column " + std::to_string(c + 1) +
-                                 ": label must be a non-negative integer, found " + std::to_string(v));
+                                 ": label must be a non-negative integer, found " + format_number(v));
       out.labels(i) = static_cast<std::int32_t>(v);
       max_label = std::max<Index>(max_label, out.labels(i));
     }

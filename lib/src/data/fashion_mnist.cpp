@@ -33,6 +33,9 @@ void finish(Dataset<S>& d, bool append_bias) {
   if (append_bias) d.append_bias_column();
 }
 
+/// 28 × 28 pixels, labels 0..9: both data sets.
+constexpr IdxExpect kMnistLayout{28, 28, 10};
+
 void check_sizes(const char* who, Index n_train, Index n_val, Index n_test) {
   require(n_train >= 0 && n_val >= 0 && n_test >= 0,
           std::string(who) + ": n_train, n_val and n_test must be >= 0 (got " + std::to_string(n_train) + ", " +
@@ -56,11 +59,11 @@ Splits<S> load_fashion_mnist(Index n_train, Index n_val, Index n_test, bool appe
   const std::string test_images = find_file(dir, "t10k-images-idx3-ubyte", hint, true);
   const std::string test_labels = find_file(dir, "t10k-labels-idx1-ubyte", hint, true);
   // One read of the train file for both train and val rows.
-  const Dataset<S> head = load_idx_pair<S>(train_images, train_labels, n_train + n_val, 0);
+  const Dataset<S> head = load_idx_pair<S>(train_images, train_labels, n_train + n_val, 0, kMnistLayout);
   Splits<S> out;
   out.train = head.slice(0, n_train);
   out.val = head.slice(n_train, n_val);
-  out.test = load_idx_pair<S>(test_images, test_labels, n_test, 0);
+  out.test = load_idx_pair<S>(test_images, test_labels, n_test, 0, kMnistLayout);
   finish(out.train, append_bias);
   finish(out.val, append_bias);
   finish(out.test, append_bias);
@@ -102,7 +105,7 @@ Splits<S> load_mnist_digits(Index n_train, Index n_val, Index n_test, bool appen
   const std::string hint = "run data/get-mnist.sh (or set IFT_MNIST_DIR to its output directory)";
   const std::string images = find_file(dir, "images-idx3-ubyte", hint, false);
   const std::string labels = find_file(dir, "labels-idx1-ubyte", hint, false);
-  const Dataset<S> all = load_idx_pair<S>(images, labels);
+  const Dataset<S> all = load_idx_pair<S>(images, labels, -1, 0, kMnistLayout);
   if (n_train + n_val + n_test > all.size())
     throw std::runtime_error("load_mnist_digits: " + std::to_string(n_train) + " + " + std::to_string(n_val) +
                              " + " + std::to_string(n_test) + " rows requested, " + images + " has " +

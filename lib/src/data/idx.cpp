@@ -134,7 +134,7 @@ void write_idx(const std::string& path, const IdxArray& array) {
 
 template <class S>
 Dataset<S> load_idx_pair(const std::string& images_path, const std::string& labels_path, Index max_rows,
-                         Index first_row) {
+                         Index first_row, const IdxExpect& expect) {
   const IdxArray images = read_idx(images_path);
   if (images.magic() != kIdxImagesMagic)
     fail(images_path, "wrong magic number for an images file: expected " + hex32(kIdxImagesMagic) +
@@ -143,6 +143,13 @@ Dataset<S> load_idx_pair(const std::string& images_path, const std::string& labe
   if (labels.magic() != kIdxLabelsMagic)
     fail(labels_path, "wrong magic number for a labels file: expected " + hex32(kIdxLabelsMagic) +
                           " (unsigned bytes, 1 dimension), found " + hex32(labels.magic()));
+  if ((expect.image_rows >= 0 && images.dims[1] != expect.image_rows) ||
+      (expect.image_cols >= 0 && images.dims[2] != expect.image_cols))
+    fail(images_path, "images of " + std::to_string(images.dims[1]) + " × " + std::to_string(images.dims[2]) +
+                          " pixels, expected " +
+                          (expect.image_rows >= 0 ? std::to_string(expect.image_rows) : std::string("any")) +
+                          " × " +
+                          (expect.image_cols >= 0 ? std::to_string(expect.image_cols) : std::string("any")));
   const Index n = images.dims[0];
   if (labels.dims[0] != n)
     throw std::runtime_error("IDX image count and label count disagree: " + images_path + " has " +
@@ -165,14 +172,19 @@ Dataset<S> load_idx_pair(const std::string& images_path, const std::string& labe
     const std::uint8_t* row = images.data.data() + (first_row + i) * d;
     for (Index j = 0; j < d; ++j) out.X(i, j) = static_cast<S>(row[j]) / S(255);  // Divide (not * 1/255): correctly rounded, as numpy's x / 255.
     const int label = labels.data[static_cast<std::size_t>(first_row + i)];
+    if (expect.num_classes >= 0 && label >= expect.num_classes)
+      fail(labels_path, "label " + std::to_string(label) + " at row " + std::to_string(first_row + i) +
+                            " (0-based) outside [0, " + std::to_string(expect.num_classes) + ")");
     out.labels(i) = label;
     max_label = std::max(max_label, label);
   }
-  out.num_classes = std::max<Index>(10, max_label + 1);
+  out.num_classes = expect.num_classes >= 0 ? expect.num_classes : std::max<Index>(10, max_label + 1);
   return out;
 }
 
-template Dataset<float> load_idx_pair<float>(const std::string&, const std::string&, Index, Index);
-template Dataset<double> load_idx_pair<double>(const std::string&, const std::string&, Index, Index);
+template Dataset<float> load_idx_pair<float>(const std::string&, const std::string&, Index, Index,
+                                             const IdxExpect&);
+template Dataset<double> load_idx_pair<double>(const std::string&, const std::string&, Index, Index,
+                                               const IdxExpect&);
 
 }  // namespace ift

@@ -107,7 +107,7 @@ void Mlp<S>::check_data(const Dataset<S>& data, const Vector<S>& w) const {
   if (loss_ == OutputLoss::SoftmaxCrossEntropy) {
     require(data.labels.size() == data.size(), "Mlp: cross-entropy needs one label per row");
     require(data.labels.minCoeff() >= 0 && data.labels.maxCoeff() < widths_.back(), [&] {
-      return std::string("Mlp: labels must lie in [0, " + std::to_string(widths_.back()) + ")");
+      return "Mlp: " + label_range_error(data.labels, widths_.back());
     });
   } else {
     require(data.targets.rows() == data.size() && data.targets.cols() == widths_.back(), [&] {

@@ -28,8 +28,7 @@ void SoftmaxRegression<S>::check_data(const Dataset<S>& data, const Vector<S>& w
   });
   require(data.size() > 0, "SoftmaxRegression: empty data set");
   require(data.labels.minCoeff() >= 0 && data.labels.maxCoeff() < num_classes_, [&] {
-    return std::string("SoftmaxRegression: labels must lie in [0, " + std::to_string(num_classes_) +
-                       ")");
+    return "SoftmaxRegression: " + label_range_error(data.labels, num_classes_);
   });
 }
 

@@ -33,13 +33,23 @@ IdxArray read_idx(const std::string& path);
 /// Throws std::invalid_argument if data.size() is not the product of dims.
 void write_idx(const std::string& path, const IdxArray& array);
 
+/// What a caller expects of an images/labels pair beyond the IDX layout; -1: anything.
+struct IdxExpect {
+  Index image_rows = -1, image_cols = -1;  ///< pixels per image, e.g. 28 × 28 for (Fashion-)MNIST
+  Index num_classes = -1;                  ///< labels in [0, num_classes)
+};
+
 /// Reads an images file (magic 0x00000803, n × rows × cols) and a labels file (0x00000801)
 /// and returns rows [first_row, first_row + max_rows) (max_rows < 0: to the end) as a data set:
-/// X is count × (rows·cols) with pixel / 255, labels as int, num_classes = max(10, max label + 1).
+/// X is count × (rows·cols) with pixel / 255, labels as int, num_classes = expect.num_classes
+/// when given, else max(10, max label + 1).
 /// Throws std::runtime_error naming the file for any problem read_idx reports, a wrong layout,
+/// images of another size than `expect` says ("images of 27 × 29 pixels, expected 28 × 28": the
+/// header's dimensions are checked, so a file whose byte count happens to match is refused too),
+/// a label outside [0, expect.num_classes) (naming the 0-based row in the file and the range),
 /// image and label counts that disagree, or rows requested beyond the end of the file.
 template <class S>
 Dataset<S> load_idx_pair(const std::string& images_path, const std::string& labels_path,
-                         Index max_rows = -1, Index first_row = 0);
+                         Index max_rows = -1, Index first_row = 0, const IdxExpect& expect = {});
 
 }  // namespace ift

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "ift/core.hpp"
+#include "ift/format.hpp"
 #include "ift/method.hpp"
 #include "ift/problem.hpp"
 #include "ift/linalg/cg.hpp"
@@ -595,7 +596,7 @@ void unrolled_sweep(P& problem, const MethodSpec& spec, const ProblemVector<P>& 
       VS::axpy(-a_step, Ha, a);
       if (!VS::all_finite(a)) {
         out.status = SolverStatus::Diverged;
-        out.message = "unrolled: the reverse pass overflowed (α = " + std::to_string(alpha) +
+        out.message = "unrolled: the reverse pass overflowed (α = " + format_number(alpha) +
                       " too large for the Hessian along the trajectory)";
         running[j] = false;
       }
@@ -603,6 +604,12 @@ void unrolled_sweep(P& problem, const MethodSpec& spec, const ProblemVector<P>& 
   }
   for (std::size_t j = 0; j < n; ++j) {
     outs[j].iterations = ks[j];
+    // k = 0 differentiates no step at all: the direct term alone, a truncation (the budget of
+    // zero steps is spent), not a converged result.
+    if (ks[j] == 0 && outs[j].status == SolverStatus::Converged) {
+      outs[j].status = SolverStatus::MaxIterations;
+      outs[j].message = "unrolled through 0 gradient steps: no step taken, the direct term only";
+    }
     if (outs[j].message.empty())
       outs[j].message = "unrolled through " + std::to_string(ks[j]) + " gradient steps";
   }

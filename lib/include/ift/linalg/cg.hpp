@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ift/core.hpp"
+#include "ift/format.hpp"
 #include "ift/linalg/operators.hpp"
 #include "ift/linalg/partial_results.hpp"
 #include "ift/linalg/status.hpp"
@@ -78,7 +79,7 @@ SolveResult<V> conjugate_gradient_lanczos(const Op& A, const V& b, const CgParam
 /// "stopped after k iterations ...": the message of a run that used its whole budget.
 inline std::string cg_budget_message(Index iterations, double rel) {
   return "stopped after " + std::to_string(iterations) + " iterations with relative residual " +
-         std::to_string(rel) + " > tolerance";
+         format_number(rel) + " > tolerance";
 }
 
 }  // namespace detail

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "ift/core.hpp"
+#include "ift/format.hpp"
 #include "ift/linalg/matrix_space.hpp"
 #include "ift/linalg/operators.hpp"
 #include "ift/linalg/status.hpp"
@@ -216,7 +217,7 @@ class KfacInverse {
       factors_.push_back(std::move(f));
     }
     if (valid_) {
-      message_ = "KFAC inverse, damping δ = " + std::to_string(damping) + " (" +
+      message_ = "KFAC inverse, damping δ = " + format_number(damping) + " (" +
                  to_string(mode) + "), " + std::to_string(blocks.size()) + " block(s), " +
                  std::to_string(dimension - detail::covered_parameters(blocks)) +
                  " parameter(s) outside blocks scaled by 1/δ";

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "ift/core.hpp"
+#include "ift/format.hpp"
 #include "ift/linalg/operators.hpp"
 #include "ift/linalg/partial_results.hpp"
 #include "ift/linalg/power_iteration.hpp"
@@ -188,12 +189,12 @@ SolveResult<typename Op::VectorType> neumann(
     if (warm) VS::axpy(S(1), *x0, s);  // v = x0 + α Σ t_j
     if (diverged) {
       r.status = SolverStatus::Diverged;
-      r.message = "neumann diverged with α = " + std::to_string(alpha) + ": " + why +
+      r.message = "neumann diverged with α = " + format_number(alpha) + ": " + why +
                   "; returning " + (warm ? "x0 + " : "") + "α·(partial sum of the first " +
                   std::to_string(warm ? r.iterations : r.iterations + 1) + " terms)";
       if (estimate_lambda_max()) {
         r.suggested_alpha = 1.0 / *lambda_max;
-        r.message += "; λ_max ≈ " + std::to_string(*lambda_max) + ", suggested α = 1/λ_max";
+        r.message += "; λ_max ≈ " + format_number(*lambda_max) + ", suggested α = 1/λ_max";
       } else {
         r.message += "; no positive λ_max found: H is not positive definite";
       }
