@@ -220,7 +220,7 @@ int run(int argc, char** argv) {
                   "compute per method and start, in gradient-equivalents (one full-batch gradient "
                   "of L_T = 1; HVPs etc. by the ratios timed at the start)")
                .by_default("300")
-               .check(valid::positive()))
+               .reals(Interval::open_closed(0, 1e12)))
       .add(option("", "starts", ValueKind::Text, "LIST",
                   "random-search and bayes-opt: each trial's w from the initial weights (reinit) "
                   "or from an earlier trial's w (warm, see --warm-from)")
@@ -233,31 +233,31 @@ int run(int argc, char** argv) {
       .add(option("", "log-decay-min", ValueKind::Real, "L",
                   "random-search and bayes-opt: lower end of the box of every log decay")
                .by_default("-10")
-               .check(valid::finite()))
+               .reals(Interval::closed(-limits::kLogDecay, limits::kLogDecay)))
       .add(option("", "log-decay-max", ValueKind::Real, "L", "upper end of that box")
                .by_default("1")
-               .check(valid::finite()))
+               .reals(Interval::closed(-limits::kLogDecay, limits::kLogDecay)))
       .add(option("", "initial-trials", ValueKind::Integer, "N",
                   "bayes-opt: uniform random trials before the GP proposes")
                .by_default("3")
-               .check(valid::integer_at_least(1)))
+               .integers(1, 100'000))
       .add(option("", "perturbation", ValueKind::Real, "S",
                   "hypernetwork: standard deviation of the log-decay perturbations it trains on")
                .by_default("0.5")
-               .check(valid::positive()))
+               .reals(Interval::open_closed(0, limits::kLogDecay)))
       .add(option("", "hyper-rank", ValueKind::Integer, "R",
                   "hypernetwork: rank of W = U Vᵀ (0: a full D × h W; default: full when D·h "
                   "<= 2e6, else 10)")
-               .check(valid::integer_at_least(0)))
+               .integers(0, 1'000'000))
       .add(option("", "hyper-samples", ValueKind::Integer, "K",
                   "hypernetwork: antithetic pairs of perturbations per round")
                .by_default("2")
-               .check(valid::integer_at_least(1)))
+               .integers(1, 100'000))
       .add(option("", "hyper-iterations", ValueKind::Integer, "N",
                   "hypernetwork: L-BFGS iterations on its parameters per round (then one step "
                   "on λ)")
                .by_default("5")
-               .check(valid::integer_at_least(1)));
+               .integers(1, limits::kMethodSteps));
   set.set_choices("methods", all_methods);
   set.set_defaults({{"methods", "random-search,bayes-opt,hypernetwork,cg"},
                     {"inner", "newton-cg"},

@@ -359,15 +359,9 @@ inline constexpr unsigned long long kSeed = ~0ULL;
 inline const std::vector<OptionSpec>& option_table() {
   using K = ValueKind;
   namespace g = groups;
-<<<<<<< HEAD
   const std::vector<std::string> methods = {"exact", "cg",   "neumann",  "identity",
                                             "zero",  "kfac", "unrolled", "shine"};
-  const auto int_at_least = valid::integer_at_least;
-=======
-  const std::vector<std::string> methods = {"exact", "cg",   "neumann", "identity",
-                                            "zero",  "kfac", "unrolled"};
   namespace L = limits;
->>>>>>> harden
   static const std::vector<OptionSpec> table = {
       // Data (DESIGN.md P1's splits: train, then validation rows of the train file; test rows
       // of the t10k file).
@@ -448,8 +442,7 @@ inline const std::vector<OptionSpec>& option_table() {
       option(g::kMethod, "power-iterations", K::Integer, "P",
              "power iterations for the automatic α")
           .by_default("200")
-<<<<<<< HEAD
-          .check(int_at_least(1)),
+          .integers(1, L::kMethodSteps),
       flag(g::kMethod, "warm-start",
            "cg, neumann: start from the previous hyper-step's v instead of 0 (as the +warm "
            "suffix, for every listed method that can; neumann + --steps 1: SOBA)"),
@@ -461,11 +454,7 @@ inline const std::vector<OptionSpec>& option_table() {
           .one_of({"full", "fresh", "fixed"}),
       option(g::kMethod, "curvature-batch", K::Integer, "B",
              "rows per curvature minibatch (sampled curvature; seeded by --seed)")
-          .check(int_at_least(1)),
-=======
-          .integers(1, L::kMethodSteps),
-      flag(g::kMethod, "warm-start", "cg: start from the previous hyper-step's v instead of 0"),
->>>>>>> harden
+          .integers(1, L::kRows),
       // Bilevel loop and inner solver
       option(g::kLoop, "hyper-steps", K::Integer, "T", "outer iterations (hyper-steps)")
           .by_default("10")
@@ -504,12 +493,12 @@ inline const std::vector<OptionSpec>& option_table() {
           .one_of({"none", "quadratic", "cubic", "geometric"}),
       option(g::kLoop, "tolerance0", K::Real, "E", "ε0 of --tolerance-schedule")
           .by_default("1e-3")
-          .check(valid::positive()),
+          .reals(Interval::open_closed(0, L::kRate)),
       option(g::kLoop, "lbfgs-memory", K::Integer, "M",
              "correction pairs the L-BFGS inner solver keeps (LBFGSpp's m): the rank of the "
              "inverse estimate that --method shine reuses")
           .by_default("10")
-          .check(int_at_least(1)),
+          .integers(1, 100'000),
       option(g::kLoop, "outer-optimizer", K::Text, "NAME", "optimiser on λ")
           .by_default("adam")
           .one_of({"sgd", "momentum", "adam"}),
