@@ -14,8 +14,10 @@ Method parse_method(const std::string& name) {
   if (name == "zero") return Method::Zero;
   if (name == "kfac") return Method::Kfac;
   if (name == "unrolled") return Method::Unrolled;
-  throw std::invalid_argument("unknown method '" + name +
-                              "' (expected exact, cg, neumann, identity, zero, kfac or unrolled)");
+  if (name == "nystrom") return Method::Nystrom;
+  throw std::invalid_argument(
+      "unknown method '" + name +
+      "' (expected exact, cg, neumann, identity, zero, kfac, unrolled or nystrom)");
 }
 
 Curvature parse_curvature(const std::string& name) {
@@ -36,6 +38,7 @@ const char* to_string(Method m) {
     case Method::Zero: return "zero";
     case Method::Kfac: return "kfac";
     case Method::Unrolled: return "unrolled";
+    case Method::Nystrom: return "nystrom";
   }
   return "?";
 }
@@ -52,7 +55,8 @@ const char* to_string(Curvature c) {
 
 std::string MethodSpec::name() const {
   const bool uses_curvature =
-      method == Method::Exact || method == Method::Cg || method == Method::Neumann;
+      method == Method::Exact || method == Method::Cg || method == Method::Neumann ||
+      method == Method::Nystrom;
   if (!uses_curvature || curvature == Curvature::Hessian) return to_string(method);
   return std::string(to_string(curvature)) + "/" + to_string(method);
 }
@@ -93,6 +97,7 @@ void MethodSpec::check() const {
   check_part(cg_params(), "cg");
   check_part(neumann_params(), "neumann");
   check_part(kfac, "kfac");
+  check_part(nystrom, "nystrom");
   const bool rank_deficient =
       curvature == Curvature::OuterProduct || curvature == Curvature::Fisher;
   require(!(rank_deficient && method != Method::Neumann),

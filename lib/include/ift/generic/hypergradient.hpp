@@ -1,7 +1,8 @@
 // The hypergradient of DESIGN.md §1 written once for any vector type V with a VectorSpace<V>:
 //   dL_V*/dλ = ∂L_V/∂λ − vᵀ ∂²L_T/∂w∂λᵀ,   v ≈ H⁻¹ ∂L_V/∂w,
 // with v from cg / neumann / identity / zero (the linalg templates), exact (Eigen vectors with a
-// dense Hessian), kfac (when the problem supplies Kronecker factors), or
+// dense Hessian), kfac (when the problem supplies Kronecker factors), nystrom (Eigen vectors:
+// k sampled columns by one block product, linalg/nystrom.hpp), or
 // unrolled reverse-mode differentiation through i gradient steps (Lorraine et al. 2020, §3).
 // hypergradient_sweep gives the result for every step count k of a sweep from one run (one
 // series for cg and neumann, one trajectory for unrolled), each equal to its single-k call.
@@ -30,6 +31,7 @@
 #include "ift/linalg/kfac.hpp"
 #include "ift/linalg/matrix_space.hpp"
 #include "ift/linalg/neumann.hpp"
+#include "ift/linalg/nystrom.hpp"
 #include "ift/linalg/operators.hpp"
 #include "ift/linalg/power_iteration.hpp"
 #include "ift/linalg/simple_solvers.hpp"
@@ -102,6 +104,13 @@ concept HasKroneckerFactors =
     requires(P& p, std::vector<typename VectorSpace<ProblemVector<P>>::Scalar>& shift) {
       { p.kfac_factors(shift) } -> std::convertible_to<std::vector<KfacBlock<ProblemVector<P>>>>;
     };
+
+/// Block Hessian products H V for a D × m block (nystrom's columns), Eigen vectors only.
+template <class P>
+concept HasHvpBlock =
+    std::same_as<ProblemVector<P>, Vector<typename VectorSpace<ProblemVector<P>>::Scalar>> &&
+    requires(P& p, const Matrix<typename VectorSpace<ProblemVector<P>>::Scalar>& V,
+             Matrix<typename VectorSpace<ProblemVector<P>>::Scalar>& out) { p.hvp_block(V, out); };
 
 /// The exact method's dense curvature and its factorisation, kept between calls by a caller that
 /// wants no D² reallocation per hypergradient and reuse of the factor (HypergradientEngine).
@@ -265,6 +274,72 @@ void copy_diagnostics(SolveResult<V>&& r, Result<V>& out) {
   out.message = std::move(r.message);
 }
 
+/// Y = A X for a D × m block X, A the spec's curvature WITHOUT its damping (nystrom's ρ plays
+/// that role): the problem's hvp_block for the Hessian when it has one (capability::BlockHvp:
+/// one pass with an m-column block), else m sequential products. Eigen vectors only.
+template <HypergradientProblem P, class S>
+void curvature_block(P& problem, const MethodSpec& spec, const Matrix<S>& X, Matrix<S>& Y) {
+  using V = ProblemVector<P>;
+  static_assert(std::same_as<V, Vector<S>>, "curvature_block: Eigen problems only");
+  if (spec.curvature == Curvature::Hessian &&
+      with_capability<capability::BlockHvp, HasHvpBlock<P>>(
+          problem, [&](auto& c) { c.hvp_block(X, Y); }))
+    return;
+  MethodSpec undamped = spec;
+  undamped.damping = 0;
+  const auto op = curvature_operator(problem, undamped);
+  Y.resize(X.rows(), X.cols());
+  V x, y = V::Zero(X.rows());
+  for (Index j = 0; j < X.cols(); ++j) {
+    x = X.col(j);
+    op.apply(x, y);
+    Y.col(j) = y;
+  }
+}
+
+/// nystrom (linalg/nystrom.hpp) for every rank k in `ks` (ascending, distinct, >= 0) from one
+/// sample of K = min(max ks, D) columns and ONE block product: the samples are nested, so the
+/// first k columns are the rank-k method's own; ranks above D are clamped to D (said in the
+/// message). outs[j] is the result for ks[j], with its own cost (k + sampling products, + 1 for
+/// compute_residual: ||(A + δI) v − g|| / ||g|| with the spec's damped curvature).
+template <HypergradientProblem P>
+void nystrom_sweep(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
+                   const std::vector<Index>& ks, std::vector<SolveResult<ProblemVector<P>>>& outs) {
+  using V = ProblemVector<P>;
+  using S = typename VectorSpace<V>::Scalar;
+  if constexpr (std::same_as<V, Vector<S>>) {
+    const Index D = problem.num_params();
+    const double rho = spec.nystrom_rho();
+    const Index K = std::min(ks.back(), D);
+    const NystromColumns<S> cols = nystrom_columns<S>(
+        D, K, spec.nystrom, rho, [&](const Matrix<S>& X, Matrix<S>& Y) {
+          curvature_block(problem, spec, X, Y);
+        });
+    std::optional<FunctionOperator<V>> op;
+    if (spec.compute_residual) op.emplace(curvature_operator(problem, spec));
+    outs.clear();
+    for (const Index requested : ks) {
+      const Index k = std::min(requested, D);
+      SolveResult<V> r = nystrom_solve(cols, k, g, spec.nystrom, rho);
+      if (k < requested)
+        r.message += "; rank " + std::to_string(requested) + " clamped to D = " + std::to_string(D);
+      if (op) {
+        V Av = V::Zero(D);
+        op->apply(r.x, Av);
+        ++r.hvps;
+        const double gn = static_cast<double>(g.norm());
+        r.relative_residual = gn > 0 ? static_cast<double>((Av - g).norm()) / gn : 0.0;
+      }
+      outs.push_back(std::move(r));
+    }
+  } else {
+    (void)problem, (void)spec, (void)g, (void)ks, (void)outs;
+    throw std::invalid_argument(
+        "nystrom: not available on this backend (Eigen vectors only; the LibTorch adapter has no "
+        "block products yet)");
+  }
+}
+
 /// v ≈ H⁻¹ g by the spec's method (every method but unrolled).
 template <HypergradientProblem P>
 void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
@@ -345,6 +420,12 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
       } else {
         throw std::invalid_argument("kfac: this problem provides no Kronecker factors");
       }
+    case Method::Nystrom: {
+      std::vector<SolveResult<V>> results;
+      nystrom_sweep(problem, spec, g, std::vector<Index>{spec.steps}, results);
+      copy_diagnostics(std::move(results.front()), out);
+      return;
+    }
     case Method::Unrolled: break;
   }
   throw std::logic_error("generic::solve: unexpected method");
@@ -552,6 +633,8 @@ Result<ProblemVector<P>> hypergradient(
 ///   unrolled: one forward trajectory of K steps and the reverse passes side by side
 ///     (detail::unrolled_sweep): Σ_{k∈ks} k HVPs, since each k differentiates a different
 ///     L_V(w_k); what is shared is the trajectory, the visits to each w_t and the power iteration.
+///   nystrom: one nested sample of K = max ks columns and ONE block product (K products plus
+///     the sampling's), each k from the first k columns (detail::nystrom_sweep).
 ///   k-independent methods (exact, identity, zero, kfac): computed once, copied for every k.
 /// `seconds` is the time from the start of the sweep until that k's result was complete
 /// (unrolled: all at the end). ks: any order, duplicates allowed, each >= 0, not empty. No
@@ -599,6 +682,22 @@ std::vector<Result<ProblemVector<P>>> hypergradient_sweep(P& problem, const Meth
       else
         conjugate_gradient(op, g, run.cg_params(), nullptr, partial);
       require(next == sorted.size(), "hypergradient_sweep: a solver skipped a partial result");
+      break;
+    }
+    case Method::Nystrom: {
+      V direct;
+      problem.val_direct_gradient(direct);
+      const V g = detail::clone(problem.val_gradient());
+      std::vector<SolveResult<V>> solved;
+      detail::nystrom_sweep(problem, spec, g, sorted, solved);
+      for (std::size_t j = 0; j < sorted.size(); ++j) {
+        Result<V>& out = results[j];
+        out.direct = detail::clone(direct);
+        detail::copy_diagnostics(std::move(solved[j]), out);
+        detail::form_hypergradient(problem, out);
+        detail::check_finite(out);
+        out.seconds = elapsed();
+      }
       break;
     }
     case Method::Unrolled: {
