@@ -73,7 +73,7 @@ const std::vector<std::string> kCsvHeader = {"model",  "method", "k",    "relati
 const std::vector<std::string> kAllMethods = {
     "exact",         "gauss-newton/exact",    "kfac",           "identity",
     "cg",            "neumann",               "gauss-newton/cg", "gauss-newton/neumann",
-    "outer-product/neumann", "fisher/neumann", "unrolled"};
+    "outer-product/neumann", "fisher/neumann", "unrolled",       "nystrom"};
 
 std::string join(const std::vector<std::string>& items, const char* sep = ",") {
   std::string s;
@@ -94,7 +94,9 @@ MethodSpec spec_from_name(const std::string& name, Index k, double kfac_damping)
   return s;
 }
 
-bool uses_steps(Method m) { return m == Method::Cg || m == Method::Neumann || m == Method::Unrolled; }
+bool uses_steps(Method m) {
+  return m == Method::Cg || m == Method::Neumann || m == Method::Unrolled || m == Method::Nystrom;
+}
 
 /// CPU seconds of the whole process (all threads) so far: with wall time, shows how much of a
 /// phase was computing and how much waiting for cores on a shared machine.
@@ -113,6 +115,7 @@ struct Options {
   std::string inner = "newton-cg";  // the inner solver for w*
   std::string activation = "tanh";
   bool quiet = false;
+  NystromParams nystrom;  // --nystrom-sampling, --rho, --seed
 };
 
 /// Runs the sweep on a problem already at (λ, w*); returns the number of rows written.
@@ -176,6 +179,7 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
   };
   for (const std::string& name : methods) {
     MethodSpec s = spec_from_name(name, 0, opt.kfac_damping);
+    s.nystrom = opt.nystrom;
     if (!uses_steps(s.method)) {
       add_row(name, false, 0,
               name == "exact" ? exact : HypergradientEngine<double>(s).compute(problem), true);
@@ -193,7 +197,8 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
     if (progress) std::fprintf(stderr, "\r\033[K");
     for (std::size_t j = 0; j < ks.size(); ++j)
       add_row(name, true, ks[j], results[j], ks[j] % 10 == 0 || j + 1 == ks.size());
-    // HVPs actually spent: one series (the largest k's count) for neumann and cg; one reverse
+    // HVPs actually spent: one series (the largest k's count) for neumann and cg, one nested
+    // sample of max k columns for nystrom; one reverse
     // pass per distinct k for unrolled (α is given, so no power iteration inside).
     long long spent = 0;
     std::set<Index> seen;
@@ -207,7 +212,9 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
     }
     if (ks.size() > 1)
       std::printf("%-24s all k: %lld HVPs in one %s, %.2f s\n", name.c_str(), spent,
-                  s.method == Method::Unrolled ? "trajectory (a reverse pass per k)" : "series",
+                  s.method == Method::Unrolled  ? "trajectory (a reverse pass per k)"
+                  : s.method == Method::Nystrom ? "block of columns (nested samples)"
+                                                : "series",
                   method_seconds);
   }
   std::printf("sweep: %.1f s (%.1f s CPU)\n", seconds_since(t_total), cpu_seconds() - cpu_total);
@@ -228,7 +235,8 @@ int run(int argc, char** argv) {
       "10) built from D HVPs, and so does every Newton iteration.";
   app::OptionSet set("ift-accuracy", usage);
   set.use({"data", "data-dir", "train", "val", "model", "hidden", "activation", "init-log-decay",
-           "methods", "steps-list", "inner", "inner-tol", "out", "quiet", "threads", "seed"})
+           "methods", "steps-list", "inner", "inner-tol", "out", "quiet", "threads", "seed",
+           "nystrom-sampling", "rho"})
       .add(app::option("", "max-steps", app::ValueKind::Integer, "K",
                        "k runs over 0..K (unless --steps-list)")
                .by_default("50")
@@ -263,6 +271,7 @@ int run(int argc, char** argv) {
   opt.log_decay = v.real("init-log-decay");
   opt.max_steps = v.integer("max-steps");
   opt.kfac_damping = v.real("kfac-damping");
+  app::apply_nystrom_options(v, opt.nystrom);
   opt.grad_tol = v.real("inner-tol");
   opt.inner = v.text("inner");
   opt.quiet = v.flag("quiet");

@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
           "with --sweep)\n  w_star.npy         float64 (10, 785): w*(λ)");
   set.use(app::selection::kData)
       .use({"init-log-decay", "method", "curvature", "steps", "alpha", "damping", "steps-list",
-            "inner-tol", "inner", "quiet"})
+            "inner-tol", "inner", "quiet", "nystrom-sampling", "rho"})
       .use(app::selection::kRun)
       .add(app::flag("", "sweep", "run every method for each k in --steps-list (problem P3)"))
       .add(app::option("", "w-tol", app::ValueKind::Real, "X",
@@ -259,6 +259,7 @@ int main(int argc, char** argv) {
         add(Method::Neumann, Curvature::GaussNewton, k);
         add(Method::Neumann, Curvature::OuterProduct, k);
         add(Method::Neumann, Curvature::Fisher, k);
+        add(Method::Nystrom, Curvature::Hessian, k);  // each k from its own nested sample
       }
     } else {
       MethodSpec s = base;
@@ -300,7 +301,8 @@ int main(int argc, char** argv) {
           !reference_ok ? nan
           : norm > 0    ? r.hypergradient.dot(exact.hypergradient) / (norm * exact_norm)
                         : 0.0;
-      const bool uses_k = s.method == Method::Cg || s.method == Method::Neumann || s.method == Method::Unrolled;
+      const bool uses_k = s.method == Method::Cg || s.method == Method::Neumann ||
+                          s.method == Method::Unrolled || s.method == Method::Nystrom;
       char rel_text[32] = "n/a", cosine_text[32] = "n/a";
       if (reference_ok) {
         std::snprintf(rel_text, sizeof rel_text, "%.3e", rel);

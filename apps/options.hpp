@@ -269,8 +269,8 @@ inline const char* const kRun = "Threads, seed and device";
 inline const std::vector<OptionSpec>& option_table() {
   using K = ValueKind;
   namespace g = groups;
-  const std::vector<std::string> methods = {"exact", "cg",   "neumann", "identity",
-                                            "zero",  "kfac", "unrolled"};
+  const std::vector<std::string> methods = {"exact", "cg",   "neumann",  "identity",
+                                            "zero",  "kfac", "unrolled", "nystrom"};
   const auto int_at_least = valid::integer_at_least;
   static const std::vector<OptionSpec> table = {
       // Data (DESIGN.md P1's splits: train, then validation rows of the train file; test rows
@@ -329,7 +329,7 @@ inline const std::vector<OptionSpec>& option_table() {
           .by_default("hessian")
           .one_of({"hessian", "gauss-newton", "outer-product", "fisher"}),
       option(g::kMethod, "steps", K::Integer, "K",
-             "CG iterations / Neumann terms / unrolled steps k")
+             "CG iterations / Neumann terms / unrolled steps / Nyström rank k")
           .by_default("20")
           .check(int_at_least(0)),
       option(g::kMethod, "steps-list", K::Text, "LIST",
@@ -348,6 +348,15 @@ inline const std::vector<OptionSpec>& option_table() {
           .by_default("200")
           .check(int_at_least(1)),
       flag(g::kMethod, "warm-start", "cg: start from the previous hyper-step's v instead of 0"),
+      option(g::kMethod, "nystrom-sampling", K::Text, "NAME",
+             "nystrom's columns: uniform, diagonal (∝ |H_ii|, Hutchinson estimate: 10 HVPs) or "
+             "leverage (ridge leverage of a 20-column sketch: 20 HVPs); seeded by --seed")
+          .by_default("uniform")
+          .one_of({"uniform", "diagonal", "leverage"}),
+      option(g::kMethod, "rho", K::Real, "R",
+             "nystrom's ρ in (ρI + C M⁺ Cᵀ)⁻¹ when --damping is 0 (a positive --damping is ρ)")
+          .by_default("0.01")
+          .check(valid::positive()),
       // Bilevel loop and inner solver
       option(g::kLoop, "hyper-steps", K::Integer, "T", "outer iterations (hyper-steps)")
           .by_default("10")
@@ -427,7 +436,7 @@ namespace selection {
 inline const std::vector<std::string> kData = {"data", "data-dir", "train", "val", "test"};
 /// With --method or --methods.
 inline const std::vector<std::string> kMethod = {"steps", "alpha", "damping", "power-iterations",
-                                                 "warm-start"};
+                                                 "warm-start", "nystrom-sampling", "rho"};
 /// Algorithm 2's loop (ift-compare, ift-overfit, ift-deep).
 inline const std::vector<std::string> kLoop = {
     "hyper-steps", "inner-steps", "batch-size",       "inner", "inner-lr", "outer-optimizer",
@@ -671,6 +680,15 @@ inline std::optional<OptionValues> parse_builtin(int argc, const char* const* ar
 
 // ---- From values to the library's parameters ---------------------------------------------------
 
+/// --nystrom-sampling, --rho and --seed into NystromParams (where the app has them).
+inline void apply_nystrom_options(const OptionValues& v, NystromParams& p) {
+  if (v.has("nystrom-sampling"))
+    p.sampling = parse_option("nystrom-sampling",
+                              [&] { return parse_nystrom_sampling(v.text("nystrom-sampling")); });
+  if (v.has("rho")) p.rho = v.real("rho");
+  if (v.has("seed")) p.seed = static_cast<std::uint64_t>(v.integer("seed"));
+}
+
 /// The method group as a MethodSpec for `method` (one of --methods, or --method's value).
 inline MethodSpec method_spec(const OptionValues& v, const std::string& method) {
   MethodSpec spec;
@@ -681,6 +699,7 @@ inline MethodSpec method_spec(const OptionValues& v, const std::string& method) 
   if (v.has("damping")) spec.damping = v.real("damping");
   if (v.has("power-iterations")) spec.neumann.power_iterations = v.integer("power-iterations");
   spec.warm_start = v.flag("warm-start");
+  apply_nystrom_options(v, spec.nystrom);
   return spec;
 }
 

@@ -167,8 +167,8 @@ TEST(Options, ABadValueNamesTheOptionAndWhatWasExpected) {
       {Argv{"--inner", "bfgs"},
        "--inner: expected sgd, momentum, adam, newton, newton-cg or lbfgs (got 'bfgs')"},
       {Argv{"--methods", "cg,bogus"},
-       "--methods: expected a comma-separated list of exact, cg, neumann, identity, zero, kfac "
-       "or unrolled (got 'cg,bogus')"},
+       "--methods: expected a comma-separated list of exact, cg, neumann, identity, zero, kfac, "
+       "unrolled or nystrom (got 'cg,bogus')"},
       {Argv{"--steps-list", "0,-5"},
        "--steps-list: expected a comma-separated list of integers >= 0, e.g. 0,5,20,50 (got "
        "'0,-5')"},

@@ -32,6 +32,15 @@ cmp <(grep -v "^#" "$out/before.csv") <(grep -v "^#" "$out/run/compare.csv")
   --out "$out/alias" > /dev/null
 grep -q '^# train = 100$' "$out/alias/compare.csv" || { echo "--n-train did not set --train" >&2; exit 1; }
 
+# nystrom in the bilevel loop: rank 20 by one block of 20 columns per hyper-step.
+"$bin/ift-compare" --data synthetic --train 100 --val 100 --test 100 --hyper-steps 2 \
+  --inner-steps 2 --warmup-steps 5 --methods nystrom --steps 20 --nystrom-sampling leverage \
+  --threads 1 --out "$out/nystrom" > /dev/null
+# leverage: 20 columns + a 20-column sketch = 40 HVPs per hyper-step, status converged.
+awk -F, '!/^#/ && $1 == "nystrom" { n++; if ($12 != 40 || $10 != "converged") bad = 1 }
+         END { exit !(n == 2 && !bad) }' "$out/nystrom/compare.csv" ||
+  { echo "nystrom rows wrong:" >&2; cat "$out/nystrom/compare.csv" >&2; exit 1; }
+
 # Bad input: exit code 2, the option named on stderr, no output directory created.
 check_bad() {
   local option=$1; shift
@@ -44,6 +53,8 @@ check_bad() {
 check_bad methods --data synthetic --methods exact,bogus
 check_bad hyper-steps --data synthetic --hyper-steps -1
 check_bad alpha --data synthetic --alpha 0
+check_bad nystrom-sampling --data synthetic --methods nystrom --nystrom-sampling bogus
+check_bad rho --data synthetic --methods nystrom --rho -1
 check_bad data --data mnist-digits
 check_bad inner --data synthetic --inner lbfgs
 check_bad unknown --data synthetic --unknown 3
