@@ -354,9 +354,10 @@ inline const std::vector<OptionSpec>& option_table() {
           .by_default("uniform")
           .one_of({"uniform", "diagonal", "leverage"}),
       option(g::kMethod, "rho", K::Real, "R",
-             "nystrom's ρ in (ρI + C M⁺ Cᵀ)⁻¹ when --damping is 0 (a positive --damping is ρ)")
-          .by_default("0.01")
-          .check(valid::positive()),
+             "nystrom's ρ in (ρI + P + C M⁺ Cᵀ)⁻¹, P the penalty's exact curvature, when "
+             "--damping is 0 (a positive --damping is ρ)")
+          .by_default("0")
+          .check(valid::non_negative()),
       // Bilevel loop and inner solver
       option(g::kLoop, "hyper-steps", K::Integer, "T", "outer iterations (hyper-steps)")
           .by_default("10")

@@ -132,7 +132,10 @@ TEST(Nystrom, RankDEqualsExactDampedSolveForEverySampling) {
     const auto r = hypergradient(p, nystrom_spec(15, s));
     ASSERT_EQ(r.status, SolverStatus::Converged) << r.message;
     EXPECT_LT(rel_error(r.v, exact), tol) << to_string(s) << ": " << r.message;
-    EXPECT_NE(r.message.find("numerical rank 15"), std::string::npos) << r.message;
+    // The penalty is kept exact, so M is the data term's: softmax's data Hessian has rank
+    // F (C − 1) = 5 · 2 = 10 (shifting every class's weights by one vector leaves the loss
+    // unchanged), and M⁺ keeps exactly those 10 eigenvalues.
+    EXPECT_NE(r.message.find("numerical rank 10"), std::string::npos) << r.message;
   }
 }
 
@@ -344,22 +347,52 @@ TEST(NystromStatus, AnIndefiniteApproximationThatCancelsRhoIsNotPositiveDefinite
   for (Index i = 1; i < D; ++i) EXPECT_NEAR(r.x(i), 1.0 / (d(i) + rho), 1e-12);
 }
 
-TEST(NystromStatus, RankZeroIsGOverRho) {
+TEST(NystromStatus, RankZeroIsGOverRhoPlusPenalty) {
   auto p = softmax_problem<double>();
   const auto r = hypergradient(p, nystrom_spec(0, NystromSampling::Uniform, 0.5));
   EXPECT_EQ(r.status, SolverStatus::Converged) << r.message;
   EXPECT_EQ(r.hvps, 0);
-  EXPECT_LT(rel_error(r.v, Vector<double>(p.val_gradient() / 0.5)), 1e-15);
+  Vector<double> penalty;
+  p.penalty_hvp(Vector<double>::Ones(15), penalty);  // exp(λ), the decay's exact curvature
+  const Vector<double> expected = p.val_gradient().array() / (0.5 + penalty.array());
+  EXPECT_LT(rel_error(r.v, expected), 1e-15);
+}
+
+TEST(Nystrom, RhoZeroKeepsThePenaltyExactAndRankDIsTheUndampedSolve) {
+  // Default ρ = 0: the approximation is (P + C M⁺ Cᵀ)⁻¹ with P = exp(λ) > 0, so rank D is H⁻¹ g.
+  auto p = softmax_problem<double>();
+  MethodSpec s = nystrom_spec(15);
+  s.nystrom.rho = 0;
+  EXPECT_EQ(MethodSpec().nystrom.rho, 0.0);
+  const auto r = hypergradient(p, s);
+  ASSERT_EQ(r.status, SolverStatus::Converged) << r.message;
+  Matrix<double> H;
+  p.hessian(H);
+  EXPECT_LT(rel_error(r.v, dense_damped_solve(H, 0.0, p.val_gradient())), 1e-10) << r.message;
+  EXPECT_NE(r.message.find("penalty's exact curvature"), std::string::npos) << r.message;
+}
+
+TEST(NystromStatus, RhoZeroWithoutPenaltyIsRefusedNamingTheOption) {
+  const Index D = 5;
+  auto block = [&](const Matrix<double>& X, Matrix<double>& Y) { Y = 2.0 * X; };
+  NystromParams params;  // ρ = 0 and no penalty: a rank-2 approximation has no inverse
+  const auto cols = nystrom_columns<double>(D, 2, params, 0.0, block);
+  try {
+    nystrom_solve(cols, 2, Vector<double>(Vector<double>::Ones(D)), params, 0.0);
+    ADD_FAILURE() << "ρ + P = 0 accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("--rho"), std::string::npos) << e.what();
+  }
 }
 
 TEST(NystromSpec, ChecksNameTheFieldAndCurvatures) {
   MethodSpec s = nystrom_spec(5);
   EXPECT_EQ(parse_method("nystrom"), Method::Nystrom);
   EXPECT_EQ(s.name(), "nystrom");
-  s.nystrom.rho = 0;
+  s.nystrom.rho = -1;
   try {
     s.check();
-    ADD_FAILURE() << "rho = 0 accepted";
+    ADD_FAILURE() << "rho = -1 accepted";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("MethodSpec::nystrom: NystromParams::rho"),
               std::string::npos)

@@ -44,7 +44,7 @@ check_bad --max-steps --max-steps=-1
 check_bad --model --model svm
 check_bad --methods --methods cg,bogus
 check_bad --nystrom-sampling --nystrom-sampling columns
-check_bad --rho --rho 0
+check_bad --rho --rho -1
 check_bad --no-such-option --no-such-option
 check_bad --init-log-decay --log-decay nan   # an old spelling: the error names the new one
 # Bad input exits 2 (usage error).

@@ -37,7 +37,7 @@ struct MethodSpec {
   /// unrolled steps i, Nyström rank (sampled columns, at most D). ≥ 0. Becomes cg.max_iterations / neumann.steps at solve time.
   Index steps = 20;
   /// Added to the curvature as δI for exact, cg and neumann; KFAC's explicit damping;
-  /// nystrom's ρ when > 0 (else nystrom.rho). ≥ 0.
+  /// nystrom's ρ when > 0 (else nystrom.rho; the penalty's curvature is kept exact). ≥ 0.
   double damping = 0;
   /// Compute ||H v − g|| / ||g|| for methods where it costs an extra HVP (cg, neumann, kfac).
   /// Becomes cg.true_residual / neumann.compute_residual at solve time.

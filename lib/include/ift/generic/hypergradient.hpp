@@ -300,8 +300,11 @@ void curvature_block(P& problem, const MethodSpec& spec, const Matrix<S>& X, Mat
 /// nystrom (linalg/nystrom.hpp) for every rank k in `ks` (ascending, distinct, >= 0) from one
 /// sample of K = min(max ks, D) columns and ONE block product: the samples are nested, so the
 /// first k columns are the rank-k method's own; ranks above D are clamped to D (said in the
-/// message). outs[j] is the result for ks[j], with its own cost (k + sampling products, + 1 for
-/// compute_residual: ||(A + δI) v − g|| / ||g|| with the spec's damped curvature).
+/// message). The penalty's curvature P (capability::PenaltyCurvature: diagonal, as for weight
+/// decay; the product with the ones vector) is kept exact and only the data term is
+/// approximated: v = (ρI + P + C M⁺ Cᵀ)⁻¹ g. outs[j] is the result for ks[j], with its own cost
+/// (k + sampling products, + 1 for compute_residual: ||(H + δI) v − g|| / ||g|| with the spec's
+/// damped curvature). Throws std::invalid_argument before any product when ρ + P is not > 0.
 template <HypergradientProblem P>
 void nystrom_sweep(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
                    const std::vector<Index>& ks, std::vector<SolveResult<ProblemVector<P>>>& outs) {
@@ -310,17 +313,23 @@ void nystrom_sweep(P& problem, const MethodSpec& spec, const ProblemVector<P>& g
   if constexpr (std::same_as<V, Vector<S>>) {
     const Index D = problem.num_params();
     const double rho = spec.nystrom_rho();
+    std::optional<V> penalty;
+    with_capability<capability::PenaltyCurvature, HasPenaltyHvp<P>>(problem, [&](auto& c) {
+      penalty.emplace(D);
+      c.penalty_hvp(V::Ones(D), *penalty);
+    });
+    const V* p = penalty ? &*penalty : nullptr;
+    nystrom_shift<S>(D, rho, p);  // ρ + P > 0, before any product
     const Index K = std::min(ks.back(), D);
     const NystromColumns<S> cols = nystrom_columns<S>(
-        D, K, spec.nystrom, rho, [&](const Matrix<S>& X, Matrix<S>& Y) {
-          curvature_block(problem, spec, X, Y);
-        });
+        D, K, spec.nystrom, rho,
+        [&](const Matrix<S>& X, Matrix<S>& Y) { curvature_block(problem, spec, X, Y); }, p);
     std::optional<FunctionOperator<V>> op;
     if (spec.compute_residual) op.emplace(curvature_operator(problem, spec));
     outs.clear();
     for (const Index requested : ks) {
       const Index k = std::min(requested, D);
-      SolveResult<V> r = nystrom_solve(cols, k, g, spec.nystrom, rho);
+      SolveResult<V> r = nystrom_solve(cols, k, g, spec.nystrom, rho, p);
       if (k < requested)
         r.message += "; rank " + std::to_string(requested) + " clamped to D = " + std::to_string(D);
       if (op) {

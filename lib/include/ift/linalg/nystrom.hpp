@@ -1,28 +1,32 @@
 // Nyström low-rank inverse (Hataya & Yamada, AISTATS 2023, "Nyström method for accurate and
 // scalable implicit differentiation"):
-//   v = (ρI + Ĥ_k)⁻¹ g,   Ĥ_k = C M⁺ Cᵀ,   C = A[:, K] = A E_K (D × k),   M = A[K, K] (k × k),
-// for a symmetric curvature A (the Hessian or Gauss-Newton matrix) and k sampled column
-// indices K. With k = D and A invertible or not, Ĥ_D = A A⁺ A = A, so v = (ρI + A)⁻¹ g.
+//   v = (Δ + Ĥ_k)⁻¹ g,   Ĥ_k = C M⁺ Cᵀ,   C = A[:, K] = A E_K (D × k),   M = A[K, K] (k × k),
+// for a symmetric curvature A and k sampled column indices K, with Δ = ρI + P: ρ a damping and
+// P a diagonal kept exact (the penalty's curvature: the curvature is P + A, A its data term; P = 0
+// when there is none). With k = D, invertible or not, Ĥ_D = A A⁺ A = A, so v = (ρI + P + A)⁻¹ g.
 //
 // Stable form of the Woodbury identity. M = U Λ Uᵀ (symmetric eigendecomposition); eigenvalues
 // with |λ_i| <= cutoff · max |λ| are dropped (that is M⁺ with a relative cut-off; r = the
 // numerical rank kept). F = C U_r |Λ_r|^{-1/2} (D × r), so Ĥ_k = F S Fᵀ with S = sign(Λ_r);
-// F = Q R (thin Householder QR); R S Rᵀ = W Θ Wᵀ; with B = Q W (orthonormal columns)
-//   Ĥ_k = B Θ Bᵀ   and   (ρI + Ĥ_k)⁻¹ g = B (Θ + ρI)⁻¹ Bᵀ g + (g − B Bᵀ g) / ρ,
+// with the rows scaled by s = diag(Δ)^{-1/2}: F = diag(s) C U_r |Λ_r|^{-1/2}, so that
+// Δ^{-1/2} Ĥ_k Δ^{-1/2} = F S Fᵀ; F = Q R (thin Householder QR); R S Rᵀ = W Θ Wᵀ; with B = Q W
+// (orthonormal columns)
+//   (Δ + Ĥ_k)⁻¹ g = s ⊙ [B (Θ + I)⁻¹ Bᵀ h + (h − B Bᵀ h)],   h = s ⊙ g,
 // which is Woodbury for an orthonormal B: no inverse of an ill-conditioned k × k matrix is formed.
 // Cost: the k columns (k curvature-vector products, computed by the caller as ONE block product
 // A E_K), O(k³) for the eigendecompositions and O(D r²) for the QR.
 //
 // Column sampling (NystromParams::sampling), each seeded and returning distinct indices in
 // sampling order, so that the first k of a K-sample are a k-sample (nested: a sweep over k
-// reuses one block of K columns):
+// reuses one block of K columns); A is the data term (the block products minus P):
 //   uniform   partial Fisher-Yates shuffle of 0 … D−1. No products.
 //   diagonal  p_i ∝ |A_ii| with the diagonal estimated by Hutchinson's estimator
 //             diag(A) ≈ (1/p) Σ_j z_j ⊙ A z_j over p = `probes` Rademacher vectors (p products,
 //             one block), then weighted sampling without replacement (Efraimidis–Spirakis).
-//   leverage  p_i ∝ ridge leverage scores ℓ_i(ρ) = [Ĥ (Ĥ + ρI)⁻¹]_ii of a Gaussian Nyström
+//   leverage  p_i ∝ ridge leverage scores ℓ_i(μ) = [Ĥ (Ĥ + μI)⁻¹]_ii of a Gaussian Nyström
 //             sketch Ĥ = (AΩ)(ΩᵀAΩ)⁺(AΩ)ᵀ with s = `sketch` columns (s products, one block),
-//             ℓ_i = Σ_j B_ij² θ_j / (θ_j + ρ) from the same factorisation as above.
+//             ℓ_i = Σ_j B_ij² θ_j / (θ_j + μ) from the same factorisation as above, with μ = ρ +
+//             the mean of P (the ridge the solve adds).
 // This header works on Eigen vectors and matrices; generic/hypergradient.hpp supplies the block
 // product from a problem.
 #pragma once
@@ -66,10 +70,11 @@ inline NystromSampling parse_nystrom_sampling(const std::string& name) {
 struct NystromParams {
   /// Column sampling. Default uniform.
   NystromSampling sampling = NystromSampling::Uniform;
-  /// ρ of (ρI + Ĥ_k)⁻¹ when MethodSpec::damping is 0 (a positive damping is ρ itself). Default
-  /// 1e-2 (Hataya & Yamada's choice), valid > 0 and finite. Without ρ > 0 a rank-k < D
-  /// approximation has no inverse.
-  double rho = 1e-2;
+  /// ρ of (ρI + P + Ĥ_k)⁻¹ when MethodSpec::damping is 0 (a positive damping is ρ itself).
+  /// Default 0: the penalty's exact curvature P alone makes the approximation invertible (weight
+  /// decay: P = exp(λ) > 0). Valid >= 0 and finite; ρ + P must be > 0 in every coordinate (a
+  /// rank-k < D approximation has no inverse otherwise), checked at solve time.
+  double rho = 0;
   /// Relative cut-off of M⁺: eigenvalues of M with |λ| <= cutoff · max|λ| are dropped. Default 0
   /// = automatic, k · ε of the scalar type (the usual pseudo-inverse cut-off). Valid in [0, 1).
   double cutoff = 0;
@@ -83,7 +88,7 @@ struct NystromParams {
   std::uint64_t seed = 0;
 
   void check() const {
-    require(std::isfinite(rho) && rho > 0, "NystromParams::rho must be finite and > 0");
+    require(std::isfinite(rho) && rho >= 0, "NystromParams::rho must be finite and >= 0");
     require(std::isfinite(cutoff) && cutoff >= 0 && cutoff < 1,
             "NystromParams::cutoff must be in [0, 1) (0 = automatic)");
     require(probes >= 1, "NystromParams::probes must be >= 1");
@@ -173,10 +178,11 @@ struct NystromFactor {
   std::string message;
 };
 
-/// The factorisation of C M⁺ Cᵀ described at the top, with the relative cut-off `cutoff`
-/// (0: k · ε). C: D × k, M: k × k (symmetrised here).
+/// The factorisation of diag(s) C M⁺ Cᵀ diag(s) described at the top (s = `row_scale`, or 1),
+/// with the relative cut-off `cutoff` (0: k · ε). C: D × k, M: k × k (symmetrised here).
 template <class S>
-NystromFactor<S> nystrom_factor(const Matrix<S>& C, const Matrix<S>& M, double cutoff) {
+NystromFactor<S> nystrom_factor(const Matrix<S>& C, const Matrix<S>& M, double cutoff,
+                                const Vector<S>* row_scale = nullptr) {
   const Index D = C.rows(), k = C.cols();
   require(M.rows() == k && M.cols() == k, "nystrom_factor: M must be k × k for C of k columns");
   NystromFactor<S> f;
@@ -219,6 +225,7 @@ NystromFactor<S> nystrom_factor(const Matrix<S>& C, const Matrix<S>& M, double c
     sign(j) = l > 0 ? S(1) : S(-1);
     F.col(j).noalias() = C * eig.eigenvectors().col(keep[static_cast<std::size_t>(j)]);
     F.col(j) /= std::sqrt(std::abs(l));
+    if (row_scale) F.col(j).array() *= row_scale->array();
   }
   Eigen::HouseholderQR<Matrix<S>> qr(F);
   const Matrix<S> R = qr.matrixQR().topRows(r).template triangularView<Eigen::Upper>();
@@ -239,6 +246,7 @@ NystromFactor<S> nystrom_factor(const Matrix<S>& C, const Matrix<S>& M, double c
 
 /// v = (ρI + B Θ Bᵀ)⁻¹ g. Status NotPositiveDefinite (with the offending directions dropped, so
 /// v stays finite) when some θ_j + ρ <= cutoff · (max|θ| + ρ): the indefinite Ĥ cancels ρ.
+/// (nystrom_solve calls it with ρ = 1 on the Δ-scaled problem.)
 template <class S>
 SolveResult<Vector<S>> nystrom_apply(const NystromFactor<S>& f, const Vector<S>& g, double rho) {
   SolveResult<Vector<S>> out;
@@ -261,7 +269,7 @@ SolveResult<Vector<S>> nystrom_apply(const NystromFactor<S>& f, const Vector<S>&
   out.status = dropped ? SolverStatus::NotPositiveDefinite : SolverStatus::Converged;
   if (dropped)
     out.message = std::to_string(dropped) +
-                  " direction(s) of the indefinite approximation cancel ρ (θ + ρ <= 0): dropped";
+                  " direction(s) of the indefinite approximation cancel ρ + P: dropped";
   if (!out.x.allFinite()) {
     out.x.setZero(g.size());
     out.status = SolverStatus::NumericalIssue;
@@ -297,10 +305,11 @@ struct NystromColumns {
 };
 
 /// Samples k <= D column indices by params.sampling and computes C = A E_K in one block
-/// product. `block(X, Y)` must write Y = A X for a D × m matrix X.
+/// product. `block(X, Y)` must write Y = (P + A) X for a D × m matrix X; `penalty` is diag(P)
+/// (nullptr: P = 0), subtracted so that C, the diagonal and the sketch are A's.
 template <class S, class Block>
 NystromColumns<S> nystrom_columns(Index D, Index k, const NystromParams& params, double rho,
-                                  Block&& block) {
+                                  Block&& block, const Vector<S>* penalty = nullptr) {
   params.check();
   require(k >= 0 && k <= D, "nystrom_columns: need 0 <= k <= D");
   NystromColumns<S> out;
@@ -316,6 +325,7 @@ NystromColumns<S> nystrom_columns(Index D, Index k, const NystromParams& params,
       for (Index j = 0; j < p; ++j)
         for (Index i = 0; i < D; ++i) Z(i, j) = (rng() >> 63) ? S(1) : S(-1);
       block(Z, Y);
+      if (penalty) Y -= penalty->asDiagonal() * Z;
       out.sampling_hvps = p;
       std::vector<double> w(static_cast<std::size_t>(D));
       for (Index i = 0; i < D; ++i)
@@ -331,10 +341,12 @@ NystromColumns<S> nystrom_columns(Index D, Index k, const NystromParams& params,
       for (Index j = 0; j < s; ++j)
         for (Index i = 0; i < D; ++i) Omega(i, j) = static_cast<S>(nystrom_detail::normal(rng));
       block(Omega, Y);
+      if (penalty) Y -= penalty->asDiagonal() * Omega;
       out.sampling_hvps = s;
       const Matrix<S> M = Omega.transpose() * Y;
       const NystromFactor<S> f = nystrom_factor<S>(Y, M, params.cutoff);
-      std::vector<double> w = ridge_leverage(f, rho);  // empty factor: all 0, i.e. uniform
+      const double mu = rho + (penalty && D > 0 ? static_cast<double>(penalty->mean()) : 0.0);
+      std::vector<double> w = ridge_leverage(f, mu);  // empty factor: all 0, i.e. uniform
       out.indices = sample_weighted(w, k, params.seed);
       out.sampling = "leverage (Gaussian sketch of " + std::to_string(s) + " columns)";
       break;
@@ -342,43 +354,76 @@ NystromColumns<S> nystrom_columns(Index D, Index k, const NystromParams& params,
   }
   Matrix<S> E = Matrix<S>::Zero(D, k);
   for (Index j = 0; j < k; ++j) E(out.indices[static_cast<std::size_t>(j)], j) = S(1);
-  if (k > 0) block(E, out.C);
-  else out.C.resize(D, 0);
+  if (k > 0) {
+    block(E, out.C);
+    if (penalty)
+      for (Index j = 0; j < k; ++j) {
+        const Index i = out.indices[static_cast<std::size_t>(j)];
+        out.C(i, j) -= (*penalty)(i);
+      }
+  } else {
+    out.C.resize(D, 0);
+  }
   return out;
 }
 
-/// v = (ρI + C_k M_k⁺ C_kᵀ)⁻¹ g from the first k columns of `cols` (k <= cols.C.cols()), with the
-/// diagnostics: iterations = k, hvps = k + the sampling's products, status Converged (the closed
-/// form), NumericalIssue when M_k is numerically zero or not finite (x = g / ρ, the rank-0
-/// approximation, or 0 when g/ρ is not finite), NotPositiveDefinite (see nystrom_apply); the
-/// message gives the numerical rank and the cut-off.
+/// Δ = ρ + P (P = `penalty`, or 0), as a vector; throws std::invalid_argument unless every entry
+/// is positive and finite (no inverse of a rank-deficient approximation otherwise).
+template <class S>
+Vector<S> nystrom_shift(Index D, double rho, const Vector<S>* penalty) {
+  Vector<S> d = Vector<S>::Constant(D, static_cast<S>(rho));
+  if (penalty) {
+    require(penalty->size() == D, "nystrom: the penalty diagonal has the wrong size");
+    d += *penalty;
+  }
+  for (Index i = 0; i < D; ++i)
+    require(std::isfinite(static_cast<double>(d(i))) && d(i) > 0, [&] {
+      return "nystrom: ρ + the penalty's curvature must be > 0 in every coordinate (coordinate " +
+             std::to_string(i) + ": ρ = " + std::to_string(rho) + ", penalty " +
+             std::to_string(penalty ? static_cast<double>((*penalty)(i)) : 0.0) +
+             "); set NystromParams::rho (--rho) or MethodSpec::damping (--damping) > 0";
+    });
+  return d;
+}
+
+/// v = (ρI + P + C_k M_k⁺ C_kᵀ)⁻¹ g from the first k columns of `cols` (k <= cols.C.cols()), P =
+/// `penalty` (nullptr: 0), with the diagnostics: iterations = k, hvps = k + the sampling's
+/// products, status Converged (the closed form), NumericalIssue when M_k is numerically zero or
+/// not finite (x = g / (ρ + P), the rank-0 approximation), NotPositiveDefinite (see
+/// nystrom_apply); the message gives the numerical rank and the cut-off. Throws
+/// std::invalid_argument when ρ + P is not positive (nystrom_shift).
 template <class S>
 SolveResult<Vector<S>> nystrom_solve(const NystromColumns<S>& cols, Index k, const Vector<S>& g,
-                                     const NystromParams& params, double rho) {
+                                     const NystromParams& params, double rho,
+                                     const Vector<S>* penalty = nullptr) {
   require(k >= 0 && k <= cols.C.cols(), "nystrom_solve: k exceeds the sampled columns");
+  const Vector<S> shift = nystrom_shift<S>(g.size(), rho, penalty);
+  const Vector<S> scale = shift.array().rsqrt();
   const std::vector<Index> K(cols.indices.begin(), cols.indices.begin() + k);
   const Matrix<S> C = cols.C.leftCols(k);
   const Matrix<S> M = C(K, Eigen::all);
-  const NystromFactor<S> f = nystrom_factor<S>(C, M, params.cutoff);
+  const NystromFactor<S> f = nystrom_factor<S>(C, M, params.cutoff, &scale);
   SolveResult<Vector<S>> out;
   std::string failure;
   if (f.status != SolverStatus::Converged) {
-    out.x = g / static_cast<S>(rho);
+    out.x = g.cwiseQuotient(shift);
     if (!out.x.allFinite()) out.x.setZero(g.size());
     out.status = f.status;
-    failure = f.message + "; v = g / ρ";
+    failure = f.message + "; v = g / (ρ + P)";
   } else {
-    out = nystrom_apply(f, g, rho);
+    out = nystrom_apply(f, Vector<S>(scale.cwiseProduct(g)), 1.0);
+    out.x.array() *= scale.array();
     failure = out.message;
   }
   out.iterations = k;
   out.hvps = k + cols.sampling_hvps;
   char buf[256];
   std::snprintf(buf, sizeof buf, "nystrom: rank %lld of %lld columns (%s), numerical rank %lld "
-                "(cut-off %.3g · max|λ(M)| = %.3g), ρ = %.3g",
+                "(cut-off %.3g · max|λ(M)| = %.3g), ρ = %.3g%s",
                 static_cast<long long>(k), static_cast<long long>(g.size()),
                 cols.sampling.c_str(), static_cast<long long>(f.rank), f.cutoff,
-                f.cutoff * f.max_eigenvalue, rho);
+                f.cutoff * f.max_eigenvalue, rho,
+                penalty ? " + the penalty's exact curvature" : "");
   out.message = buf + (failure.empty() ? std::string() : "; " + failure);
   return out;
 }
