@@ -20,11 +20,7 @@ namespace ift {
 namespace {
 
 using testing::rel_error;
-
-template <class S>
-std::shared_ptr<const Dataset<S>> shared(Dataset<S> d) {
-  return std::make_shared<const Dataset<S>>(std::move(d));
-}
+using testing::shared;
 
 /// Softmax regression, 4 features + bias, 3 classes: D = 15, per-weight decay, at a random w.
 template <class S>
