@@ -73,7 +73,8 @@ const std::vector<std::string> kCsvHeader = {"model",  "method", "k",    "relati
 const std::vector<std::string> kAllMethods = {
     "exact",         "gauss-newton/exact",    "kfac",           "identity",
     "cg",            "neumann",               "gauss-newton/cg", "gauss-newton/neumann",
-    "outer-product/neumann", "fisher/neumann", "unrolled",         "shine"};
+    "outer-product/neumann", "fisher/neumann", "unrolled",         "shine",
+    "nystrom"};
 /// Stochastic curvature (docs/methods.md): not in the default list, they need --curvature-batch.
 const std::vector<std::string> kSampledMethods = {"cg+fresh", "cg+fixed", "neumann+fresh",
                                                   "neumann+fixed"};
@@ -101,7 +102,8 @@ MethodSpec spec_from_name(const std::string& name, Index k, double kfac_damping)
 }
 
 bool uses_steps(Method m) {
-  return m == Method::Cg || m == Method::Neumann || m == Method::Unrolled || m == Method::Shine;
+  return m == Method::Cg || m == Method::Neumann || m == Method::Unrolled || m == Method::Shine ||
+         m == Method::Nystrom;
 }
 
 /// CPU seconds of the whole process (all threads) so far: with wall time, shows how much of a
@@ -122,6 +124,7 @@ struct Options {
   std::string inner = "newton-cg";  // the inner solver for w*
   std::string activation = "tanh";
   bool quiet = false;
+  NystromParams nystrom;  // --nystrom-sampling, --rho, --seed
 };
 
 /// Runs the sweep on a problem already at (λ, w*); returns the number of rows written.
@@ -191,6 +194,7 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
       s.curvature_batch = opt.curvature_batch;
       s.sampling_seed = opt.common.seed;
     }
+    s.nystrom = opt.nystrom;
     if (!uses_steps(s.method)) {
       add_row(name, false, 0,
               name == "exact" ? exact : HypergradientEngine<double>(s).compute(problem), true);
@@ -208,7 +212,8 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
     if (progress) std::fprintf(stderr, "\r\033[K");
     for (std::size_t j = 0; j < ks.size(); ++j)
       add_row(name, true, ks[j], results[j], ks[j] % 10 == 0 || j + 1 == ks.size());
-    // HVPs actually spent: one series (the largest k's count) for neumann and cg; one reverse
+    // HVPs actually spent: one series (the largest k's count) for neumann and cg, one nested
+    // sample of max k columns for nystrom; one reverse
     // pass per distinct k for unrolled (α is given, so no power iteration inside).
     long long spent = 0;
     std::set<Index> seen;
@@ -222,7 +227,9 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
     }
     if (ks.size() > 1)
       std::printf("%-24s all k: %lld HVPs in one %s, %.2f s\n", name.c_str(), spent,
-                  s.method == Method::Unrolled ? "trajectory (a reverse pass per k)" : "series",
+                  s.method == Method::Unrolled  ? "trajectory (a reverse pass per k)"
+                  : s.method == Method::Nystrom ? "block of columns (nested samples)"
+                                                : "series",
                   method_seconds);
   }
   std::printf("sweep: %.1f s (%.1f s CPU)\n", seconds_since(t_total), cpu_seconds() - cpu_total);
@@ -244,7 +251,7 @@ int run(int argc, char** argv) {
   app::OptionSet set("ift-accuracy", usage);
   set.use({"data", "data-dir", "train", "val", "model", "hidden", "activation", "init-log-decay",
            "methods", "steps-list", "inner", "inner-tol", "lbfgs-memory", "out", "quiet", "threads",
-           "seed", "curvature-batch"})
+           "seed", "curvature-batch", "nystrom-sampling", "rho"})
       .add(app::option("", "max-steps", app::ValueKind::Integer, "K",
                        "k runs over 0..K (unless --steps-list)")
                .by_default("50")
@@ -281,6 +288,7 @@ int run(int argc, char** argv) {
   opt.log_decay = v.real("init-log-decay");
   opt.max_steps = v.integer("max-steps");
   opt.kfac_damping = v.real("kfac-damping");
+  app::apply_nystrom_options(v, opt.nystrom);
   opt.grad_tol = v.real("inner-tol");
   opt.inner = v.text("inner");
   opt.quiet = v.flag("quiet");

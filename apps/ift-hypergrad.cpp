@@ -86,7 +86,8 @@ int run(int argc, char** argv) {
           "with --sweep)\n  w_star.npy         float64 (10, 785): w*(λ)");
   set.use(app::selection::kData)
       .use({"init-log-decay", "method", "curvature", "steps", "alpha", "damping", "steps-list",
-            "inner-tol", "inner", "lbfgs-memory", "quiet", "curvature-sampling", "curvature-batch"})
+            "inner-tol", "inner", "lbfgs-memory", "quiet", "curvature-sampling", "curvature-batch",
+            "nystrom-sampling", "rho"})
       .use(app::selection::kRun)
       .add(app::flag("", "sweep", "run every method for each k in --steps-list (problem P3)"))
       .add(app::option("", "w-tol", app::ValueKind::Real, "X",
@@ -290,6 +291,7 @@ int run(int argc, char** argv) {
             add(Method::Neumann, Curvature::Hessian, k, sm);
           }
         if (sweep_shine) add(Method::Shine, Curvature::Hessian, k);
+        add(Method::Nystrom, Curvature::Hessian, k);  // each k from its own nested sample
       }
     } else {
       MethodSpec s = base;
@@ -339,7 +341,8 @@ int run(int argc, char** argv) {
           : norm > 0    ? r.hypergradient.dot(exact.hypergradient) / (norm * exact_norm)
                         : 0.0;
       const bool uses_k = s.method == Method::Cg || s.method == Method::Neumann ||
-                          s.method == Method::Unrolled || s.method == Method::Shine;
+                          s.method == Method::Unrolled || s.method == Method::Shine ||
+                          s.method == Method::Nystrom;
       char rel_text[32] = "n/a", cosine_text[32] = "n/a";
       if (reference_ok) {
         std::snprintf(rel_text, sizeof rel_text, "%.3e", rel);

@@ -360,7 +360,8 @@ inline const std::vector<OptionSpec>& option_table() {
   using K = ValueKind;
   namespace g = groups;
   const std::vector<std::string> methods = {"exact", "cg",   "neumann",  "identity",
-                                            "zero",  "kfac", "unrolled", "shine"};
+                                            "zero",  "kfac", "unrolled", "shine",
+                                            "nystrom"};
   namespace L = limits;
   static const std::vector<OptionSpec> table = {
       // Data (DESIGN.md P1's splits: train, then validation rows of the train file; test rows
@@ -425,7 +426,7 @@ inline const std::vector<OptionSpec>& option_table() {
           .one_of({"hessian", "gauss-newton", "outer-product", "fisher"}),
       option(g::kMethod, "steps", K::Integer, "K",
              "CG iterations / Neumann terms / unrolled steps k / shine's CG refinement steps "
-             "(0: the L-BFGS estimate alone)")
+             "(0: the L-BFGS estimate alone) / Nyström rank k")
           .by_default("20")
           .integers(0, L::kMethodSteps),
       option(g::kMethod, "steps-list", K::Text, "LIST",
@@ -455,6 +456,16 @@ inline const std::vector<OptionSpec>& option_table() {
       option(g::kMethod, "curvature-batch", K::Integer, "B",
              "rows per curvature minibatch (sampled curvature; seeded by --seed)")
           .integers(1, L::kRows),
+      option(g::kMethod, "nystrom-sampling", K::Text, "NAME",
+             "nystrom's columns: uniform, diagonal (∝ |H_ii|, Hutchinson estimate: 10 HVPs) or "
+             "leverage (ridge leverage of a 20-column sketch: 20 HVPs); seeded by --seed")
+          .by_default("uniform")
+          .one_of({"uniform", "diagonal", "leverage"}),
+      option(g::kMethod, "rho", K::Real, "R",
+             "nystrom's ρ in (ρI + P + C M⁺ Cᵀ)⁻¹, P the penalty's exact curvature, when "
+             "--damping is 0 (a positive --damping is ρ)")
+          .by_default("0")
+          .reals(Interval::closed(0, L::kRate)),
       // Bilevel loop and inner solver
       option(g::kLoop, "hyper-steps", K::Integer, "T", "outer iterations (hyper-steps)")
           .by_default("10")
@@ -548,7 +559,7 @@ namespace selection {
 inline const std::vector<std::string> kData = {"data", "data-dir", "train", "val", "test"};
 /// With --method or --methods.
 inline const std::vector<std::string> kMethod = {"steps", "alpha", "damping", "power-iterations",
-                                                 "warm-start"};
+                                                 "warm-start", "nystrom-sampling", "rho"};
 /// Algorithm 2's loop (ift-compare, ift-overfit, ift-deep).
 inline const std::vector<std::string> kLoop = {
     "hyper-steps", "inner-steps", "batch-size",       "inner", "inner-lr", "outer-optimizer",
@@ -812,6 +823,15 @@ inline std::optional<OptionValues> parse_builtin(int argc, const char* const* ar
 
 // ---- From values to the library's parameters ---------------------------------------------------
 
+/// --nystrom-sampling, --rho and --seed into NystromParams (where the app has them).
+inline void apply_nystrom_options(const OptionValues& v, NystromParams& p) {
+  if (v.has("nystrom-sampling"))
+    p.sampling = parse_option("nystrom-sampling",
+                              [&] { return parse_nystrom_sampling(v.text("nystrom-sampling")); });
+  if (v.has("rho")) p.rho = v.real("rho");
+  if (v.has("seed")) p.seed = v.integer_u64("seed");
+}
+
 /// The method group as a MethodSpec for `method` (one of --methods, or --method's value, with
 /// its suffixes). --warm-start and --curvature-sampling apply to the methods that support them.
 inline MethodSpec method_spec(const OptionValues& v, const std::string& method) {
@@ -830,7 +850,8 @@ inline MethodSpec method_spec(const OptionValues& v, const std::string& method) 
                    "needed with sampled curvature (" + spec.name() + "): rows per minibatch");
     spec.curvature_batch = v.integer("curvature-batch");
   }
-  if (v.has("seed")) spec.sampling_seed = static_cast<std::uint64_t>(v.integer("seed"));
+  if (v.has("seed")) spec.sampling_seed = v.integer_u64("seed");
+  apply_nystrom_options(v, spec.nystrom);
   return spec;
 }
 

@@ -1,6 +1,7 @@
 // Small seeded fixtures shared by the test suites.
 #pragma once
 
+#include <memory>
 #include <random>
 
 #include "ift/dataset.hpp"
@@ -64,6 +65,12 @@ Dataset<S> random_regression(Index n, Index d, Index k, std::uint64_t seed) {
     for (Index j = 0; j < k; ++j) data.targets(i, j) = static_cast<S>(normal(gen));
   }
   return data;
+}
+
+/// A data set as the shared pointer problems take.
+template <class S>
+std::shared_ptr<const Dataset<S>> shared(Dataset<S> d) {
+  return std::make_shared<const Dataset<S>>(std::move(d));
 }
 
 /// max_i |a_i − b_i| / max_i |b_i|: relative to the largest entry of the reference.

@@ -15,9 +15,10 @@ Method parse_method(const std::string& name) {
   if (name == "kfac") return Method::Kfac;
   if (name == "unrolled") return Method::Unrolled;
   if (name == "shine") return Method::Shine;
+  if (name == "nystrom") return Method::Nystrom;
   throw std::invalid_argument(
       "unknown method '" + name +
-      "' (expected exact, cg, neumann, identity, zero, kfac, unrolled or shine)");
+      "' (expected exact, cg, neumann, identity, zero, kfac, unrolled, shine or nystrom)");
 }
 
 Curvature parse_curvature(const std::string& name) {
@@ -39,6 +40,7 @@ const char* to_string(Method m) {
     case Method::Kfac: return "kfac";
     case Method::Unrolled: return "unrolled";
     case Method::Shine: return "shine";
+    case Method::Nystrom: return "nystrom";
   }
   return "?";
 }
@@ -75,7 +77,8 @@ bool supports_curvature_sampling(Method m) { return m == Method::Cg || m == Meth
 
 std::string MethodSpec::name() const {
   const bool uses_curvature =
-      method == Method::Exact || method == Method::Cg || method == Method::Neumann;
+      method == Method::Exact || method == Method::Cg || method == Method::Neumann ||
+      method == Method::Nystrom;
   std::string n = to_string(method);
   if (uses_curvature && curvature != Curvature::Hessian)
     n = std::string(to_string(curvature)) + "/" + n;
@@ -148,6 +151,7 @@ void MethodSpec::check() const {
   check_part(cg_params(), "cg");
   check_part(neumann_params(), "neumann");
   check_part(kfac, "kfac");
+  check_part(nystrom, "nystrom");
   const bool rank_deficient =
       curvature == Curvature::OuterProduct || curvature == Curvature::Fisher;
   require(!(rank_deficient && method != Method::Neumann),

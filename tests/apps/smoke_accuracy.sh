@@ -25,9 +25,12 @@ export OMP_WAIT_POLICY=PASSIVE
 [ -f "$tmp/run/accuracy.csv" ] || fail "no accuracy.csv"
 header=$(grep -v '^#' "$tmp/run/accuracy.csv" | head -n 1)
 [ "$header" = "$EXPECTED" ] || fail "header is '$header', expected '$EXPECTED'"
-# 4 k-independent rows + 7 k-dependent methods × 4 values of k.
+# 4 k-independent rows + 8 k-dependent methods × 4 values of k.
 rows=$(grep -v '^#' "$tmp/run/accuracy.csv" | tail -n +2 | wc -l)
-[ "$rows" -eq 32 ] || fail "expected 32 rows, got $rows"
+[ "$rows" -eq 36 ] || fail "expected 36 rows, got $rows"
+# nystrom (uniform sampling): k = 0..3 columns cost exactly k HVPs, no failure status.
+awk -F, '$2 == "nystrom" { n++; if ($7 != $3 || $6 == "numerical-issue") bad = 1 }
+         END { exit !(n == 4 && !bad) }' "$tmp/run/accuracy.csv" || fail "nystrom rows wrong"
 # The exact method against itself: relative error 0, cosine 1.
 awk -F, '$2 == "exact" { found = 1; if ($4 != 0 || $5 < 1 - 1e-12 || $5 > 1 + 1e-12) bad = 1 }
          END { exit !(found && !bad) }' "$tmp/run/accuracy.csv" || fail "exact row is not (0, 1)"
@@ -66,6 +69,8 @@ check_bad --max-steps --max-steps=-1
 check_bad --model --model svm
 check_bad --methods --methods cg,bogus
 check_bad --methods --methods shine   # needs --inner lbfgs
+check_bad --nystrom-sampling --nystrom-sampling columns
+check_bad --rho --rho -1
 check_bad --no-such-option --no-such-option
 check_bad --init-log-decay --log-decay nan   # an old spelling: the error names the new one
 check_bad --curvature-batch --methods cg+fresh   # a sampled method without its batch size

@@ -61,6 +61,14 @@ rows=$(grep -v '^#' "$out/shine/compare.csv" | tail -n +2 | wc -l)
 awk -F, 'NR > 1 && $1 == "shine" { n++; if ($10 != "converged" || $12 != 0) bad = 1 }
          END { exit !(n == 2 && !bad) }' <(grep -v '^#' "$out/shine/compare.csv") ||
   { echo "shine rows are not converged with 0 HVPs:" >&2; cat "$out/shine/compare.csv" >&2; exit 1; }
+# nystrom in the bilevel loop: rank 20 by one block of 20 columns per hyper-step.
+"$bin/ift-compare" --data synthetic --train 100 --val 100 --test 100 --hyper-steps 2 \
+  --inner-steps 2 --warmup-steps 5 --methods nystrom --steps 20 --nystrom-sampling leverage \
+  --threads 1 --out "$out/nystrom" > /dev/null
+# leverage: 20 columns + a 20-column sketch = 40 HVPs per hyper-step, status converged.
+awk -F, '!/^#/ && $1 == "nystrom" { n++; if ($12 != 40 || $10 != "converged") bad = 1 }
+         END { exit !(n == 2 && !bad) }' "$out/nystrom/compare.csv" ||
+  { echo "nystrom rows wrong:" >&2; cat "$out/nystrom/compare.csv" >&2; exit 1; }
 
 # Bad input: exit code 2, the option named on stderr, no output directory created.
 check_bad() {
@@ -79,6 +87,8 @@ check_bad tolerance-schedule --data synthetic --tolerance-schedule linear
 check_bad tolerance0 --data synthetic --tolerance0 0
 check_bad hyper-steps --data synthetic --hyper-steps -1
 check_bad alpha --data synthetic --alpha 0
+check_bad nystrom-sampling --data synthetic --methods nystrom --nystrom-sampling bogus
+check_bad rho --data synthetic --methods nystrom --rho -1
 check_bad data --data mnist-digits
 check_bad inner --data synthetic --inner newton
 check_bad inner --data synthetic --methods shine --inner adam   # shine needs the L-BFGS pairs

@@ -48,6 +48,20 @@ EOF
 awk -F, '$1 == "shine" { n++; if ($14 != "converged" || $16 != 1 || $12 == "") bad = 1 }
          END { exit !(n == 1 && !bad) }' "$tmp/shine/summary.csv" ||
   { cat "$tmp/shine/summary.csv" >&2; fail "shine row: expected converged, 1 HVP, a relative error"; }
+# nystrom at rank 200 (issue 11): one block of 200 columns + the residual HVP ift-hypergrad asks
+# for = 201 HVPs, converged, a relative error below 1.
+"$APP" --n-train 300 --n-val 100 --n-test 100 --method nystrom --steps 200 --data-dir "$DATA" \
+  --out "$tmp/nystrom" --quiet >"$tmp/nystrom.log" 2>&1 ||
+  { cat "$tmp/nystrom.log" >&2; fail "--method nystrom --steps 200 exited non-zero"; }
+/usr/bin/python3 - "$tmp/nystrom/summary.csv" <<'EOF' || { cat "$tmp/nystrom/summary.csv" >&2; fail "nystrom row wrong"; }
+import csv, math, sys
+rows = [r for r in csv.DictReader(l for l in open(sys.argv[1]) if not l.startswith("#"))]
+r = [r for r in rows if r["method"] == "nystrom"][0]
+ok = r["status"] == "converged" and int(r["hvps"]) == 201 and int(r["steps"]) == 200 and \
+     math.isfinite(float(r["relative_error"])) and float(r["relative_error"]) < 1
+print(f"smoke_hypergrad: nystrom(200) relative error {r['relative_error']}, cosine {r['cosine']}")
+sys.exit(0 if ok else 1)
+EOF
 
 check_bad() {  # option, arguments...
   local name=$1; shift

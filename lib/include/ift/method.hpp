@@ -11,6 +11,7 @@
 #include "ift/linalg/cg.hpp"
 #include "ift/linalg/kfac.hpp"
 #include "ift/linalg/neumann.hpp"
+#include "ift/linalg/nystrom.hpp"
 #include "ift/linalg/power_iteration.hpp"
 
 namespace ift {
@@ -18,8 +19,9 @@ namespace ift {
 /// The inverse approximations of DESIGN.md §1, named as in the CSV files.
 /// shine: v from the inner L-BFGS's own inverse-Hessian estimate (its (s, y) pairs in the
 /// solver state, linalg/lbfgs_inverse.hpp; Ramzi et al. 2022), refined by `steps` CG steps
-/// started from it (steps = 0: the estimate alone, 0 HVPs). docs/methods.md.
-enum class Method { Exact, Cg, Neumann, Identity, Zero, Kfac, Unrolled, Shine };
+/// started from it (steps = 0: the estimate alone, 0 HVPs). nystrom: the Nyström low-rank
+/// inverse of rank `steps` (linalg/nystrom.hpp; Hataya & Yamada 2023). docs/methods.md.
+enum class Method { Exact, Cg, Neumann, Identity, Zero, Kfac, Unrolled, Shine, Nystrom };
 /// What stands in for the Hessian of L_T. Gauss-Newton replaces the data term's Hessian by
 /// JᵀH_out J; outer-product by g gᵀ (g = ∇_w L_T at the current point, rank one); fisher by the
 /// empirical Fisher (1/n) Σ g_i g_iᵀ. The penalty's exact Hessian (diagonal) is kept in every
@@ -48,10 +50,11 @@ struct MethodSpec {
   Method method = Method::Exact;
   Curvature curvature = Curvature::Hessian;
   /// The one user-level k: CG iterations, Neumann terms k (v = α Σ_{j=0..k} (I − αH)^j g),
-  /// unrolled steps i, or shine's CG refinement steps. ≥ 0. Becomes cg.max_iterations /
-  /// neumann.steps at solve time.
+  /// unrolled steps i, shine's CG refinement steps, or the Nyström rank (sampled columns, at
+  /// most D). ≥ 0. Becomes cg.max_iterations / neumann.steps at solve time.
   Index steps = 20;
-  /// Added to the curvature as δI for exact, cg and neumann; KFAC's explicit damping. ≥ 0.
+  /// Added to the curvature as δI for exact, cg and neumann; KFAC's explicit damping;
+  /// nystrom's ρ when > 0 (else nystrom.rho; the penalty's curvature is kept exact). ≥ 0.
   double damping = 0;
   /// Compute ||H v − g|| / ||g|| for methods where it costs an extra HVP (cg, neumann, kfac).
   /// Becomes cg.true_residual / neumann.compute_residual at solve time.
@@ -81,6 +84,9 @@ struct MethodSpec {
   NeumannParams neumann;
   /// kfac: the damping mode (linalg/kfac.hpp); the damping itself is `damping` above.
   KfacParams kfac;
+  /// nystrom: sampling, ρ (used when damping is 0), cut-off of M⁺, probes / sketch size, seed
+  /// (linalg/nystrom.hpp); the rank is `steps`.
+  NystromParams nystrom;
 
   /// "neumann", "gauss-newton/cg", "outer-product/neumann", "cg+warm", "neumann+fresh+warm", …:
   /// the name used in CSV files (suffixes: sampling, then "+warm").
@@ -94,6 +100,8 @@ struct MethodSpec {
   NeumannParams neumann_params() const;
   /// The power iteration that chooses unrolled's automatic α (neumann's budget, tolerance, seed).
   PowerIterationParams power_params() const;
+  /// nystrom's ρ: damping when > 0, else nystrom.rho.
+  double nystrom_rho() const { return damping > 0 ? damping : nystrom.rho; }
 };
 
 /// A method name with optional suffixes, as in --methods: "cg", "cg+warm", "neumann+fresh",

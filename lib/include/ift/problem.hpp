@@ -133,6 +133,17 @@ class KroneckerFactorization {
   virtual std::vector<KroneckerFactors<S>> kfac_factors(std::vector<S>& shift) = 0;
 };
 
+/// H V for a D × m block V of directions (column j of `out` = ∇²_w L_T V.col(j)) in one pass:
+/// for linear models one product of the data with an m-column block (GEMMs) instead of m thin
+/// passes. Used by nystrom (its k column products, its probes and sketch); problems without it
+/// get m sequential hvp calls.
+template <class S>
+class BlockHvp {
+ public:
+  virtual ~BlockHvp() = default;
+  virtual void hvp_block(const Matrix<S>& V, Matrix<S>& out) = 0;
+};
+
 /// Every capability at once: what the problems of the paper provide.
 template <class S>
 class All : public GaussNewton<S>,

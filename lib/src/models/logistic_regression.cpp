@@ -67,6 +67,21 @@ void LogisticRegression<S>::hvp(const Dataset<S>& data, const Vector<S>& w, Cach
 }
 
 template <class S>
+void LogisticRegression<S>::hvp_block(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
+                                      const Matrix<S>& V, Matrix<S>& out) const {
+  check_data(data, w);
+  require(cache.probs.size() == data.size(), "LogisticRegression::hvp_block: call evaluate() first");
+  require(V.rows() == num_params(), "LogisticRegression::hvp_block: V has the wrong height");
+  const Index n = data.size();
+  // H V = Xᵀ diag(p(1 − p)/n) X V: the m columns of hvp() in two GEMMs.
+  cache.work_block.resize(n, V.cols());
+  cache.work_block.noalias() = data.X * V;
+  cache.work_block.array().colwise() *= cache.probs.array() * (S(1) - cache.probs.array()) / S(n);
+  out.resize(num_params(), V.cols());
+  out.noalias() = data.X.transpose() * cache.work_block;
+}
+
+template <class S>
 void LogisticRegression<S>::gauss_newton_product(const Dataset<S>& data, const Vector<S>& w,
                                                  Cache& cache, const Vector<S>& v,
                                                  Vector<S>& out) const {

@@ -100,6 +100,32 @@ void SoftmaxRegression<S>::hvp(const Dataset<S>& data, const Vector<S>& w, Cache
 }
 
 template <class S>
+void SoftmaxRegression<S>::hvp_block(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
+                                     const Matrix<S>& V, Matrix<S>& out) const {
+  check_data(data, w);
+  require(V.rows() == num_params(), "SoftmaxRegression::hvp_block: V has the wrong height");
+  const Index n = data.size(), C = num_classes_, m = V.cols();
+  require(cache.probs.rows() == n, "SoftmaxRegression::hvp_block: call evaluate() first");
+  // Column j of V is an F × C matrix V_j (column-major), so V is the F × (C·m) matrix
+  // [V_1 … V_m]: hvp()'s two products with the data become two GEMMs with C·m columns.
+  Eigen::Map<const Matrix<S>> Vs(V.data(), num_features_, C * m);
+  cache.work_block.resize(n, C * m);
+  cache.work_block.noalias() = data.X * Vs;
+  const S inv_n = S(1) / S(n);
+  for (Index j = 0; j < m; ++j) {
+    auto Z = cache.work_block.middleCols(j * C, C);
+    for (Index i = 0; i < n; ++i) {
+      S mean = 0;
+      for (Index c = 0; c < C; ++c) mean += cache.probs(i, c) * Z(i, c);
+      for (Index c = 0; c < C; ++c) Z(i, c) = cache.probs(i, c) * (Z(i, c) - mean) * inv_n;
+    }
+  }
+  out.resize(num_params(), m);
+  Eigen::Map<Matrix<S>> Out(out.data(), num_features_, C * m);
+  Out.noalias() = data.X.transpose() * cache.work_block;
+}
+
+template <class S>
 void SoftmaxRegression<S>::gauss_newton_product(const Dataset<S>& data, const Vector<S>& w,
                                                 Cache& cache, const Vector<S>& v,
                                                 Vector<S>& out) const {

@@ -2,7 +2,9 @@
 //   dL_V*/dλ = ∂L_V/∂λ − vᵀ ∂²L_T/∂w∂λᵀ,   v ≈ H⁻¹ ∂L_V/∂w,
 // with v from cg / neumann / identity / zero (the linalg templates), exact (Eigen vectors with a
 // dense Hessian), kfac (when the problem supplies Kronecker factors), shine (the inner L-BFGS's
-// pairs in the solver state, refined by CG steps), or unrolled reverse-mode differentiation through i gradient steps (Lorraine et al. 2020, §3).
+// pairs in the solver state, refined by CG steps), nystrom (Eigen vectors: k sampled columns by
+// one block product, linalg/nystrom.hpp), or unrolled reverse-mode differentiation through i
+// gradient steps (Lorraine et al. 2020, §3).
 // hypergradient_sweep gives the result for every step count k of a sweep from one run (one
 // series for cg and neumann, one trajectory for unrolled), each equal to its single-k call.
 //
@@ -32,6 +34,7 @@
 #include "ift/linalg/lbfgs_inverse.hpp"
 #include "ift/linalg/matrix_space.hpp"
 #include "ift/linalg/neumann.hpp"
+#include "ift/linalg/nystrom.hpp"
 #include "ift/linalg/operators.hpp"
 #include "ift/linalg/power_iteration.hpp"
 #include "ift/linalg/simple_solvers.hpp"
@@ -113,6 +116,13 @@ concept HasKroneckerFactors =
     requires(P& p, std::vector<typename VectorSpace<ProblemVector<P>>::Scalar>& shift) {
       { p.kfac_factors(shift) } -> std::convertible_to<std::vector<KfacBlock<ProblemVector<P>>>>;
     };
+
+/// Block Hessian products H V for a D × m block (nystrom's columns), Eigen vectors only.
+template <class P>
+concept HasHvpBlock =
+    std::same_as<ProblemVector<P>, Vector<typename VectorSpace<ProblemVector<P>>::Scalar>> &&
+    requires(P& p, const Matrix<typename VectorSpace<ProblemVector<P>>::Scalar>& V,
+             Matrix<typename VectorSpace<ProblemVector<P>>::Scalar>& out) { p.hvp_block(V, out); };
 
 /// The exact method's dense curvature and its factorisation, kept between calls by a caller that
 /// wants no D² reallocation per hypergradient and reuse of the factor (HypergradientEngine).
@@ -363,6 +373,81 @@ SolveResult<ProblemVector<P>> shine_estimate(P& problem, const ProblemVector<P>&
   return lbfgs_inverse_solve(pairs, g);
 }
 
+/// Y = A X for a D × m block X, A the spec's curvature WITHOUT its damping (nystrom's ρ plays
+/// that role): the problem's hvp_block for the Hessian when it has one (capability::BlockHvp:
+/// one pass with an m-column block), else m sequential products. Eigen vectors only.
+template <HypergradientProblem P, class S>
+void curvature_block(P& problem, const MethodSpec& spec, const Matrix<S>& X, Matrix<S>& Y) {
+  using V = ProblemVector<P>;
+  static_assert(std::same_as<V, Vector<S>>, "curvature_block: Eigen problems only");
+  if (spec.curvature == Curvature::Hessian &&
+      with_capability<capability::BlockHvp, HasHvpBlock<P>>(
+          problem, [&](auto& c) { c.hvp_block(X, Y); }))
+    return;
+  MethodSpec undamped = spec;
+  undamped.damping = 0;
+  const auto op = curvature_operator(problem, undamped);
+  Y.resize(X.rows(), X.cols());
+  V x, y = V::Zero(X.rows());
+  for (Index j = 0; j < X.cols(); ++j) {
+    x = X.col(j);
+    op.apply(x, y);
+    Y.col(j) = y;
+  }
+}
+
+/// nystrom (linalg/nystrom.hpp) for every rank k in `ks` (ascending, distinct, >= 0) from one
+/// sample of K = min(max ks, D) columns and ONE block product: the samples are nested, so the
+/// first k columns are the rank-k method's own; ranks above D are clamped to D (said in the
+/// message). The penalty's curvature P (capability::PenaltyCurvature: diagonal, as for weight
+/// decay; the product with the ones vector) is kept exact and only the data term is
+/// approximated: v = (ρI + P + C M⁺ Cᵀ)⁻¹ g. outs[j] is the result for ks[j], with its own cost
+/// (k + sampling products, + 1 for compute_residual: ||(H + δI) v − g|| / ||g|| with the spec's
+/// damped curvature). Throws std::invalid_argument before any product when ρ + P is not > 0.
+template <HypergradientProblem P>
+void nystrom_sweep(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
+                   const std::vector<Index>& ks, std::vector<SolveResult<ProblemVector<P>>>& outs) {
+  using V = ProblemVector<P>;
+  using S = typename VectorSpace<V>::Scalar;
+  if constexpr (std::same_as<V, Vector<S>>) {
+    const Index D = problem.num_params();
+    const double rho = spec.nystrom_rho();
+    std::optional<V> penalty;
+    with_capability<capability::PenaltyCurvature, HasPenaltyHvp<P>>(problem, [&](auto& c) {
+      penalty.emplace(D);
+      c.penalty_hvp(V::Ones(D), *penalty);
+    });
+    const V* p = penalty ? &*penalty : nullptr;
+    nystrom_shift<S>(D, rho, p);  // ρ + P > 0, before any product
+    const Index K = std::min(ks.back(), D);
+    const NystromColumns<S> cols = nystrom_columns<S>(
+        D, K, spec.nystrom, rho,
+        [&](const Matrix<S>& X, Matrix<S>& Y) { curvature_block(problem, spec, X, Y); }, p);
+    std::optional<FunctionOperator<V>> op;
+    if (spec.compute_residual) op.emplace(curvature_operator(problem, spec));
+    outs.clear();
+    for (const Index requested : ks) {
+      const Index k = std::min(requested, D);
+      SolveResult<V> r = nystrom_solve(cols, k, g, spec.nystrom, rho, p);
+      if (k < requested)
+        r.message += "; rank " + std::to_string(requested) + " clamped to D = " + std::to_string(D);
+      if (op) {
+        V Av = V::Zero(D);
+        op->apply(r.x, Av);
+        ++r.hvps;
+        const double gn = static_cast<double>(g.norm());
+        r.relative_residual = gn > 0 ? static_cast<double>((Av - g).norm()) / gn : 0.0;
+      }
+      outs.push_back(std::move(r));
+    }
+  } else {
+    (void)problem, (void)spec, (void)g, (void)ks, (void)outs;
+    throw std::invalid_argument(
+        "nystrom: not available on this backend (Eigen vectors only; the LibTorch adapter has no "
+        "block products yet)");
+  }
+}
+
 /// v ≈ H⁻¹ g by the spec's method (every method but unrolled).
 template <HypergradientProblem P>
 void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
@@ -468,6 +553,12 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
       refined.message = estimate.message + "; refined by " + std::to_string(spec.steps) +
                         " CG steps: " + refined.message;
       copy_diagnostics(std::move(refined), out);
+      return;
+    }
+    case Method::Nystrom: {
+      std::vector<SolveResult<V>> results;
+      nystrom_sweep(problem, spec, g, std::vector<Index>{spec.steps}, results);
+      copy_diagnostics(std::move(results.front()), out);
       return;
     }
     case Method::Unrolled: break;
@@ -689,6 +780,8 @@ Result<ProblemVector<P>> hypergradient(
 ///     L_V(w_k); what is shared is the trajectory, the visits to each w_t and the power iteration.
 ///   shine: the estimate once (0 HVPs: k = 0's result) and ONE CG series of K steps started
 ///     from it for every k > 0 (as cg's series).
+///   nystrom: one nested sample of K = max ks columns and ONE block product (K products plus
+///     the sampling's), each k from the first k columns (detail::nystrom_sweep).
 ///   k-independent methods (exact, identity, zero, kfac): computed once, copied for every k.
 /// `seconds` is the time from the start of the sweep until that k's result was complete
 /// (unrolled: all at the end). ks: any order, duplicates allowed, each >= 0, not empty. No
@@ -776,6 +869,14 @@ std::vector<Result<ProblemVector<P>>> hypergradient_sweep(
         conjugate_gradient(op, g, run.cg_params(), &estimate.x, partial);
       }
       require(next == sorted.size(), "hypergradient_sweep: a solver skipped a partial result");
+      break;
+    }
+    case Method::Nystrom: {
+      problem.val_direct_gradient(direct);
+      const V g = detail::clone(problem.val_gradient());
+      std::vector<SolveResult<V>> solved;
+      detail::nystrom_sweep(problem, spec, g, sorted, solved);
+      for (SolveResult<V>& r : solved) finish(std::move(r));
       break;
     }
     case Method::Unrolled: {

@@ -20,6 +20,7 @@ class LogisticRegression {
     Vector<S> residual;  ///< n, (p − y) / n.
     Vector<S> work;      ///< n scratch.
     Matrix<S> work_x;    ///< n × F scratch for the dense Hessian.
+    Matrix<S> work_block;  ///< n × m scratch for hvp_block.
   };
 
   explicit LogisticRegression(Index num_features);
@@ -31,6 +32,10 @@ class LogisticRegression {
   void gradient_from_cache(const Dataset<S>& data, const Cache& cache, Vector<S>& gradient) const;
   void hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
            Vector<S>& out) const;
+  /// H V for a D × m block (column j of out = hvp of V.col(j)) in one pass: two GEMMs with
+  /// the data instead of m matrix-vector pairs. Equal to m hvp calls to rounding.
+  void hvp_block(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Matrix<S>& V,
+                 Matrix<S>& out) const;
   void gauss_newton_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
                             const Vector<S>& v, Vector<S>& out) const;
   void fisher_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
@@ -45,7 +50,9 @@ class LogisticRegression {
   Index num_features_;
 };
 
-static_assert(FullModel<LogisticRegression<float>> && FullModel<LogisticRegression<double>>,
+static_assert(FullModel<LogisticRegression<float>> && FullModel<LogisticRegression<double>> &&
+                  ModelWithBlockHvp<LogisticRegression<float>> &&
+                  ModelWithBlockHvp<LogisticRegression<double>>,
               "LogisticRegression must provide every model capability (ift/models/model.hpp)");
 
 }  // namespace ift

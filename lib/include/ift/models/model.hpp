@@ -19,6 +19,7 @@
 //   ModelWithDenseHessian  hessian(data, w, cache, H)
 //   ModelWithGaussNewtonMatrix  gauss_newton_matrix(data, w, cache, G)
 //   ModelWithKroneckerFactors   kfac_factors(data, w, cache) → std::vector<KroneckerFactors<S>>
+//   ModelWithBlockHvp      hvp_block(data, w, cache, V, out): out.col(j) = H V.col(j), one pass
 #pragma once
 
 #include <concepts>
@@ -75,6 +76,14 @@ concept ModelWithKroneckerFactors =
     Model<M> && requires(const M& m, const Dataset<typename M::Scalar>& data,
                          const Vector<typename M::Scalar>& w, typename M::Cache& cache) {
       { m.kfac_factors(data, w, cache) } -> std::same_as<std::vector<KroneckerFactors<typename M::Scalar>>>;
+    };
+
+template <class M>
+concept ModelWithBlockHvp =
+    Model<M> && requires(const M& m, const Dataset<typename M::Scalar>& data,
+                         const Vector<typename M::Scalar>& w, typename M::Cache& cache,
+                         const Matrix<typename M::Scalar>& V, Matrix<typename M::Scalar>& out) {
+      m.hvp_block(data, w, cache, V, out);
     };
 
 /// Every capability the paper's models have (softmax and binary logistic regression, MLPs).

@@ -26,6 +26,7 @@ class SoftmaxRegression {
     Matrix<S> residual;  ///< n × C, (P − Y) / n: the gradient of the mean loss w.r.t. the logits.
     Matrix<S> work;      ///< n × C scratch for products (reused, never reallocated when sizes match).
     Matrix<S> work_x;    ///< n × F scratch for the dense Hessian build.
+    Matrix<S> work_block;  ///< n × (C·m) scratch for hvp_block.
   };
 
   SoftmaxRegression(Index num_features, Index num_classes);
@@ -44,6 +45,10 @@ class SoftmaxRegression {
   void hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
            Vector<S>& out) const;
   /// Gauss-Newton product Jᵀ H_out J v; identical to hvp() for this model.
+  /// H V for a D × m block (column j of out = hvp of V.col(j)) in one pass: two GEMMs with
+  /// the data instead of m matrix-vector pairs. Equal to m hvp calls to rounding.
+  void hvp_block(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Matrix<S>& V,
+                 Matrix<S>& out) const;
   void gauss_newton_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
                             const Vector<S>& v, Vector<S>& out) const;
   /// Empirical Fisher product (1/n) Σ_n g_n g_nᵀ v from per-example gradients, matrix-free.
@@ -63,7 +68,9 @@ class SoftmaxRegression {
   Index num_classes_;
 };
 
-static_assert(FullModel<SoftmaxRegression<float>> && FullModel<SoftmaxRegression<double>>,
+static_assert(FullModel<SoftmaxRegression<float>> && FullModel<SoftmaxRegression<double>> &&
+                  ModelWithBlockHvp<SoftmaxRegression<float>> &&
+                  ModelWithBlockHvp<SoftmaxRegression<double>>,
               "SoftmaxRegression must provide every model capability (ift/models/model.hpp)");
 
 }  // namespace ift

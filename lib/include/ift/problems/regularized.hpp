@@ -26,7 +26,8 @@ namespace ift {
 /// metrics. Works for any model with the evaluate/hvp/... interface of SoftmaxRegression.
 template <class Model>
 class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
-                                 public capability::All<typename Model::Scalar> {
+                                 public capability::All<typename Model::Scalar>,
+                                 public capability::BlockHvp<typename Model::Scalar> {
   static_assert(FullModel<Model>,
                 "RegularizedProblem needs a model with every capability of ift/models/model.hpp "
                 "(evaluate, gradient_from_cache, hvp, Gauss-Newton and Fisher products, dense "
@@ -123,6 +124,23 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
     model_.hvp(*train_, w_, train_cache_, v, out);
     reduce(out, train_shard_);
     add_penalty_hvp(v, out);
+  }
+  /// The model's block product when it has one (ModelWithBlockHvp), else one hvp per column.
+  void hvp_block(const Matrix<S>& V, Matrix<S>& out) override {
+    require(V.rows() == penalty_curvature_.size(),
+            "RegularizedProblem::hvp_block: block of the wrong height (call set_point first)");
+    if constexpr (ModelWithBlockHvp<Model>) {
+      model_.hvp_block(*train_, w_, train_cache_, V, out);
+    } else {
+      out.resize(V.rows(), V.cols());
+      Vector<S> column, product;
+      for (Index j = 0; j < V.cols(); ++j) {
+        column = V.col(j);
+        model_.hvp(*train_, w_, train_cache_, column, product);
+        out.col(j) = product;
+      }
+    }
+    out.array() += V.array().colwise() * penalty_curvature_.array();  // + ∇²R V = exp(λ) ⊙ V
   }
   void gauss_newton_product(const Vector<S>& v, Vector<S>& out) override {
     model_.gauss_newton_product(*train_, w_, train_cache_, v, out);
