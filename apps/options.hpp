@@ -425,8 +425,7 @@ inline const std::vector<OptionSpec>& option_table() {
           .by_default("hessian")
           .one_of({"hessian", "gauss-newton", "outer-product", "fisher"}),
       option(g::kMethod, "steps", K::Integer, "K",
-             "CG iterations / Neumann terms / unrolled steps k / shine's CG refinement steps "
-             "(0: the L-BFGS estimate alone) / Nyström rank k")
+             "k: CG iterations, Neumann terms, unrolled steps, shine's CG steps, Nyström rank")
           .by_default("20")
           .integers(0, L::kMethodSteps),
       option(g::kMethod, "steps-list", K::Text, "LIST",

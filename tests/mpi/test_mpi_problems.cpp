@@ -98,6 +98,23 @@ void check_products(Pair<Model>& p) {
   P.mixed_product(v, b);
   EXPECT_LE(rel_error(b, a), kTol) << "mixed";
 
+  // nystrom's block product and stochastic curvature's minibatch HVP.
+  const Matrix<double> block = Matrix<double>::NullaryExpr(p.D, 5, [](Index i, Index j) {
+    return std::sin(0.7 * double(i) + 1.3 * double(j));
+  });
+  Matrix<double> BF, BP;
+  F.hvp_block(block, BF);
+  P.hvp_block(block, BP);
+  EXPECT_LE(rel_error(BP, BF), kTol) << "block HVP";
+  const Index n_rows = F.num_train_examples();
+  for (const std::vector<Index>& rows :
+       {std::vector<Index>{0, n_rows - 1, n_rows / 2, 2}, std::vector<Index>{1, 2},
+        std::vector<Index>{n_rows - 1}}) {
+    F.batch_hvp(rows, v, a);
+    P.batch_hvp(rows, v, b);
+    EXPECT_LE(rel_error(b, a), kTol) << "minibatch HVP";
+  }
+
   Matrix<double> HF, HP;
   F.hessian(HF);
   P.hessian(HP);
@@ -150,11 +167,19 @@ void check_hypergradients(Pair<Model>& p) {
                        Case{Method::Neumann, Curvature::Hessian, 10}, Case{Method::Neumann, Curvature::Fisher, 6},
                        Case{Method::Neumann, Curvature::OuterProduct, 6}, Case{Method::Identity, Curvature::Hessian, 0},
                        Case{Method::Zero, Curvature::Hessian, 0}, Case{Method::Kfac, Curvature::Hessian, 0},
-                       Case{Method::Unrolled, Curvature::Hessian, 5}}) {
+                       Case{Method::Unrolled, Curvature::Hessian, 5}, Case{Method::Nystrom, Curvature::Hessian, 7},
+                       Case{Method::Nystrom, Curvature::GaussNewton, 7}, Case{Method::Cg, Curvature::Hessian, -1},
+                       Case{Method::Neumann, Curvature::Hessian, -1}}) {
     MethodSpec spec;
     spec.method = c.method;
     spec.curvature = c.curvature;
     spec.steps = c.steps;
+    if (c.steps < 0) {  // stochastic curvature: fresh minibatches of 9 rows per product
+      spec.steps = 6;
+      spec.sampling = CurvatureSampling::Fresh;
+      spec.curvature_batch = 9;
+      spec.sampling_seed = 4;
+    }
     if (c.method == Method::Kfac) spec.damping = 1e-3;
     const auto hf = hypergradient(*p.full, spec);
     const auto hp = hypergradient(*p.part, spec);
@@ -177,8 +202,18 @@ void check_loop(Pair<Model>& p, InnerSolver inner) {
   params.outer = {OptimizerKind::Adam, 0.1};
   params.inner_solver = inner;
   params.inner_tolerance = 1e-6;
+  if (inner == InnerSolver::Lbfgs) {  // shine: the inner L-BFGS's pairs, on every rank
+    params.method.method = Method::Shine;
+    params.method.steps = 2;
+  } else if (inner == InnerSolver::Optimizer) {  // SOBA: neumann+warm, one HVP per hyper-step
+    params.method.method = Method::Neumann;
+    params.method.steps = 1;
+    params.method.warm_start = true;
+  }
   const auto rf = BilevelLoop<double>(params).run(*p.full, p.w, p.lambda);
   const auto rp = BilevelLoop<double>(params).run(*p.part, p.w, p.lambda);
+  for (std::size_t i = 0; i < rf.records.size() && i < rp.records.size(); ++i)
+    EXPECT_EQ(rp.records[i].status, rf.records[i].status) << params.method.name() << " step " << i;
   // A few hyper-steps amplify the order-of-addition differences only mildly.
   EXPECT_LE(rel_error(rp.w, rf.w), 1e-10);
   EXPECT_LE(rel_error(rp.lambda, rf.lambda), 1e-10);
@@ -213,6 +248,7 @@ TEST(MpiProblems, AlgorithmTwoEqualsOneProcess) {
   auto p = make_pair(SoftmaxRegression<double>(7, 3), 53, 31, 17, 6, 3, 31);
   check_loop(p, InnerSolver::Optimizer);
   check_loop(p, InnerSolver::NewtonCg);
+  check_loop(p, InnerSolver::Lbfgs);
 }
 
 }  // namespace

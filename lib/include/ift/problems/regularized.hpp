@@ -140,6 +140,7 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
         out.col(j) = product;
       }
     }
+    reduce(out, train_shard_);
     out.array() += V.array().colwise() * penalty_curvature_.array();  // + ∇²R V = exp(λ) ⊙ V
   }
   void gauss_newton_product(const Vector<S>& v, Vector<S>& out) override {
