@@ -13,8 +13,10 @@
 // vector type or plain numbers, so that the loop can checkpoint it for every backend.
 //
 // Who reads it today: MethodSpec::warm_start starts CG from the previous step's v (HOAG,
-// Pedregosa 2016; exact in exact arithmetic for any start, fewer iterations near a fixed point);
-// Method::Shine applies the inverse-Hessian estimate of the inner L-BFGS's pairs (`lbfgs`).
+// Pedregosa 2016; exact in exact arithmetic for any start, fewer iterations near a fixed point)
+// and neumann's Richardson iteration from it (SOBA at one step, reusing the previous α);
+// Method::Shine applies the inverse-Hessian estimate of the inner L-BFGS's pairs (`lbfgs`);
+// sampled curvature (+fresh / +fixed) seeds its row draws with (seed, uses).
 #pragma once
 
 #include <optional>
