@@ -14,34 +14,8 @@ run_np() {  # run_np N app args...
 }
 
 # Every numeric CSV cell (seconds aside) within TOL relative of the reference run's.
-compare_csv() {  # compare_csv REF OTHER TOL
-  /usr/bin/env python3 - "$1" "$2" "$3" <<'PY'
-import csv, sys
-ref, other, tol = sys.argv[1], sys.argv[2], float(sys.argv[3])
-def rows(p):
-    with open(p) as f:
-        return list(csv.reader(l for l in f if not l.startswith("#")))
-a, b = rows(ref), rows(other)
-if len(a) != len(b) or a[0] != b[0]:
-    sys.exit(f"{other}: {len(b)} rows / header {b[0]}, expected {len(a)} / {a[0]}")
-worst, where = 0.0, ""
-for ra, rb in zip(a[1:], b[1:]):
-    for name, x, y in zip(a[0], ra, rb):
-        if "seconds" in name or name == "message":
-            continue
-        try:
-            fx, fy = float(x), float(y)
-        except ValueError:
-            if x != y:
-                sys.exit(f"{other}: {name} is {y!r}, one process wrote {x!r}")
-            continue
-        d = abs(fx - fy) / max(abs(fx), 1e-300) if fx != fy else 0.0
-        if d > worst:
-            worst, where = d, f"{name} of {ra[0]} step {ra[1]}"
-print(f"  worst relative difference {worst:.2e} ({where or '-'})")
-if worst > tol:
-    sys.exit(f"{other}: {where} differs by {worst:.2e} relative (> {tol:g})")
-PY
+compare_csv() {  # compare_csv REF OTHER TOL (tests/compare_csv.py)
+  /usr/bin/env python3 "$(dirname "$0")/../compare_csv.py" "$@"
 }
 
 data=(--data fashion-mnist)

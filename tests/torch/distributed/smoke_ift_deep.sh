@@ -12,33 +12,8 @@ trap 'rm -rf "$out"' EXIT
 export OMP_NUM_THREADS=1
 run2() { bash "$src/tests/torch/distributed/run.sh" 2 "$@"; }
 
-compare_csv() {  # compare_csv REF OTHER TOL: every number but the timings within TOL relative
-  /usr/bin/env python3 - "$1" "$2" "$3" <<'PY'
-import csv, sys
-ref, other, tol = sys.argv[1], sys.argv[2], float(sys.argv[3])
-def rows(p):
-    with open(p) as f:
-        return list(csv.reader(l for l in f if not l.startswith("#")))
-a, b = rows(ref), rows(other)
-if len(a) != len(b) or a[0] != b[0]:
-    sys.exit(f"{other}: {len(b)} rows, expected {len(a)}")
-worst = 0.0
-for ra, rb in zip(a[1:], b[1:]):
-    for name, x, y in zip(a[0], ra, rb):
-        if "seconds" in name:
-            continue
-        try:
-            fx, fy = float(x), float(y)
-        except ValueError:
-            if x != y:
-                sys.exit(f"{other}: {name} is {y!r}, one process wrote {x!r}")
-            continue
-        if fx != fy:
-            worst = max(worst, abs(fx - fy) / max(abs(fx), 1e-300))
-print(f"  worst relative difference {worst:.2e}")
-if worst > tol:
-    sys.exit(f"{other}: differs by {worst:.2e} relative (> {tol:g})")
-PY
+compare_csv() {  # compare_csv REF OTHER TOL (tests/compare_csv.py)
+  /usr/bin/env python3 "$(dirname "$0")/../../compare_csv.py" "$@"
 }
 
 common=(--data synthetic --train 64 --val 32 --test 32 --hyper-steps 2 --inner-steps 2
