@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -82,7 +83,7 @@ class DenseSolver {
                                       std::to_string(H.rows()) + "x" + std::to_string(H.cols()) + ")");
     H_ = &H;
     n_ = H.rows();
-    ldlt_ = Eigen::LDLT<Matrix<S>>();
+    ldlt_.reset();
     message_.clear();
     rcond_ = 0;
     if (!H.allFinite()) {
@@ -108,9 +109,9 @@ class DenseSolver {
       return *this;
     }
     factor_ = Matrix<S>();  // release the failed factor before allocating LDLT's
-    ldlt_.compute(H);
+    ldlt_.emplace(H);
     factorization_ = DenseFactorization::LDLT;
-    const Vector<S> d = ldlt_.vectorD();
+    const Vector<S> d = ldlt_->vectorD();
     const S scale = d.size() > 0 ? d.cwiseAbs().maxCoeff() : S(0);
     const S tiny = static_cast<S>(H.rows()) * eps * scale;
     Index zero_pivots = 0, negative_pivots = 0;
@@ -146,7 +147,7 @@ class DenseSolver {
       x = g;
       cholesky_solve_in_place(factor_, x);
     } else {
-      x = ldlt_.solve(g);
+      x = ldlt_->solve(g);
     }
   }
 
@@ -170,7 +171,7 @@ class DenseSolver {
       result.x = g;
       cholesky_solve_in_place(factor_, result.x);
     } else {
-      result.x = ldlt_.solve(g);
+      result.x = ldlt_->solve(g);
     }
     if (!result.x.allFinite()) {
       result.x.setZero();
@@ -216,7 +217,7 @@ class DenseSolver {
     H_ = nullptr;
     n_ = 0;
     factor_ = Matrix<S>();
-    ldlt_ = Eigen::LDLT<Matrix<S>>();
+    ldlt_.reset();
     factorization_ = DenseFactorization::None;
     status_ = SolverStatus::NumericalIssue;
     rcond_ = 0;
@@ -226,7 +227,10 @@ class DenseSolver {
   const Matrix<S>* H_ = nullptr;
   Index n_ = 0;  ///< size of the factorised matrix
   Matrix<S> factor_;  ///< L in the lower triangle (Cholesky)
-  Eigen::LDLT<Matrix<S>> ldlt_;
+  // Empty until a factorisation needs it: Eigen's default-constructed LDLT leaves its status
+  // (m_info) uninitialised, so copying or moving one reads an indeterminate enum (UBSan, the
+  // sanitizer suite); an empty optional copies nothing.
+  std::optional<Eigen::LDLT<Matrix<S>>> ldlt_;
   DenseFactorization factorization_ = DenseFactorization::None;
   SolverStatus status_ = SolverStatus::NumericalIssue;
   double rcond_ = 0;
