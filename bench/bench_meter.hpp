@@ -2,9 +2,11 @@
 // depends on Eigen, Google Benchmark and OpenMP only (plus the header-only ift/core.hpp), so a
 // binary that must not link the library (bench_openblas) can use it too.
 //
-// Allocation counting: this header defines malloc() (one translation unit per binary includes
-// it), forwarding to glibc's __libc_malloc and counting calls, so `allocs_per_call` counts every
-// heap allocation made during a timed call (operator new, Eigen's aligned_malloc, ...).
+// Allocation counting: bench/memory_meter.cpp (one object per binary) replaces malloc and free,
+// counts allocations and live bytes, and registers them with Google Benchmark's memory-manager
+// hook (allocs_per_iter, max_bytes_used in every benchmark's output); CallMeter reads the same
+// count for `allocs_per_call`, the heap allocations of the timed calls alone (operator new,
+// Eigen's aligned_malloc, ...).
 #pragma once
 
 #include <benchmark/benchmark.h>
@@ -25,20 +27,9 @@
 
 #include "ift/core.hpp"
 
-// ---- Allocation counter -------------------------------------------------------------------------
-namespace ift::bench {
-inline std::atomic<long long> g_mallocs{0};
-}  // namespace ift::bench
-
-extern "C" void* __libc_malloc(std::size_t size);
-extern "C" void* malloc(std::size_t size) {
-  ift::bench::g_mallocs.fetch_add(1, std::memory_order_relaxed);
-  return __libc_malloc(size);
-}
+#include "memory_meter.hpp"
 
 namespace ift::bench {
-
-inline long long mallocs() { return g_mallocs.load(std::memory_order_relaxed); }
 
 // ---- Threads ------------------------------------------------------------------------------------
 /// One pool only (DESIGN.md §5): Eigen's GEMMs and the library's loops both use OpenMP.
@@ -232,6 +223,7 @@ inline void register_gemm() {
 inline int run_main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  register_heap_meter();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;
