@@ -188,12 +188,13 @@ inline Validator index_list(unsigned long long low, unsigned long long high) {
   };
 }
 /// Method names as in --methods: a base name of `bases`, for cg and neumann with the suffixes
-/// +warm, +fresh, +fixed (ift::parse_method_spec); (list) a comma-separated list of distinct ones.
+/// +warm, +fresh, +fixed, for cg also +kfac (ift::parse_method_spec); (list) a comma-separated
+/// list of distinct ones.
 inline Validator method_names(std::vector<std::string> bases, bool list) {
   return [bases = std::move(bases), list](const std::string& t) -> std::string {
     const std::string expected = std::string(list ? "a comma-separated list of " : "") +
                                  or_list(bases) + " (cg and neumann also with +warm, +fresh, " +
-                                 "+fixed, e.g. cg+warm)";
+                                 "+fixed, cg with +kfac, e.g. cg+warm, cg+kfac+warm)";
     std::vector<std::string> items;
     for (auto& s : split_list(t))
       if (!s.empty()) items.push_back(s);

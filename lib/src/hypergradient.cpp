@@ -74,6 +74,9 @@ const char* to_string(CurvatureSampling s) {
 
 bool supports_warm_start(Method m) { return m == Method::Cg || m == Method::Neumann; }
 bool supports_curvature_sampling(Method m) { return m == Method::Cg || m == Method::Neumann; }
+bool supports_preconditioner(Method m) { return m == Method::Cg; }
+
+const char* to_string(Preconditioner p) { return p == Preconditioner::Kfac ? "kfac" : "none"; }
 
 std::string MethodSpec::name() const {
   const bool uses_curvature =
@@ -82,6 +85,7 @@ std::string MethodSpec::name() const {
   std::string n = to_string(method);
   if (uses_curvature && curvature != Curvature::Hessian)
     n = std::string(to_string(curvature)) + "/" + n;
+  if (preconditioner != Preconditioner::None) n += std::string("+") + to_string(preconditioner);
   if (sampling != CurvatureSampling::Full) n += std::string("+") + to_string(sampling);
   if (warm_start) n += "+warm";
   return n;
@@ -105,9 +109,14 @@ MethodSpec parse_method_spec(const std::string& name) {
               "'" + name + "': " + to_string(spec.method) +
                   " has no minibatch curvature (only cg and neumann)");
       spec.sampling = parse_curvature_sampling(suffix);
+    } else if (suffix == "kfac") {
+      require(supports_preconditioner(spec.method),
+              "'" + name + "': " + to_string(spec.method) +
+                  " takes no preconditioner (only cg: cg+kfac)");
+      spec.preconditioner = Preconditioner::Kfac;
     } else {
       throw std::invalid_argument("'" + name + "': unknown suffix '+" + suffix +
-                                  "' (expected +warm, +fresh or +fixed)");
+                                  "' (expected +warm, +fresh, +fixed or +kfac)");
     }
     if (next == std::string::npos) break;
     rest = rest.substr(next + 1);
@@ -164,6 +173,13 @@ void MethodSpec::check() const {
           std::string("MethodSpec::warm_start: ") + to_string(method) +
               " cannot warm start (only cg and neumann carry v across hyper-steps)");
   require(curvature_batch >= 0, "MethodSpec::curvature_batch must be >= 0");
+  if (preconditioner != Preconditioner::None) {
+    require(supports_preconditioner(method),
+            std::string("MethodSpec::preconditioner: ") + to_string(method) +
+                " takes no preconditioner (only cg)");
+    require(curvature == Curvature::Hessian || curvature == Curvature::GaussNewton,
+            "MethodSpec::preconditioner: needs the Hessian or Gauss-Newton curvature");
+  }
   if (sampling != CurvatureSampling::Full) {
     require(supports_curvature_sampling(method),
             std::string("MethodSpec::sampling ") + to_string(sampling) + ": " +

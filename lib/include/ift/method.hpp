@@ -33,6 +33,10 @@ enum class Curvature { Hessian, GaussNewton, OuterProduct, Fisher };
 /// of MethodSpec::curvature_batch rows for every product (every Neumann term, CG iteration and
 /// power iteration); fixed = one minibatch drawn per solve and used by all its products.
 enum class CurvatureSampling { Full, Fresh, Fixed };
+/// cg's preconditioner (the "+kfac" name suffix): none, or KFAC's damped Kronecker curvature K
+/// (the kfac method's, same damping) as a split preconditioner: CG runs on K^(−1/2) H K^(−1/2)
+/// with right-hand side K^(−1/2) g and v = K^(−1/2) y (docs/methods.md). The HVP count is cg's.
+enum class Preconditioner { None, Kfac };
 
 Method parse_method(const std::string& name);
 Curvature parse_curvature(const std::string& name);
@@ -44,6 +48,9 @@ const char* to_string(CurvatureSampling s);
 bool supports_warm_start(Method m);
 /// Methods whose products can use minibatches of the training rows (cg, neumann).
 bool supports_curvature_sampling(Method m);
+/// Methods that take a preconditioner (cg).
+bool supports_preconditioner(Method m);
+const char* to_string(Preconditioner p);
 
 /// One inverse approximation, fully specified. Fields apply where the method uses them.
 struct MethodSpec {
@@ -67,6 +74,9 @@ struct MethodSpec {
   bool warm_start = false;
   /// cg, neumann with the Hessian: minibatch curvature products ("+fresh" / "+fixed" suffix).
   CurvatureSampling sampling = CurvatureSampling::Full;
+  /// cg: the preconditioner ("+kfac" suffix; its damping is kfac's: `damping` plus the
+  /// penalty's mean curvature). Other methods: check() refuses it.
+  Preconditioner preconditioner = Preconditioner::None;
   /// Rows per curvature minibatch (sampling fresh / fixed), >= 1 then; 0 with sampling full.
   Index curvature_batch = 0;
   /// Seed of the curvature minibatches: hypergradient number u (SolverState::uses, 0 without a
@@ -88,8 +98,9 @@ struct MethodSpec {
   /// (linalg/nystrom.hpp); the rank is `steps`.
   NystromParams nystrom;
 
-  /// "neumann", "gauss-newton/cg", "outer-product/neumann", "cg+warm", "neumann+fresh+warm", …:
-  /// the name used in CSV files (suffixes: sampling, then "+warm").
+  /// "neumann", "gauss-newton/cg", "outer-product/neumann", "cg+warm", "neumann+fresh+warm",
+  /// "cg+kfac+warm", …: the name used in CSV files (suffixes: preconditioner, sampling, then
+  /// "+warm").
   std::string name() const;
   /// Throws std::invalid_argument naming the field (the solver structs' own checks, prefixed
   /// with MethodSpec::cg / ::neumann / ::kfac), and for curvatures a method cannot use.
@@ -105,7 +116,7 @@ struct MethodSpec {
 };
 
 /// A method name with optional suffixes, as in --methods: "cg", "cg+warm", "neumann+fresh",
-/// "neumann+fixed+warm". Sets method, warm_start and sampling (the batch size and seed are the
+/// "neumann+fixed+warm", "cg+kfac+warm". Sets method, preconditioner, warm_start and sampling (the batch size and seed are the
 /// caller's). Throws std::invalid_argument naming the suffix a method does not support.
 MethodSpec parse_method_spec(const std::string& name);
 

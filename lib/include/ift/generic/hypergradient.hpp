@@ -448,6 +448,100 @@ void nystrom_sweep(P& problem, const MethodSpec& spec, const ProblemVector<P>& g
   }
 }
 
+/// The kfac method's approximate inverse at the problem's point (also cg's "+kfac"
+/// preconditioner): the problem's Kronecker factors, damped by spec.damping plus the penalty's
+/// curvature (its size-weighted mean over the blocks: exact for a global decay).
+template <HypergradientProblem P>
+  requires HasMatrixSpace<ProblemVector<P>>
+KfacInverse<ProblemVector<P>> kfac_inverse(P& problem, const MethodSpec& spec) {
+  using V = ProblemVector<P>;
+  using S = typename VectorSpace<V>::Scalar;
+  std::vector<S> shift;
+  std::vector<KfacBlock<V>> factors;
+  if (!with_capability<capability::KroneckerFactorization, HasKroneckerFactors<P>>(
+          problem, [&](auto& c) { factors = c.kfac_factors(shift); }))
+    throw std::invalid_argument(std::string(spec.method == Method::Kfac ? "kfac" : "cg+kfac") +
+                                ": this problem provides no Kronecker factors "
+                                "(capability::KroneckerFactorization)");
+  require(shift.size() == factors.size(),
+          "kfac: the problem returned " + std::to_string(shift.size()) + " penalty shifts for " +
+              std::to_string(factors.size()) + " blocks");
+  double shift_sum = 0;
+  Index covered = 0;
+  for (std::size_t b = 0; b < factors.size(); ++b) {
+    shift_sum += static_cast<double>(shift[b]) * static_cast<double>(factors[b].size());
+    covered += factors[b].size();
+  }
+  const double damping = spec.damping + (covered ? shift_sum / double(covered) : 0.0);
+  return KfacInverse<V>(problem.num_params(), factors, damping, spec.kfac.damping_mode);
+}
+
+/// cg (spec.preconditioner = kfac): split-preconditioned CG with K = the kfac method's damped
+/// Kronecker curvature, i.e. conjugate_gradient on B = K^(−1/2) H K^(−1/2), b = K^(−1/2) g, from
+/// y0 = K^(1/2) x0 when warm, and v = K^(−1/2) y. B is symmetric positive definite when H is, so
+/// every CG variant (Lanczos with reorthogonalisation included) and its partial results carry
+/// over unchanged; the HVP count is cg's, the residual reported is B's (relative to ||b||).
+/// A KFAC inverse that is not defined ends the solve with its NumericalIssue and v = 0.
+template <HypergradientProblem P, LinearOperator Op>
+SolveResult<ProblemVector<P>> preconditioned_cg(P& problem, const MethodSpec& spec, const Op& op,
+                                                const ProblemVector<P>& g,
+                                                const ProblemVector<P>* x0,
+                                                const PartialResults<ProblemVector<P>>& partial = {}) {
+  using V = ProblemVector<P>;
+  using VS = VectorSpace<V>;
+  if constexpr (HasMatrixSpace<V>) {
+    const KfacInverse<V> K = kfac_inverse(problem, spec);
+    const std::string prefix = "KFAC-preconditioned (" + K.message() + "): ";
+    if (K.status() != SolverStatus::Converged) {
+      SolveResult<V> failed;
+      failed.x = VS::zeros_like(g);
+      failed.status = SolverStatus::NumericalIssue;
+      failed.message = "cg+kfac: " + K.message();
+      if (partial.active())
+        for (Index k : partial.at) {
+          (void)k;
+          SolveResult<V> copy = failed;
+          copy.x = VS::zeros_like(g);
+          partial.report(k, std::move(copy));
+        }
+      return failed;
+    }
+    V t = VS::zeros_like(g), u = VS::zeros_like(g);
+    FunctionOperator<V> B(VS::size(g), [&](const V& y, V& out) {
+      K.apply_power(y, t, KfacPower::InverseRoot);
+      op.apply(t, u);
+      K.apply_power(u, out, KfacPower::InverseRoot);
+    });
+    V b = VS::zeros_like(g);
+    K.apply_power(g, b, KfacPower::InverseRoot);
+    std::optional<V> y0;
+    if (x0 != nullptr) {
+      y0.emplace(VS::zeros_like(g));
+      K.apply_power(*x0, *y0, KfacPower::Root);
+    }
+    const auto back = [&](SolveResult<V>& r) {
+      V x = VS::zeros_like(g);
+      K.apply_power(r.x, x, KfacPower::InverseRoot);
+      r.x = std::move(x);
+      r.message = prefix + r.message;
+    };
+    PartialResults<V> mapped;
+    if (partial.active()) {
+      mapped.at = partial.at;
+      mapped.report = [&](Index k, SolveResult<V>&& r) {
+        back(r);
+        partial.report(k, std::move(r));
+      };
+    }
+    SolveResult<V> r = conjugate_gradient(B, b, spec.cg_params(), y0 ? &*y0 : nullptr, mapped);
+    back(r);
+    return r;
+  } else {
+    (void)problem, (void)spec, (void)op, (void)g, (void)x0, (void)partial;
+    throw std::invalid_argument("cg+kfac: this backend has no Kronecker factors");
+  }
+}
+
 /// v ≈ H⁻¹ g by the spec's method (every method but unrolled).
 template <HypergradientProblem P>
 void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
@@ -488,7 +582,10 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
       const bool warm = spec.warm_start && state != nullptr && state->has_v &&
                         VectorSpace<V>::size(state->v) == VectorSpace<V>::size(g);
       if (spec.method == Method::Cg) {
-        copy_diagnostics(conjugate_gradient(op, g, spec.cg_params(), warm ? &state->v : nullptr),
+        copy_diagnostics(spec.preconditioner == Preconditioner::Kfac
+                             ? preconditioned_cg(problem, spec, op, g, warm ? &state->v : nullptr)
+                             : conjugate_gradient(op, g, spec.cg_params(),
+                                                  warm ? &state->v : nullptr),
                          out);
         return;
       }
@@ -504,27 +601,7 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
     case Method::Zero: copy_diagnostics(zero_solve(g), out); return;
     case Method::Kfac:
       if constexpr (HasMatrixSpace<V>) {
-        using S = typename VectorSpace<V>::Scalar;
-        std::vector<S> shift;
-        std::vector<KfacBlock<V>> factors;
-        if (!with_capability<capability::KroneckerFactorization, HasKroneckerFactors<P>>(
-                problem, [&](auto& c) { factors = c.kfac_factors(shift); }))
-          throw std::invalid_argument(
-              "kfac: this problem provides no Kronecker factors (capability::KroneckerFactorization)");
-        require(shift.size() == factors.size(),
-                "kfac: the problem returned " + std::to_string(shift.size()) +
-                    " penalty shifts for " + std::to_string(factors.size()) + " blocks");
-        double shift_sum = 0;
-        Index covered = 0;
-        for (std::size_t b = 0; b < factors.size(); ++b) {
-          shift_sum += static_cast<double>(shift[b]) * static_cast<double>(factors[b].size());
-          covered += factors[b].size();
-        }
-        // The penalty's curvature enters as damping, by its size-weighted mean over the blocks
-        // (exact for global decay); the explicit damping is added on top.
-        const double damping = spec.damping + (covered ? shift_sum / double(covered) : 0.0);
-        const KfacInverse<V> inverse(problem.num_params(), factors, damping,
-                                     spec.kfac.damping_mode);
+        const KfacInverse<V> inverse = kfac_inverse(problem, spec);
         if (spec.compute_residual) {
           const auto op = curvature_operator(problem, spec);
           copy_diagnostics(kfac_solve(inverse, g, op), out);
@@ -834,6 +911,8 @@ std::vector<Result<ProblemVector<P>>> hypergradient_sweep(
       partial.report = [&](Index, SolveResult<V>&& r) { finish(std::move(r)); };
       if (spec.method == Method::Neumann)
         neumann(op, g, run.neumann_params(), partial);
+      else if (spec.preconditioner == Preconditioner::Kfac)
+        detail::preconditioned_cg(problem, run, op, g, nullptr, partial);
       else
         conjugate_gradient(op, g, run.cg_params(), nullptr, partial);
       require(next == sorted.size(), "hypergradient_sweep: a solver skipped a partial result");

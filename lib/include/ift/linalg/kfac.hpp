@@ -153,6 +153,12 @@ class KfacCurvature {
   mutable std::vector<Work> work_;
 };
 
+/// The power of the damped Kronecker curvature K (G ⊗ A + δI, or the factored form) that
+/// KfacInverse::apply_power applies: K⁻¹ (apply), K^(−1/2) and K^(1/2), the symmetric square
+/// roots in the same eigenbases (split preconditioning: CG on K^(−1/2) H K^(−1/2), the
+/// "+kfac" preconditioner of cg, docs/methods.md).
+enum class KfacPower { Inverse, InverseRoot, Root };
+
 /// Applies the KFAC approximate inverse (see KfacDampingMode) per block; parameters outside
 /// every block (e.g. a layer without factors) get the damping-only inverse x / δ, the inverse
 /// of the forward operator's δ I there. Construction factorises once (two symmetric
@@ -194,14 +200,18 @@ class KfacInverse {
         fail(name + "eigendecomposition of a Kronecker factor failed");
         break;
       }
-      if (mode == KfacDampingMode::Exact) {
-        f.inverse_denominator = MS::outer(da, dg);
-        MS::add_constant(f.inverse_denominator, damping);
-      } else {
+      if (mode == KfacDampingMode::Factored) {
         MS::add_constant(da, root);
         MS::add_constant(dg, root);
-        f.inverse_denominator = MS::outer(da, dg);
       }
+      // The eigenvalues of the damped block, da_i dg_j + δ (or the factored product): a fresh
+      // matrix per call (tensors share storage on assignment).
+      const auto denominator = [&] {
+        auto d = MS::outer(da, dg);
+        if (mode == KfacDampingMode::Exact) MS::add_constant(d, damping);
+        return d;
+      };
+      f.inverse_denominator = denominator();
       const double largest = MS::max_abs(f.inverse_denominator);
       const double smallest = MS::min(f.inverse_denominator);
       if (!(smallest > MS::epsilon(f.inverse_denominator) * largest) || !std::isfinite(largest)) {
@@ -211,6 +221,10 @@ class KfacInverse {
         break;
       }
       MS::reciprocal(f.inverse_denominator);
+      f.inverse_root = denominator();
+      MS::power(f.inverse_root, -0.5);
+      f.root = denominator();
+      MS::power(f.root, 0.5);
       f.m = MS::zeros(k.A, k.inputs(), k.outputs());
       f.work1 = MS::zeros(k.A, k.inputs(), k.outputs());
       f.work2 = MS::zeros(k.A, k.inputs(), k.outputs());
@@ -255,14 +269,21 @@ class KfacInverse {
   Index rows() const { return dimension_; }
   Index cols() const { return dimension_; }
 
-  void apply(const V& x, V& y) const {
+  void apply(const V& x, V& y) const { apply_power(x, y, KfacPower::Inverse); }
+
+  /// y = K^p x for p = −1 (apply), −1/2 or 1/2 (KfacPower): the same rotations into the
+  /// eigenbases, the eigenvalues raised to p; parameters outside every block get δ^p.
+  void apply_power(const V& x, V& y, KfacPower power) const {
     VS::assign(y, x);
     if (!valid_) {
       VS::scale(std::numeric_limits<Scalar>::quiet_NaN(), y);  // NaN · x is NaN everywhere
       return;
     }
     if (damping_ > 0) {
-      VS::scale(static_cast<Scalar>(1.0 / damping_), y);
+      const double outside = power == KfacPower::Inverse       ? 1.0 / damping_
+                             : power == KfacPower::InverseRoot ? 1.0 / std::sqrt(damping_)
+                                                               : std::sqrt(damping_);
+      VS::scale(static_cast<Scalar>(outside), y);
     } else {
       VS::set_zero(y);  // every parameter is in a block (checked at construction)
     }
@@ -270,7 +291,9 @@ class KfacInverse {
       MS::read_block(x, f.layout, f.m);
       MS::product(f.Ua, true, f.m, false, f.work1);  // rotate into the eigenbases
       MS::product(f.work1, false, f.Ug, false, f.work2);
-      MS::multiply_elements(f.work2, f.inverse_denominator);
+      MS::multiply_elements(f.work2, power == KfacPower::Inverse       ? f.inverse_denominator
+                                     : power == KfacPower::InverseRoot ? f.inverse_root
+                                                                       : f.root);
       MS::product(f.Ua, false, f.work2, false, f.work1);  // rotate back
       MS::product(f.work1, false, f.Ug, true, f.m);
       MS::write_block(f.m, f.layout, y, /*accumulate=*/false);
@@ -287,7 +310,7 @@ class KfacInverse {
   using MS = MatrixSpace<V>;
   struct Factors {
     BlockLayout layout;
-    typename MS::MatrixType Ua, Ug, inverse_denominator;
+    typename MS::MatrixType Ua, Ug, inverse_denominator, inverse_root, root;
     mutable typename MS::MatrixType m, work1, work2;
   };
 

@@ -48,6 +48,7 @@ struct BlockLayout {
 ///   void   add_constant(Matrix& m, double c)   m_ij += c
 ///   double min(const Matrix& m); double max_abs(const Matrix& m)
 ///   void   reciprocal(Matrix& m)               m_ij = 1 / m_ij
+///   void   power(Matrix& m, double p)          m_ij = m_ij^p (m_ij > 0)
 ///   void   multiply_elements(Matrix& m, const Matrix& by)     m_ij *= by_ij
 ///   void   product(const Matrix& a, bool transpose_a, const Matrix& b, bool transpose_b,
 ///                  Matrix& out)                out = op(a) op(b); out must not alias a or b;
@@ -77,6 +78,7 @@ concept HasMatrixSpace =
       { MatrixSpace<V>::min(cm) } -> std::convertible_to<double>;
       { MatrixSpace<V>::max_abs(cm) } -> std::convertible_to<double>;
       MatrixSpace<V>::reciprocal(m);
+      MatrixSpace<V>::power(m, 0.5);
       MatrixSpace<V>::multiply_elements(m, cm);
       MatrixSpace<V>::product(cm, true, cm, false, m);
       MatrixSpace<V>::read_block(cx, layout, m);
@@ -112,6 +114,7 @@ struct MatrixSpace<Vector<S>> {
   static double min(const MatrixType& m) { return static_cast<double>(m.minCoeff()); }
   static double max_abs(const MatrixType& m) { return static_cast<double>(m.cwiseAbs().maxCoeff()); }
   static void reciprocal(MatrixType& m) { m = m.cwiseInverse(); }
+  static void power(MatrixType& m, double p) { m = m.array().pow(static_cast<S>(p)).matrix(); }
   static void multiply_elements(MatrixType& m, const MatrixType& by) { m.array() *= by.array(); }
   static void product(const MatrixType& a, bool transpose_a, const MatrixType& b,
                       bool transpose_b, MatrixType& out) {

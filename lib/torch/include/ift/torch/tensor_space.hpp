@@ -143,6 +143,10 @@ struct MatrixSpace<::torch::Tensor> {
     ::torch::NoGradGuard no_grad;
     m.reciprocal_();
   }
+  static void power(MatrixType& m, double p) {
+    ::torch::NoGradGuard no_grad;
+    m.pow_(p);
+  }
   static void multiply_elements(MatrixType& m, const MatrixType& by) {
     ::torch::NoGradGuard no_grad;
     m.mul_(by);
