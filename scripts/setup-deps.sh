@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ift needs, only those missing (fast when all are present).
-# Usage: scripts/setup-deps.sh [--with-torch] [--with-mpi] [--with-fuzz]
+# Usage: scripts/setup-deps.sh [--with-torch] [--with-mpi] [--with-fuzz] [--with-pytorch]
 #   --with-torch   LibTorch (Debian's CPU build) for the deep-net adapter, Gloo headers for torch.distributed
 #   --with-mpi     Open MPI for the data-parallel problems and their multi-process tests
 #   --with-fuzz    clang 14 and its runtime (libFuzzer, sanitizers): scripts/fuzz.sh
+#   --with-pytorch Debian's python3-torch (OpenBLAS) for bench/pytorch_compare.py
 set -euo pipefail
 packages=(build-essential cmake libeigen3-dev libspectra-dev liblbfgspp-dev libboost-program-options-dev
           libbenchmark-dev libgtest-dev zlib1g-dev dataset-fashion-mnist
@@ -13,7 +14,8 @@ for arg in "$@"; do
     --with-torch) packages+=(libtorch-dev libgloo-dev) ;;
     --with-mpi) packages+=(libopenmpi-dev openmpi-bin) ;;
     --with-fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
-    *) echo "setup-deps.sh: unknown option '$arg' (expected --with-torch, --with-mpi or --with-fuzz)" >&2; exit 2 ;;
+    --with-pytorch) packages+=(python3-torch) ;;
+    *) echo "setup-deps.sh: unknown option '$arg' (expected --with-torch, --with-mpi, --with-fuzz or --with-pytorch)" >&2; exit 2 ;;
   esac
 done
 missing=()
