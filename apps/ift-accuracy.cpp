@@ -74,7 +74,7 @@ const std::vector<std::string> kAllMethods = {
     "exact",         "gauss-newton/exact",    "kfac",           "identity",
     "cg",            "neumann",               "gauss-newton/cg", "gauss-newton/neumann",
     "outer-product/neumann", "fisher/neumann", "unrolled",         "shine",
-    "nystrom"};
+    "nystrom",       "cg+kfac"};
 /// Stochastic curvature (docs/methods.md): not in the default list, they need --curvature-batch.
 const std::vector<std::string> kSampledMethods = {"cg+fresh", "cg+fixed", "neumann+fresh",
                                                   "neumann+fixed"};
@@ -94,7 +94,8 @@ MethodSpec spec_from_name(const std::string& name, Index k, double kfac_damping)
   const MethodSpec named =
       parse_method_spec(slash == std::string::npos ? name : name.substr(slash + 1));
   s.method = named.method;
-  s.sampling = named.sampling;  // +fresh / +fixed
+  s.sampling = named.sampling;              // +fresh / +fixed
+  s.preconditioner = named.preconditioner;  // +kfac
   s.steps = k;
   s.cg.tolerance = 0;  // cg(k) means k iterations: no early stop (DESIGN.md §1)
   if (s.method == Method::Kfac) s.damping = kfac_damping;
@@ -305,7 +306,9 @@ int run(int argc, char** argv) {
   std::vector<std::string> methods = v.list("methods");
   if (v.has("curvature-batch")) opt.curvature_batch = v.integer("curvature-batch");
   for (const std::string& name : methods)
-    app::require_option(name.find('+') == std::string::npos || opt.curvature_batch > 0,
+    app::require_option(parse_method_spec(name.substr(name.find('/') + 1)).sampling ==
+                                CurvatureSampling::Full ||
+                            opt.curvature_batch > 0,
                         "curvature-batch", "needed by " + name + " (rows per sampled HVP)");
   // shine (k = 0: the L-BFGS estimate, k > 0: refined by k CG steps) reuses the pairs of the
   // L-BFGS solve that found w*: with another --inner there are none. Asked for by name it then
