@@ -18,11 +18,15 @@
 // Every benchmark runs a fixed number of iterations (the ranks must make the same collective
 // calls) and starts each iteration at a barrier (outside the timing). Only rank 0 reports: the
 // others run with a reporter that prints nothing and without --benchmark_out. Counters (per
-// call, rank 0 unless said): ranks, comm_ms (inside sum), compute_ms (the rest),
-// compute_max_ms (the slowest rank's), sums, scalars_summed (one rank's contribution),
-// recv_MB ((N−1)·8 bytes per scalar: what the rank-order gather receives), hvps.
+// call, rank 0 unless said): ranks, comm_ms (wall time inside the collectives), compute_ms (the
+// rest), compute_max_ms (the slowest rank's); the same in the thread's CPU time: comm_cpu_ms,
+// compute_cpu_ms, compute_cpu_max_ms (on a machine with more runnable processes than cores the
+// wall times include time the rank was not scheduled; the CPU times do not); sums,
+// scalars_summed (one rank's contribution), recv_MB ((N−1)·8 bytes per scalar: what the
+// rank-order gather receives), hvps.
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <vector>
 
 #include "bench_common.hpp"
@@ -94,7 +98,7 @@ std::vector<double> gather(double x) {
 template <class Op>
 void run_timed(benchmark::State& state, Op&& op) {
   op();
-  double busy = 0;
+  double busy = 0, cpu = 0;
   long long calls = 0;
   g_world->barrier();
   g_timed->reset();
@@ -102,20 +106,27 @@ void run_timed(benchmark::State& state, Op&& op) {
     state.PauseTiming();
     g_world->barrier();
     state.ResumeTiming();
+    const double c0 = parallel::TimedCommunicator::thread_cpu_seconds();
     const auto t0 = Clock::now();
     op();
     busy += seconds_since(t0);
+    cpu += parallel::TimedCommunicator::thread_cpu_seconds() - c0;
     ++calls;
   }
   const double c = static_cast<double>(std::max<long long>(calls, 1));
   const auto& t = g_timed->totals();
   const double comm = t.seconds() / c, total = busy / c, compute = total - comm;
-  const std::vector<double> computes = gather(compute);
+  const double compute_cpu = (cpu - t.cpu_seconds) / c;
+  const std::vector<double> computes = gather(compute), compute_cpus = gather(compute_cpu);
   const int N = g_world->size();
   state.counters["ranks"] = N;
   state.counters["comm_ms"] = comm * 1e3;
   state.counters["compute_ms"] = compute * 1e3;
   state.counters["compute_max_ms"] = *std::max_element(computes.begin(), computes.end()) * 1e3;
+  state.counters["compute_cpu_ms"] = compute_cpu * 1e3;
+  state.counters["compute_cpu_max_ms"] =
+      *std::max_element(compute_cpus.begin(), compute_cpus.end()) * 1e3;
+  state.counters["comm_cpu_ms"] = t.cpu_seconds / c * 1e3;
   state.counters["sums"] = static_cast<double>(t.sums) / c;
   state.counters["scalars_summed"] = t.summed_scalars / c;
   state.counters["recv_MB"] = double(N - 1) * t.summed_bytes / c * 1e-6;
@@ -215,6 +226,11 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(nargs, argp)) return 1;
   benchmark::AddCustomContext("ranks", std::to_string(g_world->size()));
   benchmark::AddCustomContext("communicator", g_timed->name());
+  if (std::ifstream load("/proc/loadavg"); load) {  // how busy the machine was (shared cores)
+    std::string one, five, fifteen;
+    load >> one >> five >> fifteen;
+    benchmark::AddCustomContext("loadavg", one + " " + five + " " + fifteen);
+  }
 
   // One thread per rank unless OMP_NUM_THREADS says otherwise (scripts/bench-mpi.sh sets it).
   const char* threads = std::getenv("OMP_NUM_THREADS");

@@ -77,6 +77,9 @@ TEST(TimedCommunicator, ForwardsEveryCallAndCountsIt) {
   EXPECT_GE(t.broadcast_seconds, d);
   EXPECT_GE(t.barrier_seconds, d);
   EXPECT_DOUBLE_EQ(t.seconds(), t.sum_seconds + t.broadcast_seconds + t.barrier_seconds);
+  // Sleeping is waiting, not computing: the thread's CPU time inside the calls stays below it.
+  EXPECT_GE(t.cpu_seconds, 0.0);
+  EXPECT_LT(t.cpu_seconds, 4 * d);
 
   timed.reset();
   EXPECT_EQ(timed.totals().sums, 0);

@@ -9,12 +9,15 @@
 //   timed->totals().sum_seconds            // time inside sum(), waiting for peers included
 //
 // The time inside a collective includes waiting for the slowest rank to arrive (load
-// imbalance), not only the transfer. Not thread-safe, like the communicators it wraps: only the
+// imbalance), not only the transfer; on a machine with more processes than cores it also
+// includes the time the rank was not scheduled, which the CPU time does not (the CPU time of a
+// rank that waits is the MPI library's polling). Not thread-safe, like the communicators it wraps: only the
 // thread that calls the problem's methods may call it (MPI_THREAD_FUNNELED).
 #pragma once
 
 #include <chrono>
 #include <cstddef>
+#include <ctime>
 #include <memory>
 #include <string>
 #include <utility>
@@ -37,7 +40,9 @@ class TimedCommunicator final : public Communicator {
     double broadcast_bytes = 0;
     double barrier_seconds = 0;
     long long barriers = 0;
-    /// Every collective's time: sums, broadcasts and barriers.
+    /// The calling thread's CPU time inside every collective (CLOCK_THREAD_CPUTIME_ID).
+    double cpu_seconds = 0;
+    /// Every collective's wall time: sums, broadcasts and barriers.
     double seconds() const { return sum_seconds + broadcast_seconds + barrier_seconds; }
   };
 
@@ -54,16 +59,20 @@ class TimedCommunicator final : public Communicator {
   void sum(double* x, std::size_t n) override { timed_sum(x, n); }
   void sum(float* x, std::size_t n) override { timed_sum(x, n); }
   void broadcast(void* data, std::size_t n, int root) override {
+    const double c0 = thread_cpu_seconds();
     const auto t0 = Clock::now();
     inner_->broadcast(data, n, root);
     totals_.broadcast_seconds += since(t0);
+    totals_.cpu_seconds += thread_cpu_seconds() - c0;
     ++totals_.broadcasts;
     totals_.broadcast_bytes += static_cast<double>(n);
   }
   void barrier() override {
+    const double c0 = thread_cpu_seconds();
     const auto t0 = Clock::now();
     inner_->barrier();
     totals_.barrier_seconds += since(t0);
+    totals_.cpu_seconds += thread_cpu_seconds() - c0;
     ++totals_.barriers;
   }
   std::string name() const override { return "timed(" + inner_->name() + ")"; }
@@ -73,11 +82,23 @@ class TimedCommunicator final : public Communicator {
   static double since(Clock::time_point t0) {
     return std::chrono::duration<double>(Clock::now() - t0).count();
   }
+
+ public:
+  /// The calling thread's CPU time in seconds (POSIX CLOCK_THREAD_CPUTIME_ID).
+  static double thread_cpu_seconds() {
+    timespec t{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+  }
+
+ private:
   template <class T>
   void timed_sum(T* x, std::size_t n) {
+    const double c0 = thread_cpu_seconds();
     const auto t0 = Clock::now();
     inner_->sum(x, n);
     totals_.sum_seconds += since(t0);
+    totals_.cpu_seconds += thread_cpu_seconds() - c0;
     ++totals_.sums;
     totals_.summed_scalars += static_cast<double>(n);
     totals_.summed_bytes += static_cast<double>(n * sizeof(T));
