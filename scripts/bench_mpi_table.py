@@ -53,7 +53,7 @@ def main():
     print("One sum (gather + rank-order add) on 2 ranks, wall ms: " +
           ", ".join(f"d = {d:,}: {t:.3f}" for d, t in sorted(s2.items())) + "\n")
 
-    print("| call | t(1) ms | t(2) ms | **t(1)/t(2)** | 2 ranks: comm ms | compute ms (slowest rank) "
+    print("| call | t(1) ms | t(2) ms | **t(1)/t(2)** | 2 ranks: comm ms (CPU) | compute ms (slowest rank) "
           "| CPU: compute(1) ms | compute(2) ms | CPU ratio | sums (k_1 + k_D) | received per rank MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
@@ -70,7 +70,8 @@ def main():
         sums, scalars = ms(b1, "sums"), ms(b1, "scalars_summed")
         k_D = round((scalars - sums) / (D - 1))
         k_1 = round(sums) - k_D
-        print(f"| {kind} {model} n = {n:,} | {t1:.1f} | {t2:.1f} | **{t1 / t2:.2f}** | {ms(b2, 'comm_ms'):.1f} "
+        print(f"| {kind} {model} n = {n:,} | {t1:.1f} | {t2:.1f} | **{t1 / t2:.2f}** "
+              f"| {ms(b2, 'comm_ms'):.1f} ({ms(b2, 'comm_cpu_ms'):.1f}) "
               f"| {ms(b2, 'compute_max_ms'):.1f} | {c1:.1f} | {c2:.1f} | {c1 / c2:.2f} | {k_1} + {k_D} "
               f"| {ms(b2, 'recv_MB'):.2f} |")
         rows.append((kind, model, n, D, t1, t2, c1, c2, k_1, k_D, rep, b2))
