@@ -27,8 +27,8 @@
 // rank-order gather receives), hvps.
 #include <cstdlib>
 #include <cstring>
-#include <type_traits>
 #include <fstream>
+#include <type_traits>
 #include <vector>
 
 #include "bench_common.hpp"
