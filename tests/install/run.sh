@@ -3,10 +3,16 @@
 # it, configure tests/install/consumer against that prefix alone (CMAKE_PREFIX_PATH), build and
 # run it; when ift routes Eigen to OpenBLAS, check that the consumer and an installed app load
 # the OpenBLAS ift was linked with (the OpenMP build), not Debian's default alternative.
+# With ift::mpi, the consumer of the `mpi` component runs a sum under mpiexec on 1 and 2
+# processes; with ift::torch_distributed, the torch consumer links it too.
 # Registered with CTest as install.consumer (tests/CMakeLists.txt).
 # Usage: run.sh CMAKE BUILD_DIR CONSUMER_SOURCE CXX_COMPILER WITH_TORCH(ON|OFF) BLAS_DIR|none
+#               [WITH_TORCH_DISTRIBUTED(ON|OFF) MPIEXEC|none]
 set -euo pipefail
 cmake=$1 build=$2 consumer_src=$3 cxx=$4 with_torch=$5 blas_dir=$6
+with_torch_distributed=${7:-OFF} mpiexec=${8:-none}
+with_mpi=OFF
+[ "$mpiexec" != none ] && with_mpi=ON
 work=$build/install-test
 prefix=$work/prefix
 log=$work/log.txt
@@ -31,10 +37,11 @@ if grep -rlF -e "$src_root/" -e "$build/" "$prefix/lib/cmake/ift" | grep -q .; t
   fail "the installed CMake files name the source or build tree"
 fi
 
-step "configure the consumer (torch: $with_torch)"
+step "configure the consumer (torch: $with_torch, torch_distributed: $with_torch_distributed, mpi: $with_mpi)"
 run_logged "$cmake" -S "$consumer_src" -B "$work/consumer" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_PREFIX_PATH="$prefix" \
-  -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF -DIFT_CONSUMER_TORCH="$with_torch"
+  -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF -DIFT_CONSUMER_TORCH="$with_torch" \
+  -DIFT_CONSUMER_TORCH_DISTRIBUTED="$with_torch_distributed" -DIFT_CONSUMER_MPI="$with_mpi"
 found=$(sed -n 's/^ift_DIR:PATH=//p' "$work/consumer/CMakeCache.txt")
 [ "$found" = "$prefix/lib/cmake/ift" ] || fail "the consumer found ift in '$found', not in $prefix"
 
@@ -45,6 +52,14 @@ step "run it"
 "$work/consumer/consumer" || fail "consumer"
 if [ "$with_torch" = ON ]; then
   "$work/consumer/consumer_torch" || fail "consumer_torch"
+fi
+if [ "$with_mpi" = ON ]; then
+  # As root (CI), Open MPI needs OMPI_ALLOW_RUN_AS_ROOT*; loopback transports only.
+  for np in 1 2; do
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader,tcp \
+      timeout 120 "$mpiexec" -n "$np" --oversubscribe "$work/consumer/consumer_mpi" ||
+      fail "consumer_mpi under $mpiexec -n $np"
+  done
 fi
 
 if [ "$blas_dir" != none ]; then
