@@ -327,6 +327,23 @@ Index Mlp<S>::block_chunk(Index n) const {
   return std::max<Index>(1, (Index(1) << 23) / std::max<Index>(1, n * widest));
 }
 
+namespace {
+
+/// At least rows × cols (same rows, at least cols columns): keeps a larger buffer.
+template <class S>
+void ensure_columns(Matrix<S>& M, Index rows, Index cols) {
+  if (M.rows() != rows || M.cols() < cols) M.resize(rows, cols);
+}
+
+/// A rows × cols matrix view of a flat buffer grown when needed.
+template <class S>
+Eigen::Map<Matrix<S>> scratch(Vector<S>& buffer, Index rows, Index cols) {
+  if (buffer.size() < rows * cols) buffer.resize(rows * cols);
+  return Eigen::Map<Matrix<S>>(buffer.data(), rows, cols);
+}
+
+}  // namespace
+
 template <class S>
 void Mlp<S>::hvp_block(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
                        const Matrix<S>& V, Matrix<S>& out, Index chunk) const {
@@ -336,11 +353,17 @@ void Mlp<S>::hvp_block(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
   require(V.rows() == num_params(), "Mlp::hvp_block: V has the wrong height");
   const Index L = num_layers(), n = data.size(), D = num_params();
   out.resize(D, V.cols());
+  if (V.cols() == 0) return;
+  if (chunk <= 0) chunk = block_chunk(n);
+  chunk = std::min(chunk, V.cols());
   auto& RZb = cache.RZ_block;
   auto& Rdb = cache.Rdelta_block;
   RZb.resize(static_cast<std::size_t>(L));
   Rdb.resize(static_cast<std::size_t>(L));
-  if (chunk <= 0) chunk = block_chunk(n);
+  for (Index l = 0; l < L; ++l) {
+    ensure_columns(RZb[static_cast<std::size_t>(l)], n, chunk * widths_[l + 1]);
+    ensure_columns(Rdb[static_cast<std::size_t>(l)], n, chunk * widths_[l + 1]);
+  }
   for (Index first = 0; first < V.cols(); first += chunk) {
     const Index c = std::min(chunk, V.cols() - first);
     // Layer l's (in+1) × width block of direction j (column first + j of V / out).
@@ -352,23 +375,27 @@ void Mlp<S>::hvp_block(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
       return Eigen::Map<Matrix<S>>(out.col(first + j).data() + offset(l), widths_[l] + 1,
                                    widths_[l + 1]);
     };
+    // R{Z_l} / R{δ_l} of the chunk: the leading c·width columns of the layer's buffers.
+    const auto RZ_of = [&](Index l) {
+      return RZb[static_cast<std::size_t>(l)].leftCols(c * widths_[l + 1]);
+    };
+    const auto Rd_of = [&](Index l) {
+      return Rdb[static_cast<std::size_t>(l)].leftCols(c * widths_[l + 1]);
+    };
     // R-forward: R{Z_l} for the c directions side by side (n × c·width).
     for (Index l = 0; l < L; ++l) {
       const Index in = widths_[l], width = widths_[l + 1];
-      const auto h = static_cast<std::size_t>(l);
       Eigen::Map<const Matrix<S>> W(w.data() + offset(l), in + 1, width);
-      cache.V_cols.resize(in, c * width);
+      auto V_cols = scratch(cache.V_cols, in, c * width);
+      for (Index j = 0; j < c; ++j) V_cols.middleCols(j * width, width) = v_block(j, l).topRows(in);
+      auto RZ = RZ_of(l);
+      gemm(RZ, input(data, cache, l), V_cols);  // A_{l−1} [V_1 … V_c]: one GEMM
       for (Index j = 0; j < c; ++j)
-        cache.V_cols.middleCols(j * width, width) = v_block(j, l).topRows(in);
-      Matrix<S>& RZ = RZb[h];
-      RZ.resize(n, c * width);
-      gemm(RZ, input(data, cache, l), cache.V_cols);  // A_{l−1} [V_1 … V_c]: one GEMM
-      for (Index j = 0; j < c; ++j) add_bias<S>(RZ.middleCols(j * width, width), v_block(j, l).row(in));
+        add_bias<S>(RZ.middleCols(j * width, width), v_block(j, l).row(in));
       if (l > 0) {
-        Matrix<S>& RA = Rdb[h - 1];  // R{A_{l−1}} per direction, until the backward pass
-        RA.resize(n, c * in);
-        const Matrix<S>& D1 = cache.D1[h - 1];
-        const Matrix<S>& RZ_below = RZb[h - 1];
+        auto RA = Rd_of(l - 1);  // R{A_{l−1}} per direction, until the backward pass
+        const Matrix<S>& D1 = cache.D1[static_cast<std::size_t>(l - 1)];
+        const auto RZ_below = RZ_of(l - 1);
         for_columns(n, c * in, [&](Index col) {
           RA.col(col) = D1.col(col % in).cwiseProduct(RZ_below.col(col));
         });
@@ -377,39 +404,35 @@ void Mlp<S>::hvp_block(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
       }
     }
     const Index k_out = widths_.back();
-    Rdb.back().resize(n, c * k_out);
     for (Index j = 0; j < c; ++j)
-      output_curvature_block<S>(loss_, cache.out, RZb.back().middleCols(j * k_out, k_out),
-                                Rdb.back().middleCols(j * k_out, k_out));
+      output_curvature_block<S>(loss_, cache.out, RZ_of(L - 1).middleCols(j * k_out, k_out),
+                                Rd_of(L - 1).middleCols(j * k_out, k_out));
     // R-backward.
     for (Index l = L - 1; l >= 0; --l) {
       const Index in = widths_[l], width = widths_[l + 1];
       const auto h = static_cast<std::size_t>(l);
-      Matrix<S>& Rd = Rdb[h];
-      cache.product_cols.resize(in, c * width);
-      gemm(cache.product_cols, input(data, cache, l).transpose(), Rd);  // A_{l−1}ᵀ [R{δ_l}_j]
-      if (l > 0) {
-        cache.product_rows.resize(c * in, width);
-        gemm(cache.product_rows, Rdb[h - 1].transpose(), cache.delta[h]);  // [R{A}_j]ᵀ δ_l
-      }
+      const auto Rd = Rd_of(l);
+      auto product_cols = scratch(cache.product_cols, in, c * width);
+      gemm(product_cols, input(data, cache, l).transpose(), Rd);  // A_{l−1}ᵀ [R{δ_l}_j]
+      auto product_rows = scratch(cache.product_rows, l > 0 ? c * in : 0, width);
+      if (l > 0) gemm(product_rows, Rd_of(l - 1).transpose(), cache.delta[h]);  // [R{A}_j]ᵀ δ_l
       for (Index j = 0; j < c; ++j) {
         auto O = o_block(j, l);
-        O.topRows(in) = cache.product_cols.middleCols(j * width, width);
-        if (l > 0) O.topRows(in) += cache.product_rows.middleRows(j * in, in);
+        O.topRows(in) = product_cols.middleCols(j * width, width);
+        if (l > 0) O.topRows(in) += product_rows.middleRows(j * in, in);
         O.row(in) = Rd.middleCols(j * width, width).colwise().sum();
       }
       if (l > 0) {
         Eigen::Map<const Matrix<S>> W(w.data() + offset(l), in + 1, width);
-        Matrix<S>& Rd_below = Rdb[h - 1];
+        auto Rd_below = Rd_of(l - 1);
         for (Index j = 0; j < c; ++j)
           gemm(Rd_below.middleCols(j * in, in), Rd.middleCols(j * width, width),
                W.topRows(in).transpose());
-        cache.V_rows.resize(c * in, width);
-        for (Index j = 0; j < c; ++j)
-          cache.V_rows.middleRows(j * in, in) = v_block(j, l).topRows(in);
-        gemm(Rd_below, cache.delta[h], cache.V_rows.transpose(), true);  // δ_l [V_1 … V_c]ᵀ
-        const Matrix<S>&D1 = cache.D1[h - 1], &D2 = cache.D2[h - 1], &E = cache.E[h - 1],
-        &RZ = RZb[h - 1];
+        auto V_rows = scratch(cache.V_rows, c * in, width);
+        for (Index j = 0; j < c; ++j) V_rows.middleRows(j * in, in) = v_block(j, l).topRows(in);
+        gemm(Rd_below, cache.delta[h], V_rows.transpose(), true);  // δ_l [V_1 … V_c]ᵀ
+        const Matrix<S>&D1 = cache.D1[h - 1], &D2 = cache.D2[h - 1], &E = cache.E[h - 1];
+        const auto RZ = RZ_of(l - 1);
         for_columns(n, c * in, [&](Index col) {
           const Index j = col % in;
           Rd_below.col(col).array() = Rd_below.col(col).array() * D1.col(j).array() +

@@ -44,10 +44,12 @@ class Mlp {
     std::vector<Matrix<S>> RZ, Rdelta;
     Matrix<S> work;
     Vector<S> row_scale;  ///< fisher_product's per-example s_i.
-    // hvp_block scratch: R{Z_l} and R{δ_l} of a chunk of directions side by side (n × c·width),
-    // the chunk's weight blocks packed side by side and stacked, and the weight products.
+    // hvp_block scratch, sized for the largest chunk seen (a smaller chunk uses the leading
+    // columns, so no call after the first allocates): R{Z_l} and R{δ_l} of the chunk's
+    // directions side by side (n × c·width per layer), and flat buffers for the chunk's weight
+    // blocks packed side by side / stacked and for the weight products.
     std::vector<Matrix<S>> RZ_block, Rdelta_block;
-    Matrix<S> V_cols, V_rows, product_cols, product_rows;
+    Vector<S> V_cols, V_rows, product_cols, product_rows;
     bool has_backward = false;
   };
 
