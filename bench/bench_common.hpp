@@ -17,6 +17,10 @@
 
 #include <cctype>
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -29,7 +33,9 @@
 #include "ift/dataset.hpp"
 #include "ift/hyper/weight_decay.hpp"
 #include "ift/hypergradient.hpp"
+#include "ift/inner.hpp"
 #include "ift/linalg/operators.hpp"
+#include "ift/linalg/nystrom.hpp"
 #include "ift/linalg/power_iteration.hpp"
 #include "ift/models/mlp.hpp"
 #include "ift/models/softmax_regression.hpp"
@@ -70,6 +76,7 @@ std::shared_ptr<const Dataset<S>> rows(Index begin, Index count, bool bias) {
 struct LogRegTag {
   static constexpr const char* name = "LogReg";
   static constexpr bool bias = true;
+  static constexpr bool has_trained_point = false;  // convex: one point is representative
   template <class S>
   using Model = SoftmaxRegression<S>;
   template <class S>
@@ -99,6 +106,7 @@ template <int Kind>
 struct MlpTag {
   static constexpr const char* name = Kind == 0 ? "Mlp784x256x10" : "Mlp784x1000x1000x10";
   static constexpr bool bias = false;
+  static constexpr bool has_trained_point = true;  // solver benchmarks at /point:init and /point:trained
   template <class S>
   using Model = Mlp<S>;
   static std::vector<Index> widths() {
@@ -127,9 +135,25 @@ using MlpDeepTag = MlpTag<1>;
 /// Log weight decay everywhere: λ_i = log 1e-3 (DESIGN.md §5 P1 point).
 constexpr double kLogDecay = -6.907755278982137;
 
+/// Where the solver benchmarks of a non-convex model are evaluated (issue 15): the Glorot
+/// initialisation (where ∇²L_T is indefinite and neumann(20) diverges) or a trained point.
+enum class Point { Init = 0, Trained = 1 };
+inline const char* to_string(Point p) { return p == Point::Init ? "init" : "trained"; }
+
+/// The trained point: L-BFGS (library's lbfgs_solve, memory 10) on L_T(w; λ = log 1e-3 per
+/// weight) over the n training rows, in double, from the Glorot weights of seed 1, until
+/// ||∇L_T|| < kTrainTolerance or kTrainIterations iterations. Computed once per (tag, n) and
+/// process and kept on disk beside the binary (bench-cache/, keyed by model, n, seed and the
+/// stopping rule) so later runs skip it; float set-ups round it to float.
+constexpr Index kTrainIterations = 300;
+constexpr double kTrainTolerance = 1e-6;
+
+template <class Tag>
+const Vector<double>& trained_weights(Index n);
+
 /// One model on train rows [0, n) and validation rows [n, 2n), per-weight decay, at a fixed w
-/// (small seeded random weights for logistic regression, Glorot weights for MLPs). Built once per
-/// (tag, S, n) and kept for the process.
+/// (small seeded random weights for logistic regression, Glorot weights for MLPs, or the trained
+/// point). Built once per (tag, S, n, point) and kept for the process.
 template <class Tag, class S>
 struct Setup {
   using Model = typename Tag::template Model<S>;
@@ -142,7 +166,7 @@ struct Setup {
   std::unique_ptr<RegularizedProblem<Model>> problem;
   std::map<int, double> alpha;             // 1/|λ_max| per thread count (same value, cached once)
 
-  explicit Setup(Index rows_n)
+  explicit Setup(Index rows_n, Point point = Point::Init)
       : n(rows_n), model(Tag::template make<S>()), train(rows<S>(0, rows_n, Tag::bias)),
         val(rows<S>(rows_n, rows_n, Tag::bias)),
         decay(DecayKind::PerWeight, model.num_params()) {
@@ -153,15 +177,18 @@ struct Setup {
     } else {
       w = model.initial_weights(1);
     }
+    if constexpr (Tag::has_trained_point) {
+      if (point == Point::Trained) w = trained_weights<Tag>(rows_n).template cast<S>();
+    }
     v = Vector<S>::Random(D);
     problem = std::make_unique<RegularizedProblem<Model>>(model, decay, train, val);
     problem->set_point(lambda, w);
   }
 
-  static Setup& get(Index n) {
-    static std::map<Index, std::unique_ptr<Setup>> table;
-    auto& slot = table[n];
-    if (!slot) slot = std::make_unique<Setup>(n);
+  static Setup& get(Index n, Point point = Point::Init) {
+    static std::map<std::pair<Index, Point>, std::unique_ptr<Setup>> table;
+    auto& slot = table[{n, point}];
+    if (!slot) slot = std::make_unique<Setup>(n, point);
     return *slot;
   }
 
@@ -186,6 +213,50 @@ struct Setup {
     return a;
   }
 };
+
+template <class Tag>
+const Vector<double>& trained_weights(Index n) {
+  static std::map<Index, Vector<double>> table;
+  if (auto it = table.find(n); it != table.end()) return it->second;
+  Setup<Tag, double>& base = Setup<Tag, double>::get(n, Point::Init);
+  Vector<double> w = base.w;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path dir = fs::read_symlink("/proc/self/exe", ec).parent_path() / "bench-cache";
+  const fs::path file = dir / (std::string(Tag::name) + "_n" + std::to_string(n) + "_seed1_lbfgs" +
+                               std::to_string(kTrainIterations) + "_tol1e-6.bin");
+  bool loaded = false;
+  if (!ec) {
+    std::ifstream in(file, std::ios::binary);
+    Index size = -1;
+    if (in.read(reinterpret_cast<char*>(&size), sizeof size) && size == w.size() &&
+        in.read(reinterpret_cast<char*>(w.data()), std::streamsize(sizeof(double) * size)))
+      loaded = true;
+  }
+  if (!loaded) {
+    const auto t0 = std::chrono::steady_clock::now();
+    RegularizedProblem<typename Tag::template Model<double>> problem(base.model, base.decay,
+                                                                     base.train, base.val);
+    LbfgsParams p;
+    p.max_iterations = kTrainIterations;
+    p.gradient_tolerance = kTrainTolerance;
+    const InnerResult r = lbfgs_solve<double>(problem, base.lambda, w, p);
+    std::fprintf(stderr,
+                 "bench: trained point of %s on %lld rows: L-BFGS %lld iterations, L_T = %.6g, "
+                 "||grad L_T|| = %.3g in %.3g s\n",
+                 Tag::name, static_cast<long long>(n), static_cast<long long>(r.iterations),
+                 r.loss, r.gradient_norm,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    if (!ec) {
+      fs::create_directories(dir, ec);
+      std::ofstream out(file, std::ios::binary);
+      const Index size = w.size();
+      out.write(reinterpret_cast<const char*>(&size), sizeof size);
+      out.write(reinterpret_cast<const char*>(w.data()), std::streamsize(sizeof(double) * size));
+    }
+  }
+  return table[n] = std::move(w);
+}
 
 // ---- Benchmark bodies shared by the suites --------------------------------------------------------
 
@@ -266,8 +337,9 @@ void BM_MixedProduct(benchmark::State& state, Index n, int threads) {
 /// the mixed product). Neumann and unrolled use a fixed α = 1/|λ_max| so that each call does
 /// exactly k HVPs.
 template <class Tag, class S>
-void BM_Hypergradient(benchmark::State& state, Index n, Method method, Index k, int threads) {
-  auto& s = Setup<Tag, S>::get(n);
+void BM_Hypergradient(benchmark::State& state, Index n, Method method, Index k, int threads,
+                      Point point = Point::Init) {
+  auto& s = Setup<Tag, S>::get(n, point);
   const double gemm = gemm_gflops<S>(threads);
   MethodSpec spec;
   spec.method = method;
@@ -400,6 +472,39 @@ void BM_AlgorithmStep(benchmark::State& state, Index n, int threads, bool hyper,
                    " hyper-steps per call");
 }
 
+/// nystrom's k column products H E_K (issue 11): ONE block product (problem->hvp_block: for
+/// logistic regression two GEMMs with a k-column block, for MLPs the batched R-operator) against
+/// k sequential HVPs (problem->hvp per column), the sequential ones timed interleaved as the
+/// reference. Counter x_sequential = block time / sequential time in this run (< 1: blocking
+/// wins); x_gradient is not reported (the reference is not a gradient).
+template <class Tag, class S>
+void BM_HvpBlock(benchmark::State& state, Index n, Index k, int threads) {
+  auto& s = Setup<Tag, S>::get(n);
+  const double gemm = gemm_gflops<S>(threads);
+  set_threads(threads);
+  s.problem->set_point(s.lambda, s.w);
+  const Index D = s.model.num_params();
+  const std::vector<Index> columns = sample_uniform(D, k, 1);
+  Matrix<S> E = Matrix<S>::Zero(D, k), Y;
+  for (Index j = 0; j < k; ++j) E(columns[static_cast<std::size_t>(j)], j) = S(1);
+  Vector<S> column, product;
+  const CallMeter m = measure(
+      state,
+      [&] {
+        s.problem->hvp_block(E, Y);
+        benchmark::DoNotOptimize(Y.data());
+      },
+      [&] {
+        for (Index j = 0; j < k; ++j) {
+          column = E.col(j);
+          s.problem->hvp(column, product);
+          benchmark::DoNotOptimize(product.data());
+        }
+      });
+  m.report(state, Tag::hvp_flops_per_row() * double(n) * double(k), 0, gemm, "x_sequential");
+  state.counters["hvps"] = double(k);
+}
+
 /// Registers the benchmarks common to every model: gradient, HVPs, Gauss-Newton, mixed product,
 /// hypergradients (cg, neumann, unrolled for each k; identity, kfac) and the Algorithm-2 step.
 template <class Tag, class S>
@@ -421,17 +526,26 @@ void register_model(const std::vector<Index>& sizes, const std::vector<Index>& k
           [=](benchmark::State& st) { BM_GaussNewton<Tag, S>(st, n, t); });
       add("BM_MixedProduct_" + model + ty + nt + th,
           [=](benchmark::State& st) { BM_MixedProduct<Tag, S>(st, n, t); });
-      for (Method method : {Method::Cg, Method::Neumann, Method::Unrolled})
-        for (Index k : ks) {
-          std::string mname = to_string(method);
-          mname[0] = static_cast<char>(std::toupper(mname[0]));
-          add("BM_" + mname + "_" + model + ty + nt + "/k:" + std::to_string(k) + th,
-              [=](benchmark::State& st) { BM_Hypergradient<Tag, S>(st, n, method, k, t); });
-        }
-      add("BM_Identity_" + model + ty + nt + th,
-          [=](benchmark::State& st) { BM_Hypergradient<Tag, S>(st, n, Method::Identity, 0, t); });
-      add("BM_Kfac_" + model + ty + nt + th,
-          [=](benchmark::State& st) { BM_Hypergradient<Tag, S>(st, n, Method::Kfac, 0, t); });
+      // Solver benchmarks: for a non-convex model at the Glorot point and at the trained point.
+      std::vector<Point> points{Point::Init};
+      if constexpr (Tag::has_trained_point) points.push_back(Point::Trained);
+      for (Point point : points) {
+        const std::string pt =
+            Tag::has_trained_point ? std::string("/point:") + to_string(point) : std::string();
+        for (Method method : {Method::Cg, Method::Neumann, Method::Unrolled})
+          for (Index k : ks) {
+            std::string mname = to_string(method);
+            mname[0] = static_cast<char>(std::toupper(mname[0]));
+            add("BM_" + mname + "_" + model + ty + nt + "/k:" + std::to_string(k) + th + pt,
+                [=](benchmark::State& st) { BM_Hypergradient<Tag, S>(st, n, method, k, t, point); });
+          }
+        add("BM_Identity_" + model + ty + nt + th + pt, [=](benchmark::State& st) {
+          BM_Hypergradient<Tag, S>(st, n, Method::Identity, 0, t, point);
+        });
+        add("BM_Kfac_" + model + ty + nt + th + pt, [=](benchmark::State& st) {
+          BM_Hypergradient<Tag, S>(st, n, Method::Kfac, 0, t, point);
+        });
+      }
       if (algorithm_step) {
         add("BM_InnerSteps5_" + model + ty + nt + th,
             [=](benchmark::State& st) { BM_AlgorithmStep<Tag, S>(st, n, t, false); });

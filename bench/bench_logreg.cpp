@@ -98,38 +98,6 @@ void BM_DensePath(benchmark::State& state, Index n, int threads) {
       (hessian_flops(n) + cholesky_flops()) / m.per_call() * 1e-9 / gemm >= 0.5 ? 1 : 0;
 }
 
-/// nystrom's k column products H E_K (issue 11): ONE block product (problem->hvp_block: two GEMMs
-/// with a k-column block) against k sequential HVPs (problem->hvp per column), the sequential
-/// ones timed interleaved as the reference. Counter x_sequential = block time / sequential time
-/// in this run (< 1: blocking wins); x_gradient is not reported (the reference is not a gradient).
-template <class S>
-void BM_HvpBlock(benchmark::State& state, Index n, Index k, int threads) {
-  auto& s = Setup<LogRegTag, S>::get(n);
-  const double gemm = gemm_gflops<S>(threads);
-  set_threads(threads);
-  s.problem->set_point(s.lambda, s.w);
-  const std::vector<Index> columns = sample_uniform(kD, k, 1);
-  Matrix<S> E = Matrix<S>::Zero(kD, k), Y;
-  for (Index j = 0; j < k; ++j) E(columns[static_cast<std::size_t>(j)], j) = S(1);
-  Vector<S> column, product;
-  const CallMeter m = measure(
-      state,
-      [&] {
-        s.problem->hvp_block(E, Y);
-        benchmark::DoNotOptimize(Y.data());
-      },
-      [&] {
-        for (Index j = 0; j < k; ++j) {
-          column = E.col(j);
-          s.problem->hvp(column, product);
-          benchmark::DoNotOptimize(product.data());
-        }
-      });
-  m.report(state, LogRegTag::hvp_flops_per_row() * double(n) * double(k), 0, gemm,
-           "x_sequential");
-  state.counters["hvps"] = double(k);
-}
-
 template <class S>
 void register_dense(Index n) {
   const std::string ty = std::string("<") + type_name<S>() + ">";
@@ -159,10 +127,10 @@ int main(int argc, char** argv) {
         const std::string suffix = "/n:" + std::to_string(n) + "/k:" + std::to_string(k) +
                                    "/threads:" + std::to_string(t);
         ift::bench::add("BM_HvpBlock_LogReg<double>" + suffix, [=](benchmark::State& st) {
-          ift::bench::BM_HvpBlock<double>(st, n, k, t);
+          ift::bench::BM_HvpBlock<ift::bench::LogRegTag, double>(st, n, k, t);
         });
         ift::bench::add("BM_HvpBlock_LogReg<float>" + suffix, [=](benchmark::State& st) {
-          ift::bench::BM_HvpBlock<float>(st, n, k, t);
+          ift::bench::BM_HvpBlock<ift::bench::LogRegTag, float>(st, n, k, t);
         });
       }
   for (ift::Index n : sizes) {

@@ -2,7 +2,10 @@
 // many per-weight decay hyperparameters for the deep one) on 1,000 Fashion-MNIST rows: gradient,
 // HVPs, Gauss-Newton and mixed products, each method's hypergradient for k in {1, 5, 20}, and one
 // Algorithm-2 hyper-step (5 SGD steps + neumann(5) + outer step) against 5 plain SGD steps; in
-// double and float, on 1 and 2 threads. Counters: bench_common.hpp.
+// double and float, on 1 and 2 threads. The solver benchmarks (cg, neumann, unrolled, identity,
+// kfac) run at the Glorot point (/point:init) and at a trained point (/point:trained: L-BFGS to a
+// local minimum once, cached in bench-cache/ beside the binary). BM_HvpBlock_*: nystrom's k
+// column products as one batched R-operator against k sequential HVPs. Counters: bench_common.hpp.
 #include "bench_common.hpp"
 
 int main(int argc, char** argv) {
@@ -13,5 +16,16 @@ int main(int argc, char** argv) {
   register_model<MlpSmallTag, float>(sizes, ks, true);
   register_model<MlpDeepTag, double>(sizes, ks, true);
   register_model<MlpDeepTag, float>(sizes, ks, true);
+  for (ift::Index k : {8, 20})
+    for (int t : {1, 2}) {
+      const std::string suffix =
+          "/n:1000/k:" + std::to_string(k) + "/threads:" + std::to_string(t);
+      add(std::string("BM_HvpBlock_") + MlpSmallTag::name + "<double>" + suffix,
+          [=](benchmark::State& st) { BM_HvpBlock<MlpSmallTag, double>(st, 1000, k, t); });
+      add(std::string("BM_HvpBlock_") + MlpDeepTag::name + "<double>" + suffix,
+          [=](benchmark::State& st) { BM_HvpBlock<MlpDeepTag, double>(st, 1000, k, t); });
+      add(std::string("BM_HvpBlock_") + MlpDeepTag::name + "<float>" + suffix,
+          [=](benchmark::State& st) { BM_HvpBlock<MlpDeepTag, float>(st, 1000, k, t); });
+    }
   return run_main(argc, argv);
 }

@@ -14,7 +14,8 @@ from collections import defaultdict
 
 from bench_json import iterations
 
-NAME = re.compile(r"^BM_(\w+?)_([A-Za-z0-9x]+)<(\w+)>/n:(\d+)(?:/k:(\d+))?/threads:(\d+)")
+NAME = re.compile(r"^BM_(\w+?)_([A-Za-z0-9x]+)<(\w+)>/n:(\d+)(?:/k:(\d+))?/threads:(\d+)"
+                  r"(?:/point:(\w+))?")
 
 
 def load(paths):
@@ -24,7 +25,9 @@ def load(paths):
             m = NAME.match(b["name"])
             if not m:
                 continue
-            kind, model, scalar, n, k, threads = m.groups()
+            kind, model, scalar, n, k, threads, point = m.groups()
+            if point:  # MLP solver benchmarks: at the Glorot point or at a trained point
+                model = f"{model} ({point})"
             rows.append(dict(kind=kind, model=model, scalar=scalar, n=int(n),
                              k=int(k) if k else None, threads=int(threads), b=b))
     return rows

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from bench_json import iterations  # noqa: E402
 
 NAME = re.compile(r"^BM_(Cg|Neumann|Unrolled|Identity|Kfac)_([A-Za-z0-9x]+)<(\w+)>/n:(\d+)"
-                  r"(?:/k:(\d+))?/threads:(\d+)")
+                  r"(?:/k:(\d+))?/threads:(\d+)(?:/point:(\w+))?")
 
 
 def load(paths):
@@ -29,7 +29,9 @@ def load(paths):
             m = NAME.match(b["name"])
             if not m:
                 continue
-            method, model, scalar, n, k, threads = m.groups()
+            method, model, scalar, n, k, threads, point = m.groups()
+            if point:  # MLP solver benchmarks: one panel per point (Glorot / trained)
+                model = f"{model} ({point})"
             scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b.get("time_unit", "ns")]
             ms = b["real_time"] * scale
             key = (model, scalar, int(n), int(threads))

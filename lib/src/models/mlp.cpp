@@ -1,7 +1,11 @@
 #include "ift/models/mlp.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
+
+#include "ift/linalg/parallel_gemm.hpp"
+#include "ift/models/fast_math.hpp"
 
 namespace ift {
 
@@ -30,35 +34,75 @@ const char* to_string(Activation a) {
 
 namespace {
 
-/// σ(Z), σ'(Z) and σ''(Z) elementwise, in place of Z → A.
-template <class S>
-void apply_activation(Activation act, const Matrix<S>& Z, Matrix<S>& A, Matrix<S>& D1,
-                      Matrix<S>& D2) {
-  A.resize(Z.rows(), Z.cols());
-  D1.resize(Z.rows(), Z.cols());
-  D2.resize(Z.rows(), Z.cols());
-  const auto z = Z.array();
-  switch (act) {
-    case Activation::Tanh:
-      A.array() = z.tanh();
-      D1.array() = S(1) - A.array().square();
-      D2.array() = S(-2) * A.array() * D1.array();
-      break;
-    case Activation::Sigmoid:
-      A.array() = S(1) / (S(1) + (-z).exp());
-      D1.array() = A.array() * (S(1) - A.array());
-      D2.array() = D1.array() * (S(1) - S(2) * A.array());
-      break;
-    case Activation::Softplus:
-      A.array() = z.max(S(0)) + (-z.abs()).exp().log1p();
-      D1.array() = S(1) / (S(1) + (-z).exp());
-      D2.array() = D1.array() * (S(1) - D1.array());
-      break;
-    case Activation::Relu:
-      A.array() = z.max(S(0));
-      D1.array() = (z > S(0)).template cast<S>();
-      D2.setZero();
-      break;
+/// f(j) for every column j of a rows × cols matrix, over the OpenMP pool when large enough (the
+/// elementwise passes are column-wise so that each column's operands stay in L1 between the
+/// fused steps).
+template <class F>
+void for_columns(Index rows, Index cols, F&& f) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (rows * cols > 65536)
+#endif
+  for (Index j = 0; j < cols; ++j) f(j);
+}
+
+/// In place of Z (the pre-bias GEMM output) → A = σ(Z + b), with D1 = σ'(Z + b) and
+/// D2 = σ''(Z + b): one fused pass, column by column.
+template <class S, class Bias>
+void activate(Activation act, Matrix<S>& A, const Bias& b, Matrix<S>& D1, Matrix<S>& D2) {
+  const Index n = A.rows(), m = A.cols();
+  D1.resize(n, m);
+  D2.resize(n, m);
+  for_columns(n, m, [&](Index j) {
+    auto a = A.col(j).array();
+    auto d1 = D1.col(j).array();
+    auto d2 = D2.col(j).array();
+    const S bj = b(j);
+    switch (act) {
+      case Activation::Tanh:
+        a = (a + bj).unaryExpr(TanhOp<S>{});
+        d1 = S(1) - a.square();
+        d2 = S(-2) * a * d1;
+        break;
+      case Activation::Sigmoid:
+        a = S(1) / (S(1) + (-(a + bj)).exp());
+        d1 = a * (S(1) - a);
+        d2 = d1 * (S(1) - S(2) * a);
+        break;
+      case Activation::Softplus:
+        a += bj;
+        d1 = S(1) / (S(1) + (-a).exp());
+        d2 = d1 * (S(1) - d1);
+        a = a.max(S(0)) + (-a.abs()).exp().log1p();
+        break;
+      case Activation::Relu:
+        a += bj;
+        d1 = (a > S(0)).template cast<S>();
+        d2.setZero();
+        a = a.max(S(0));
+        break;
+    }
+  });
+}
+
+/// M.rowwise() += b over the pool.
+template <class S, class M, class Bias>
+void add_bias(M&& Z, const Bias& b) {
+  for_columns(Z.rows(), Z.cols(), [&](Index j) { Z.col(j).array() += b(j); });
+}
+
+/// Rd = H_out RZ / n for one direction's block: (diag p − p pᵀ) r = p ⊙ (r − pᵀ r) per row
+/// (cross-entropy) or r (squared error).
+template <class S, class In, class Out>
+void output_curvature_block(OutputLoss loss, const Matrix<S>& probs, const In& RZ, Out&& Rd) {
+  const Index n = RZ.rows();
+  const S inv_n = S(1) / S(n);
+  if (loss == OutputLoss::SoftmaxCrossEntropy) {
+    for (Index i = 0; i < n; ++i) {
+      const S mean = probs.row(i).dot(RZ.row(i));
+      Rd.row(i) = probs.row(i).cwiseProduct((RZ.row(i).array() - mean).matrix()) * inv_n;
+    }
+  } else {
+    Rd = RZ * inv_n;
   }
 }
 
@@ -133,19 +177,18 @@ S Mlp<S>::evaluate(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
   cache.D2.resize(hidden);
   cache.E.resize(hidden);
   cache.delta.resize(static_cast<std::size_t>(L));
-  Matrix<S> Z;
   for (Index l = 0; l < L; ++l) {
     const Index in = widths_[l], out = widths_[l + 1];
     Eigen::Map<const Matrix<S>> W(w.data() + offset(l), in + 1, out);
+    // Z_l = A_{l−1} W_l straight into the buffer that keeps σ(Z_l + b) (or the logits).
+    const auto h = static_cast<std::size_t>(l);
+    Matrix<S>& Z = l + 1 < L ? cache.A[h] : cache.out;
     Z.resize(n, out);
-    Z.noalias() = input(data, cache, l) * W.topRows(in);
-    Z.rowwise() += W.row(in);
-    if (l + 1 < L) {
-      const auto h = static_cast<std::size_t>(l);
-      apply_activation(activation_, Z, cache.A[h], cache.D1[h], cache.D2[h]);
-    } else {
-      cache.out.swap(Z);
-    }
+    gemm(Z, input(data, cache, l), W.topRows(in));
+    if (l + 1 < L)
+      activate(activation_, Z, W.row(in), cache.D1[h], cache.D2[h]);
+    else
+      add_bias<S>(Z, W.row(in));
   }
   // Output layer: loss and δ_L = ∂L/∂Z_L of the mean loss.
   double total = 0;
@@ -165,18 +208,24 @@ S Mlp<S>::evaluate(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
       delta_out(i, y) -= inv_n;
     }
   } else {
-    delta_out = (cache.out - data.targets) * inv_n;
-    total = 0.5 * static_cast<double>((cache.out - data.targets).squaredNorm());
+    delta_out = cache.out - data.targets;
+    total = 0.5 * static_cast<double>(delta_out.squaredNorm());
+    delta_out *= inv_n;
   }
   // Backward pass for δ_l and E_l (always: HVPs reuse them); the weight gradients, 40% of a
   // gradient's flops on a deep net, only when asked for (gradient_from_cache() can add them later).
+  // No input gradient for the first layer.
   for (Index l = L - 1; l > 0; --l) {
     const Index in = widths_[l], out = widths_[l + 1];
     const auto h = static_cast<std::size_t>(l);
     Eigen::Map<const Matrix<S>> W(w.data() + offset(l), in + 1, out);
-    cache.E[h - 1].resize(n, in);
-    cache.E[h - 1].noalias() = cache.delta[h] * W.topRows(in).transpose();
-    cache.delta[h - 1] = cache.E[h - 1].cwiseProduct(cache.D1[h - 1]);
+    Matrix<S>& E = cache.E[h - 1];
+    Matrix<S>& delta = cache.delta[h - 1];
+    E.resize(n, in);
+    delta.resize(n, in);
+    gemm(E, cache.delta[h], W.topRows(in).transpose());
+    const Matrix<S>& D1 = cache.D1[h - 1];
+    for_columns(n, in, [&](Index j) { delta.col(j) = E.col(j).cwiseProduct(D1.col(j)); });
   }
   cache.has_backward = true;
   if (gradient) gradient_from_cache(data, cache, *gradient);
@@ -194,7 +243,7 @@ void Mlp<S>::gradient_from_cache(const Dataset<S>& data, const Cache& cache,
     const Index in = widths_[l], out = widths_[l + 1];
     const auto h = static_cast<std::size_t>(l);
     Eigen::Map<Matrix<S>> G(gradient.data() + offset(l), in + 1, out);
-    G.topRows(in).noalias() = input(data, cache, l).transpose() * cache.delta[h];
+    gemm(G.topRows(in), input(data, cache, l).transpose(), cache.delta[h]);
     G.row(in) = cache.delta[h].colwise().sum();
   }
 }
@@ -215,36 +264,26 @@ void Mlp<S>::r_forward(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
     Eigen::Map<const Matrix<S>> V(v.data() + offset(l), in + 1, out);
     Matrix<S>& RZ = cache.RZ[h];
     RZ.resize(n, out);
-    RZ.noalias() = input(data, cache, l) * V.topRows(in);
-    RZ.rowwise() += V.row(in);
+    gemm(RZ, input(data, cache, l), V.topRows(in));
+    add_bias<S>(RZ, V.row(in));
     if (l > 0) {
       // R{A_{l−1}} = σ'(Z_{l−1}) ⊙ R{Z_{l−1}}, kept in Rdelta[l−1] (free until the backward pass
       // overwrites it) so that hvp() does not recompute it.
       Matrix<S>& RA = cache.Rdelta[h - 1];
       RA.resize(n, in);
-      RA.array() = cache.D1[h - 1].array() * cache.RZ[h - 1].array();
-      RZ.noalias() += RA * W.topRows(in);
+      const Matrix<S>& D1 = cache.D1[h - 1];
+      const Matrix<S>& RZ_below = cache.RZ[h - 1];
+      for_columns(n, in, [&](Index j) { RA.col(j) = D1.col(j).cwiseProduct(RZ_below.col(j)); });
+      gemm(RZ, RA, W.topRows(in), /*accumulate=*/true);
     }
   }
 }
 
 template <class S>
 void Mlp<S>::output_curvature(Cache& cache) const {
-  const Index n = cache.out.rows();
   cache.Rdelta.resize(static_cast<std::size_t>(num_layers()));
-  const Matrix<S>& RZ = cache.RZ.back();
-  Matrix<S>& Rd = cache.Rdelta.back();
-  const S inv_n = S(1) / S(n);
-  if (loss_ == OutputLoss::SoftmaxCrossEntropy) {
-    // (diag p − p pᵀ) r = p ⊙ (r − pᵀ r).
-    Rd.resize(n, RZ.cols());
-    for (Index i = 0; i < n; ++i) {
-      const S mean = cache.out.row(i).dot(RZ.row(i));
-      Rd.row(i) = cache.out.row(i).cwiseProduct((RZ.row(i).array() - mean).matrix()) * inv_n;
-    }
-  } else {
-    Rd = RZ * inv_n;
-  }
+  cache.Rdelta.back().resize(cache.out.rows(), cache.RZ.back().cols());
+  output_curvature_block<S>(loss_, cache.out, cache.RZ.back(), cache.Rdelta.back());
 }
 
 template <class S>
@@ -253,27 +292,153 @@ void Mlp<S>::hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const
   check_data(data, w);
   r_forward(data, w, cache, v);
   output_curvature(cache);
-  const Index L = num_layers();
+  const Index L = num_layers(), n = data.size();
   out.resize(num_params());
   for (Index l = L - 1; l >= 0; --l) {
     const Index in = widths_[l], width = widths_[l + 1];
     const auto h = static_cast<std::size_t>(l);
     Eigen::Map<Matrix<S>> O(out.data() + offset(l), in + 1, width);
-    O.topRows(in).noalias() = input(data, cache, l).transpose() * cache.Rdelta[h];
+    gemm(O.topRows(in), input(data, cache, l).transpose(), cache.Rdelta[h]);
     O.row(in) = cache.Rdelta[h].colwise().sum();
     if (l > 0) {
       // R{A_{l−1}}ᵀ δ_l: the input of this layer moves with v too (R{A_{l−1}} from r_forward,
       // still in Rdelta[l−1]; overwritten just below).
-      O.topRows(in).noalias() += cache.Rdelta[h - 1].transpose() * cache.delta[h];
+      gemm(O.topRows(in), cache.Rdelta[h - 1].transpose(), cache.delta[h], true);
       Eigen::Map<const Matrix<S>> W(w.data() + offset(l), in + 1, width);
       Eigen::Map<const Matrix<S>> V(v.data() + offset(l), in + 1, width);
       // R{δ_{l−1}} = (R{δ_l} Wᵀ + δ_l Vᵀ) ⊙ σ' + (δ_l Wᵀ) ⊙ σ'' ⊙ R{Z_{l−1}}.
       Matrix<S>& Rd = cache.Rdelta[h - 1];
-      Rd.resize(data.size(), in);
-      Rd.noalias() = cache.Rdelta[h] * W.topRows(in).transpose();
-      Rd.noalias() += cache.delta[h] * V.topRows(in).transpose();
-      Rd.array() = Rd.array() * cache.D1[h - 1].array() +
-                   cache.E[h - 1].array() * cache.D2[h - 1].array() * cache.RZ[h - 1].array();
+      Rd.resize(n, in);
+      gemm(Rd, cache.Rdelta[h], W.topRows(in).transpose());
+      gemm(Rd, cache.delta[h], V.topRows(in).transpose(), true);
+      const Matrix<S>&D1 = cache.D1[h - 1], &D2 = cache.D2[h - 1], &E = cache.E[h - 1],
+      &RZ = cache.RZ[h - 1];
+      for_columns(n, in, [&](Index j) {
+        Rd.col(j).array() = Rd.col(j).array() * D1.col(j).array() +
+                            E.col(j).array() * D2.col(j).array() * RZ.col(j).array();
+      });
+    }
+  }
+}
+
+template <class S>
+Index Mlp<S>::block_chunk(Index n) const {
+  const Index widest = *std::max_element(widths_.begin() + 1, widths_.end());
+  return std::max<Index>(1, (Index(1) << 23) / std::max<Index>(1, n * widest));
+}
+
+namespace {
+
+/// At least rows × cols (same rows, at least cols columns): keeps a larger buffer.
+template <class S>
+void ensure_columns(Matrix<S>& M, Index rows, Index cols) {
+  if (M.rows() != rows || M.cols() < cols) M.resize(rows, cols);
+}
+
+/// A rows × cols matrix view of a flat buffer grown when needed.
+template <class S>
+Eigen::Map<Matrix<S>> scratch(Vector<S>& buffer, Index rows, Index cols) {
+  if (buffer.size() < rows * cols) buffer.resize(rows * cols);
+  return Eigen::Map<Matrix<S>>(buffer.data(), rows, cols);
+}
+
+}  // namespace
+
+template <class S>
+void Mlp<S>::hvp_block(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
+                       const Matrix<S>& V, Matrix<S>& out, Index chunk) const {
+  check_data(data, w);
+  require(cache.has_backward && cache.out.rows() == data.size(),
+          "Mlp::hvp_block: call evaluate() at this w before second-order products");
+  require(V.rows() == num_params(), "Mlp::hvp_block: V has the wrong height");
+  const Index L = num_layers(), n = data.size(), D = num_params();
+  out.resize(D, V.cols());
+  if (V.cols() == 0) return;
+  if (chunk <= 0) chunk = block_chunk(n);
+  chunk = std::min(chunk, V.cols());
+  auto& RZb = cache.RZ_block;
+  auto& Rdb = cache.Rdelta_block;
+  RZb.resize(static_cast<std::size_t>(L));
+  Rdb.resize(static_cast<std::size_t>(L));
+  for (Index l = 0; l < L; ++l) {
+    ensure_columns(RZb[static_cast<std::size_t>(l)], n, chunk * widths_[l + 1]);
+    ensure_columns(Rdb[static_cast<std::size_t>(l)], n, chunk * widths_[l + 1]);
+  }
+  for (Index first = 0; first < V.cols(); first += chunk) {
+    const Index c = std::min(chunk, V.cols() - first);
+    // Layer l's (in+1) × width block of direction j (column first + j of V / out).
+    const auto v_block = [&](Index j, Index l) {
+      return Eigen::Map<const Matrix<S>>(V.col(first + j).data() + offset(l), widths_[l] + 1,
+                                         widths_[l + 1]);
+    };
+    const auto o_block = [&](Index j, Index l) {
+      return Eigen::Map<Matrix<S>>(out.col(first + j).data() + offset(l), widths_[l] + 1,
+                                   widths_[l + 1]);
+    };
+    // R{Z_l} / R{δ_l} of the chunk: the leading c·width columns of the layer's buffers.
+    const auto RZ_of = [&](Index l) {
+      return RZb[static_cast<std::size_t>(l)].leftCols(c * widths_[l + 1]);
+    };
+    const auto Rd_of = [&](Index l) {
+      return Rdb[static_cast<std::size_t>(l)].leftCols(c * widths_[l + 1]);
+    };
+    // R-forward: R{Z_l} for the c directions side by side (n × c·width).
+    for (Index l = 0; l < L; ++l) {
+      const Index in = widths_[l], width = widths_[l + 1];
+      Eigen::Map<const Matrix<S>> W(w.data() + offset(l), in + 1, width);
+      auto V_cols = scratch(cache.V_cols, in, c * width);
+      for (Index j = 0; j < c; ++j) V_cols.middleCols(j * width, width) = v_block(j, l).topRows(in);
+      auto RZ = RZ_of(l);
+      gemm(RZ, input(data, cache, l), V_cols);  // A_{l−1} [V_1 … V_c]: one GEMM
+      for (Index j = 0; j < c; ++j)
+        add_bias<S>(RZ.middleCols(j * width, width), v_block(j, l).row(in));
+      if (l > 0) {
+        auto RA = Rd_of(l - 1);  // R{A_{l−1}} per direction, until the backward pass
+        const Matrix<S>& D1 = cache.D1[static_cast<std::size_t>(l - 1)];
+        const auto RZ_below = RZ_of(l - 1);
+        for_columns(n, c * in, [&](Index col) {
+          RA.col(col) = D1.col(col % in).cwiseProduct(RZ_below.col(col));
+        });
+        for (Index j = 0; j < c; ++j)
+          gemm(RZ.middleCols(j * width, width), RA.middleCols(j * in, in), W.topRows(in), true);
+      }
+    }
+    const Index k_out = widths_.back();
+    for (Index j = 0; j < c; ++j)
+      output_curvature_block<S>(loss_, cache.out, RZ_of(L - 1).middleCols(j * k_out, k_out),
+                                Rd_of(L - 1).middleCols(j * k_out, k_out));
+    // R-backward.
+    for (Index l = L - 1; l >= 0; --l) {
+      const Index in = widths_[l], width = widths_[l + 1];
+      const auto h = static_cast<std::size_t>(l);
+      const auto Rd = Rd_of(l);
+      auto product_cols = scratch(cache.product_cols, in, c * width);
+      gemm(product_cols, input(data, cache, l).transpose(), Rd);  // A_{l−1}ᵀ [R{δ_l}_j]
+      auto product_rows = scratch(cache.product_rows, l > 0 ? c * in : 0, width);
+      if (l > 0) gemm(product_rows, Rd_of(l - 1).transpose(), cache.delta[h]);  // [R{A}_j]ᵀ δ_l
+      for (Index j = 0; j < c; ++j) {
+        auto O = o_block(j, l);
+        O.topRows(in) = product_cols.middleCols(j * width, width);
+        if (l > 0) O.topRows(in) += product_rows.middleRows(j * in, in);
+        O.row(in) = Rd.middleCols(j * width, width).colwise().sum();
+      }
+      if (l > 0) {
+        Eigen::Map<const Matrix<S>> W(w.data() + offset(l), in + 1, width);
+        auto Rd_below = Rd_of(l - 1);
+        for (Index j = 0; j < c; ++j)
+          gemm(Rd_below.middleCols(j * in, in), Rd.middleCols(j * width, width),
+               W.topRows(in).transpose());
+        auto V_rows = scratch(cache.V_rows, c * in, width);
+        for (Index j = 0; j < c; ++j) V_rows.middleRows(j * in, in) = v_block(j, l).topRows(in);
+        gemm(Rd_below, cache.delta[h], V_rows.transpose(), true);  // δ_l [V_1 … V_c]ᵀ
+        const Matrix<S>&D1 = cache.D1[h - 1], &D2 = cache.D2[h - 1], &E = cache.E[h - 1];
+        const auto RZ = RZ_of(l - 1);
+        for_columns(n, c * in, [&](Index col) {
+          const Index j = col % in;
+          Rd_below.col(col).array() = Rd_below.col(col).array() * D1.col(j).array() +
+                                      E.col(j).array() * D2.col(j).array() * RZ.col(col).array();
+        });
+      }
     }
   }
 }
@@ -281,19 +446,21 @@ void Mlp<S>::hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const
 template <class S>
 void Mlp<S>::linear_backward(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
                              std::vector<Matrix<S>>& deltas, Vector<S>& out) const {
-  const Index L = num_layers();
+  const Index L = num_layers(), n = data.size();
   out.resize(num_params());
   for (Index l = L - 1; l >= 0; --l) {
     const Index in = widths_[l], width = widths_[l + 1];
     const auto h = static_cast<std::size_t>(l);
     Eigen::Map<Matrix<S>> O(out.data() + offset(l), in + 1, width);
-    O.topRows(in).noalias() = input(data, cache, l).transpose() * deltas[h];
+    gemm(O.topRows(in), input(data, cache, l).transpose(), deltas[h]);
     O.row(in) = deltas[h].colwise().sum();
     if (l > 0) {
       Eigen::Map<const Matrix<S>> W(w.data() + offset(l), in + 1, width);
-      deltas[h - 1].resize(data.size(), in);
-      deltas[h - 1].noalias() = deltas[h] * W.topRows(in).transpose();
-      deltas[h - 1].array() *= cache.D1[h - 1].array();
+      Matrix<S>& below = deltas[h - 1];
+      below.resize(n, in);
+      gemm(below, deltas[h], W.topRows(in).transpose());
+      const Matrix<S>& D1 = cache.D1[h - 1];
+      for_columns(n, in, [&](Index j) { below.col(j).array() *= D1.col(j).array(); });
     }
   }
 }
@@ -314,13 +481,14 @@ void Mlp<S>::fisher_product(const Dataset<S>& data, const Vector<S>& w, Cache& c
   require(cache.has_backward, "Mlp::fisher_product: call evaluate() at this w first");
   const Index L = num_layers(), n = data.size();
   // Per-example gradients g_i = n Σ_l vec(ã_{l,i} δ_{l,i}ᵀ); s_i = g_iᵀ v.
-  Vector<S> s = Vector<S>::Zero(n);
+  Vector<S>& s = cache.row_scale;
+  s.setZero(n);
   for (Index l = 0; l < L; ++l) {
     const Index in = widths_[l], width = widths_[l + 1];
     const auto h = static_cast<std::size_t>(l);
     Eigen::Map<const Matrix<S>> V(v.data() + offset(l), in + 1, width);
     cache.work.resize(n, width);
-    cache.work.noalias() = input(data, cache, l) * V.topRows(in);
+    gemm(cache.work, input(data, cache, l), V.topRows(in));
     cache.work.rowwise() += V.row(in);
     s += S(n) * cache.work.cwiseProduct(cache.delta[h]).rowwise().sum();
   }
@@ -331,7 +499,7 @@ void Mlp<S>::fisher_product(const Dataset<S>& data, const Vector<S>& w, Cache& c
     const auto h = static_cast<std::size_t>(l);
     cache.work = s.asDiagonal() * cache.delta[h];
     Eigen::Map<Matrix<S>> O(out.data() + offset(l), in + 1, width);
-    O.topRows(in).noalias() = input(data, cache, l).transpose() * cache.work;
+    gemm(O.topRows(in), input(data, cache, l).transpose(), cache.work);
     O.row(in) = cache.work.colwise().sum();
   }
 }

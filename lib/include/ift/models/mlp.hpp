@@ -6,6 +6,10 @@
 // Output: softmax cross-entropy (mean over rows) or squared error (1/2n) Σ ||z − t||².
 // HVPs use Pearlmutter's R-operator on the cached forward and backward passes; Gauss-Newton
 // products are Jᵀ H_out J v; the dense Hessian is built column by column from HVPs.
+// Speed (issue 15): every product is GEMMs into buffers the Cache keeps (ift::gemm: split over
+// the OpenMP pool, allocation-free), plus one fused elementwise pass per layer and step (bias,
+// σ, σ', σ'' together; tanh vectorised in double too: ift::TanhOp); the first layer's input
+// gradient is never formed.
 #pragma once
 
 #include <string>
@@ -36,9 +40,16 @@ class Mlp {
     std::vector<Matrix<S>> E;   ///< E[l] = δ_{l+1} W_{l+1}ᵀ: backprop before the σ' factor.
     std::vector<Matrix<S>> delta;  ///< δ_l = ∂L/∂Z_l (mean loss).
     Matrix<S> out;              ///< n × k: probabilities (cross-entropy) or outputs (squared error).
-    // Scratch for R-operator passes, reused across calls.
+    // Scratch for R-operator passes, reused across calls (sized once: no allocation per call).
     std::vector<Matrix<S>> RZ, Rdelta;
     Matrix<S> work;
+    Vector<S> row_scale;  ///< fisher_product's per-example s_i.
+    // hvp_block scratch, sized for the largest chunk seen (a smaller chunk uses the leading
+    // columns, so no call after the first allocates): R{Z_l} and R{δ_l} of the chunk's
+    // directions side by side (n × c·width per layer), and flat buffers for the chunk's weight
+    // blocks packed side by side / stacked and for the weight products.
+    std::vector<Matrix<S>> RZ_block, Rdelta_block;
+    Vector<S> V_cols, V_rows, product_cols, product_rows;
     bool has_backward = false;
   };
 
@@ -62,6 +73,13 @@ class Mlp {
   void gradient_from_cache(const Dataset<S>& data, const Cache& cache, Vector<S>& gradient) const;
   void hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
            Vector<S>& out) const;
+  /// out.col(j) = H V.col(j): the R-operator for a block of directions at once (batched
+  /// R-forward / R-backward: the products with the layer inputs, the δ_l Vᵀ and R{A}ᵀ δ_l terms
+  /// are GEMMs |chunk| times wider), in chunks of at most `chunk` columns (0: block_chunk(n)).
+  void hvp_block(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Matrix<S>& V,
+                 Matrix<S>& out, Index chunk = 0) const;
+  /// Directions per hvp_block pass on n rows: n·chunk·(widest layer) ≤ 2^23 scalars per buffer.
+  Index block_chunk(Index n) const;
   void gauss_newton_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
                             const Vector<S>& v, Vector<S>& out) const;
   void fisher_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
@@ -96,5 +114,7 @@ class Mlp {
 
 static_assert(FullModel<Mlp<float>> && FullModel<Mlp<double>>,
               "Mlp must provide every model capability (ift/models/model.hpp)");
+static_assert(ModelWithBlockHvp<Mlp<float>> && ModelWithBlockHvp<Mlp<double>>,
+              "Mlp provides the block HVP (nystrom's batched R-operator)");
 
 }  // namespace ift
