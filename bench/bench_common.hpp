@@ -80,10 +80,11 @@ struct LogRegTag {
   static double gradient_flops_per_row() { return 4.0 * 785 * 10; }
   static double hvp_flops_per_row() { return 4.0 * 785 * 10; }
   static double gauss_newton_flops_per_row() { return 4.0 * 785 * 10; }
-  /// Memory-bound: X (n × 785) is streamed twice per gradient / HVP.
+  /// X (n × 785) is read once per gradient / HVP (the fused row-block pass, issue 15; the two
+  /// thin GEMMs before it read it twice).
   template <class S>
   static double bytes_per_row() {
-    return 2.0 * 785 * sizeof(S);
+    return 1.0 * 785 * sizeof(S);
   }
 };
 
@@ -187,6 +188,14 @@ struct Setup {
   }
 };
 
+/// bw_fraction (issue 15): the call's bytes per second over the STREAM copy yardstick of the same
+/// size class (in-cache below 16 MB, bench_meter.hpp) on the same thread count. Only for kernels
+/// with a byte count (Tag::bytes_per_row > 0: logistic regression's passes over X).
+inline void report_bandwidth(benchmark::State& state, double bytes, double stream,
+                             const CallMeter& m) {
+  if (bytes > 0 && stream > 0) state.counters["bw_fraction"] = bytes / m.per_call() * 1e-9 / stream;
+}
+
 // ---- Benchmark bodies shared by the suites --------------------------------------------------------
 
 /// One gradient: evaluate(data, w, cache, &gradient) (forward, loss, backward). Against its own
@@ -195,11 +204,13 @@ template <class Tag, class S>
 void BM_Gradient(benchmark::State& state, Index n, int threads) {
   auto& s = Setup<Tag, S>::get(n);
   const double gemm = gemm_gflops<S>(threads);
+  const double bytes = Tag::template bytes_per_row<S>() * double(n);
+  const double stream = bytes > 0 ? stream_gbps_for(bytes, threads) : 0;
   set_threads(threads);
   const auto gradient = [&] { s.evaluate_gradient(); };
   const CallMeter m = measure(state, gradient, gradient);
-  m.report(state, Tag::gradient_flops_per_row() * double(n),
-           Tag::template bytes_per_row<S>() * double(n), gemm);
+  m.report(state, Tag::gradient_flops_per_row() * double(n), bytes, gemm);
+  report_bandwidth(state, bytes, stream, m);
 }
 
 /// HVP from scratch (evaluate without gradient, then hvp) or with the forward pass cached
@@ -208,6 +219,8 @@ template <class Tag, class S>
 void BM_Hvp(benchmark::State& state, Index n, int threads, bool from_scratch) {
   auto& s = Setup<Tag, S>::get(n);
   const double gemm = gemm_gflops<S>(threads);
+  const double bytes = Tag::template bytes_per_row<S>() * double(n);
+  const double stream = bytes > 0 && !from_scratch ? stream_gbps_for(bytes, threads) : 0;
   set_threads(threads);
   s.model.evaluate(*s.train, s.w, s.cache, nullptr);
   const CallMeter m = measure(
@@ -220,8 +233,8 @@ void BM_Hvp(benchmark::State& state, Index n, int threads, bool from_scratch) {
       [&] { s.evaluate_gradient(); });
   // From scratch adds a forward pass (about half a gradient's flops for logistic regression).
   const double flops = Tag::hvp_flops_per_row() * double(n);
-  m.report(state, from_scratch ? 0 : flops,
-           from_scratch ? 0 : Tag::template bytes_per_row<S>() * double(n), gemm);
+  m.report(state, from_scratch ? 0 : flops, from_scratch ? 0 : bytes, gemm);
+  report_bandwidth(state, bytes, stream, m);
   state.counters["hvps"] = 1;
 }
 
@@ -230,6 +243,8 @@ template <class Tag, class S>
 void BM_GaussNewton(benchmark::State& state, Index n, int threads) {
   auto& s = Setup<Tag, S>::get(n);
   const double gemm = gemm_gflops<S>(threads);
+  const double bytes = Tag::template bytes_per_row<S>() * double(n);
+  const double stream = bytes > 0 ? stream_gbps_for(bytes, threads) : 0;
   set_threads(threads);
   s.model.evaluate(*s.train, s.w, s.cache, nullptr);
   const CallMeter m = measure(
@@ -239,8 +254,8 @@ void BM_GaussNewton(benchmark::State& state, Index n, int threads) {
         benchmark::DoNotOptimize(s.out.data());
       },
       [&] { s.evaluate_gradient(); });
-  m.report(state, Tag::gauss_newton_flops_per_row() * double(n),
-           Tag::template bytes_per_row<S>() * double(n), gemm);
+  m.report(state, Tag::gauss_newton_flops_per_row() * double(n), bytes, gemm);
+  report_bandwidth(state, bytes, stream, m);
 }
 
 /// Mixed-partial product vᵀ ∂²L_T/∂w∂λᵀ (per-weight decay: elementwise, memory-bound).
