@@ -98,14 +98,16 @@ void BM_DensePath(benchmark::State& state, Index n, int threads) {
       (hessian_flops(n) + cholesky_flops()) / m.per_call() * 1e-9 / gemm >= 0.5 ? 1 : 0;
 }
 
-/// nystrom's k column products H E_K (issue 11): ONE block product (problem->hvp_block: two GEMMs
-/// with a k-column block) against k sequential HVPs (problem->hvp per column), the sequential
+/// nystrom's k column products H E_K (issue 11): ONE block product (problem->hvp_block: one fused
+/// pass over X with a k-column block, issue 15) against k sequential HVPs (problem->hvp per column), the sequential
 /// ones timed interleaved as the reference. Counter x_sequential = block time / sequential time
 /// in this run (< 1: blocking wins); x_gradient is not reported (the reference is not a gradient).
 template <class S>
 void BM_HvpBlock(benchmark::State& state, Index n, Index k, int threads) {
   auto& s = Setup<LogRegTag, S>::get(n);
   const double gemm = gemm_gflops<S>(threads);
+  const double bytes = LogRegTag::bytes_per_row<S>() * double(n);  // X once per block product
+  const double stream = stream_gbps_for(bytes, threads);
   set_threads(threads);
   s.problem->set_point(s.lambda, s.w);
   const std::vector<Index> columns = sample_uniform(kD, k, 1);
@@ -127,6 +129,7 @@ void BM_HvpBlock(benchmark::State& state, Index n, Index k, int threads) {
       });
   m.report(state, LogRegTag::hvp_flops_per_row() * double(n) * double(k), 0, gemm,
            "x_sequential");
+  report_bandwidth(state, bytes, stream, m);
   state.counters["hvps"] = double(k);
 }
 

@@ -2,8 +2,8 @@
 // the straightforward formulas they replace (two GEMMs with the whole X, written here), the dense
 // Hessian, and themselves on another thread count (bitwise: the block groups are fixed by n, F and
 // the scalar, never by the threads). Sizes are taken from the kernels' own plan so that they
-// cover n = 1, n below one block, n an exact multiple of it, n with a partial last block, and
-// more blocks than groups (groups of several blocks).
+// cover n = 1, n below one block, n an exact multiple of it, n with a partial last block, more
+// blocks than groups (groups of several blocks) and X beyond the cache (more than 16 blocks).
 #include <gtest/gtest.h>
 
 #include <limits>
@@ -39,7 +39,8 @@ template <class S>
 std::vector<Index> row_counts(Index F, Index C) {
   const row_block::Plan p = row_block::make_plan<S>(1, F, C);
   const Index b = p.block;
-  return {1, 7, b - 3, 2 * b, 3 * b + 5, (row_block::kMaxGroups + 3) * b + 11};
+  // The last: more than 16 blocks, where each block is streamed in before its forward pass.
+  return {1, 7, b - 3, 2 * b, 3 * b + 5, (row_block::kMaxGroups + 3) * b + 11, 17 * b + 5};
 }
 
 void set_threads(int t) {
