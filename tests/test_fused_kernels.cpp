@@ -61,31 +61,67 @@ Dataset<S> data_for(Index n, Index F, Index classes, std::uint64_t seed) {
   return d;
 }
 
-// ---- Softmax regression -------------------------------------------------------------------------
-
-/// Everything a caller can get from SoftmaxRegression at one point, on the current thread count.
-template <class S>
-struct SoftmaxOutputs {
+/// Everything a caller can get from the model at one point, on the current thread count.
+template <class Model>
+struct Outputs {
+  using S = typename Model::Scalar;
   S loss;
-  Matrix<S> probs;
+  decltype(typename Model::Cache{}.probs) probs;
   Vector<S> gradient, cached_gradient, hvp, gn, fisher;
   Matrix<S> block;
+
+  Outputs(const Model& model, const Dataset<S>& data, const Vector<S>& w, const Vector<S>& v,
+          const Matrix<S>& V) {
+    typename Model::Cache cache;
+    loss = model.evaluate(data, w, cache, nullptr);
+    model.gradient_from_cache(data, cache, cached_gradient);
+    model.evaluate(data, w, cache, &gradient);
+    probs = cache.probs;
+    model.hvp(data, w, cache, v, hvp);
+    model.gauss_newton_product(data, w, cache, v, gn);
+    model.fisher_product(data, w, cache, v, fisher);
+    model.hvp_block(data, w, cache, V, block);
+  }
+
+  /// Against the reference formulas (in double) to `tolerance<S>()`, and bitwise against the
+  /// same calls on another thread count.
+  template <class P>
+  void check(double ref_loss, const P& ref_probs, const Vector<double>& ref_gradient,
+             const Vector<double>& ref_hvp, const Vector<double>& ref_fisher,
+             const Matrix<double>& ref_block, const Outputs& other) const {
+    const double tol = tolerance<S>();
+    EXPECT_LE(std::abs(double(loss) - ref_loss) / std::abs(ref_loss), tol);
+    EXPECT_LE(relative_error(probs.template cast<double>(), ref_probs), tol);
+    EXPECT_LE(relative_error(gradient.template cast<double>(), ref_gradient), tol);
+    EXPECT_LE(relative_error(cached_gradient.template cast<double>(), ref_gradient), tol);
+    EXPECT_LE(relative_error(hvp.template cast<double>(), ref_hvp), tol);
+    EXPECT_LE(relative_error(fisher.template cast<double>(), ref_fisher), tol);
+    EXPECT_LE(relative_error(block.template cast<double>(), ref_block), tol);
+    EXPECT_TRUE(gn == hvp);  // one code path
+    // Thread-count determinism: the same bits on 1 and 2 threads.
+    EXPECT_EQ(loss, other.loss);
+    EXPECT_TRUE(probs == other.probs);
+    EXPECT_TRUE(gradient == other.gradient);
+    EXPECT_TRUE(cached_gradient == other.cached_gradient);
+    EXPECT_TRUE(hvp == other.hvp);
+    EXPECT_TRUE(fisher == other.fisher);
+    EXPECT_TRUE(block == other.block);
+  }
 };
 
-template <class S>
-SoftmaxOutputs<S> softmax_outputs(const SoftmaxRegression<S>& model, const Dataset<S>& data,
-                                  const Vector<S>& w, const Vector<S>& v, const Matrix<S>& V) {
-  typename SoftmaxRegression<S>::Cache cache;
-  SoftmaxOutputs<S> o;
-  o.loss = model.evaluate(data, w, cache, nullptr);
-  model.gradient_from_cache(data, cache, o.cached_gradient);
-  model.evaluate(data, w, cache, &o.gradient);
-  o.probs = cache.probs;
-  model.hvp(data, w, cache, v, o.hvp);
-  model.gauss_newton_product(data, w, cache, v, o.gn);
-  model.fisher_product(data, w, cache, v, o.fisher);
-  model.hvp_block(data, w, cache, V, o.block);
-  return o;
+/// The model's outputs on one thread, checked against the references and against kThreads.
+template <class Model, class P>
+void check_model(const Model& model, const Dataset<typename Model::Scalar>& data,
+                 const Vector<typename Model::Scalar>& w, const Vector<typename Model::Scalar>& v,
+                 const Matrix<typename Model::Scalar>& V, double loss, const P& probs,
+                 const Vector<double>& grad, const Vector<double>& hv, const Vector<double>& fv,
+                 const Matrix<double>& HV) {
+  set_threads(1);
+  const Outputs<Model> one(model, data, w, v, V);
+  set_threads(kThreads);
+  const Outputs<Model> two(model, data, w, v, V);
+  set_threads(1);
+  one.check(loss, probs, grad, hv, fv, HV, two);
 }
 
 template <class S>
@@ -139,29 +175,7 @@ void check_softmax(Index F, Index C, Index m) {
     Matrix<double> HV(D, m);
     for (Index j = 0; j < m; ++j) HV.col(j) = curvature(V.col(j).template cast<double>(), false);
 
-    set_threads(1);
-    const SoftmaxOutputs<S> one = softmax_outputs(model, data, w, v, V);
-    set_threads(kThreads);
-    const SoftmaxOutputs<S> two = softmax_outputs(model, data, w, v, V);
-    set_threads(1);
-
-    const double tol = tolerance<S>();
-    EXPECT_LE(std::abs(double(one.loss) - loss) / std::abs(loss), tol);
-    EXPECT_LE(relative_error(one.probs.template cast<double>(), P), tol);
-    EXPECT_LE(relative_error(one.gradient.template cast<double>(), grad), tol);
-    EXPECT_LE(relative_error(one.cached_gradient.template cast<double>(), grad), tol);
-    EXPECT_LE(relative_error(one.hvp.template cast<double>(), hv), tol);
-    EXPECT_LE(relative_error(one.fisher.template cast<double>(), fv), tol);
-    EXPECT_LE(relative_error(one.block.template cast<double>(), HV), tol);
-    EXPECT_TRUE(one.gn == one.hvp);  // one code path
-    // Thread-count determinism: the same bits on 1 and 2 threads.
-    EXPECT_EQ(one.loss, two.loss);
-    EXPECT_TRUE(one.probs == two.probs);
-    EXPECT_TRUE(one.gradient == two.gradient);
-    EXPECT_TRUE(one.cached_gradient == two.cached_gradient);
-    EXPECT_TRUE(one.hvp == two.hvp);
-    EXPECT_TRUE(one.fisher == two.fisher);
-    EXPECT_TRUE(one.block == two.block);
+    check_model(model, data, w, v, V, loss, P, grad, hv, fv, HV);
   }
 }
 
@@ -197,29 +211,6 @@ TEST(FusedKernels, SoftmaxHvpEqualsDenseHessianTimesV) {
 // ---- Binary logistic regression -----------------------------------------------------------------
 
 template <class S>
-struct LogisticOutputs {
-  S loss;
-  Vector<S> probs, gradient, cached_gradient, hvp, gn, fisher;
-  Matrix<S> block;
-};
-
-template <class S>
-LogisticOutputs<S> logistic_outputs(const LogisticRegression<S>& model, const Dataset<S>& data,
-                                    const Vector<S>& w, const Vector<S>& v, const Matrix<S>& V) {
-  typename LogisticRegression<S>::Cache cache;
-  LogisticOutputs<S> o;
-  o.loss = model.evaluate(data, w, cache, nullptr);
-  model.gradient_from_cache(data, cache, o.cached_gradient);
-  model.evaluate(data, w, cache, &o.gradient);
-  o.probs = cache.probs;
-  model.hvp(data, w, cache, v, o.hvp);
-  model.gauss_newton_product(data, w, cache, v, o.gn);
-  model.fisher_product(data, w, cache, v, o.fisher);
-  model.hvp_block(data, w, cache, V, o.block);
-  return o;
-}
-
-template <class S>
 void check_logistic(Index F, Index m) {
   const LogisticRegression<S> model(F);
   for (const Index n : row_counts<S>(F, m)) {
@@ -249,28 +240,7 @@ void check_logistic(Index F, Index m) {
                                                (X * v.template cast<double>()));
     const Matrix<double> HV = X.transpose() * (d.asDiagonal() * (X * V.template cast<double>()));
 
-    set_threads(1);
-    const LogisticOutputs<S> one = logistic_outputs(model, data, w, v, V);
-    set_threads(kThreads);
-    const LogisticOutputs<S> two = logistic_outputs(model, data, w, v, V);
-    set_threads(1);
-
-    const double tol = tolerance<S>();
-    EXPECT_LE(std::abs(double(one.loss) - loss) / std::abs(loss), tol);
-    EXPECT_LE(relative_error(one.probs.template cast<double>(), p), tol);
-    EXPECT_LE(relative_error(one.gradient.template cast<double>(), grad), tol);
-    EXPECT_LE(relative_error(one.cached_gradient.template cast<double>(), grad), tol);
-    EXPECT_LE(relative_error(one.hvp.template cast<double>(), dv), tol);
-    EXPECT_LE(relative_error(one.fisher.template cast<double>(), fv), tol);
-    EXPECT_LE(relative_error(one.block.template cast<double>(), HV), tol);
-    EXPECT_TRUE(one.gn == one.hvp);
-    EXPECT_EQ(one.loss, two.loss);
-    EXPECT_TRUE(one.probs == two.probs);
-    EXPECT_TRUE(one.gradient == two.gradient);
-    EXPECT_TRUE(one.cached_gradient == two.cached_gradient);
-    EXPECT_TRUE(one.hvp == two.hvp);
-    EXPECT_TRUE(one.fisher == two.fisher);
-    EXPECT_TRUE(one.block == two.block);
+    check_model(model, data, w, v, V, loss, p, grad, dv, fv, HV);
   }
 }
 
