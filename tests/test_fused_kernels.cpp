@@ -236,8 +236,9 @@ void check_logistic(Index F, Index m) {
     const Vector<double> grad = X.transpose() * r;
     const Vector<double> d = (p.array() * (1.0 - p.array()) / double(n)).matrix();
     const Vector<double> dv = X.transpose() * (d.asDiagonal() * (X * v.template cast<double>()));
-    const Vector<double> fv = X.transpose() * ((double(n) * r.array().square()).matrix().asDiagonal() *
-                                               (X * v.template cast<double>()));
+    const Vector<double> fv =
+        X.transpose() *
+        ((double(n) * r.array().square()).matrix().asDiagonal() * (X * v.template cast<double>()));
     const Matrix<double> HV = X.transpose() * (d.asDiagonal() * (X * V.template cast<double>()));
 
     check_model(model, data, w, v, V, loss, p, grad, dv, fv, HV);

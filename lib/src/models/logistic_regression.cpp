@@ -41,7 +41,8 @@ S LogisticRegression<S>::evaluate(const Dataset<S>& data, const Vector<S>& w, Ca
           const S z = Z(r, 0);
           const S y = static_cast<S>(data.labels(i));
           // softplus(z) = max(z, 0) + log1p(exp(−|z|)), stable for any z.
-          total += static_cast<double>(std::max(z, S(0)) + std::log1p(std::exp(-std::abs(z))) - y * z);
+          total += static_cast<double>(std::max(z, S(0)) + std::log1p(std::exp(-std::abs(z))) -
+                                       y * z);
           const S p = z >= 0 ? S(1) / (S(1) + std::exp(-z)) : std::exp(z) / (S(1) + std::exp(z));
           cache.probs(i) = p;
           cache.residual(i) = (p - y) / S(n);
@@ -103,7 +104,8 @@ template <class S>
 void LogisticRegression<S>::hvp_block(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
                                       const Matrix<S>& V, Matrix<S>& out) const {
   check_data(data, w);
-  require(cache.probs.size() == data.size(), "LogisticRegression::hvp_block: call evaluate() first");
+  require(cache.probs.size() == data.size(),
+          "LogisticRegression::hvp_block: call evaluate() first");
   require(V.rows() == num_params(), "LogisticRegression::hvp_block: V has the wrong height");
   // H V = Xᵀ diag(p(1 − p)/n) X V: the m columns of hvp() in one pass over X.
   out.resize(num_params(), V.cols());

@@ -27,10 +27,9 @@
 // block.
 #pragma once
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <vector>
-
-#include <Eigen/Core>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -79,9 +78,9 @@ Plan make_plan(Index n, Index F, Index out_cols) {
 /// Per-call buffers, kept in a model's Cache: sized on the first call, reused after.
 template <class S>
 struct Workspace {
-  Vector<S> panel;              ///< V packed row-major per column chunk (F × m values).
-  std::vector<Matrix<S>> acc;   ///< per group F × m_out accumulator (group 0 writes `out`).
-  std::vector<Matrix<S>> z;     ///< per group block × (columns + extra) scratch: Z_b, then R_b.
+  Vector<S> panel;             ///< V packed row-major per column chunk (F × m values).
+  std::vector<Matrix<S>> acc;  ///< per group ≥ F·m_out accumulator (group 0 writes `out`).
+  std::vector<Matrix<S>> z;    ///< per group block × ≥ (columns + extra) scratch: Z_b, then R_b.
   std::vector<double> partial;  ///< per group scalar (a loss), summed in group order by the model.
 };
 
@@ -156,7 +155,8 @@ void forward_chunk(const S* x, Index ldx, Index rows, Index F, const S* panel, S
     Index i = 0;
     for (; i + RP * PS <= rows; i += RP * PS)
       forward_tile<S, W, RP>(x + i, ldx, j0, j1, panel, z + i, ldz, acc);
-    for (; i + PS <= rows; i += PS) forward_tile<S, W, 1>(x + i, ldx, j0, j1, panel, z + i, ldz, acc);
+    for (; i + PS <= rows; i += PS)
+      forward_tile<S, W, 1>(x + i, ldx, j0, j1, panel, z + i, ldz, acc);
     if (i < rows) forward_rows<S, W>(x + i, ldx, rows - i, j0, j1, panel, z + i, ldz, acc);
   }
 }
@@ -194,7 +194,8 @@ void backward_chunk(const S* x, Index ldx, Index rows, Index F, const S* r, Inde
                     Index ldo) {
   constexpr int JT = kFeatureTile<W>;
   Index j = 0;
-  for (; j + JT <= F; j += JT) backward_tile<S, W, JT>(x + j * ldx, ldx, rows, r, ldr, out + j, ldo);
+  for (; j + JT <= F; j += JT)
+    backward_tile<S, W, JT>(x + j * ldx, ldx, rows, r, ldr, out + j, ldo);
   for (; j < F; ++j) backward_tile<S, W, 1>(x + j * ldx, ldx, rows, r, ldr, out + j, ldo);
 }
 
@@ -223,16 +224,36 @@ EIGEN_DONT_INLINE S touch_block(const S* x, Index ldx, Index rows, Index F) {
 template <class F>
 void dispatch_width(Index width, F&& f) {
   switch (width) {
-    case 1: f(std::integral_constant<int, 1>{}); break;
-    case 2: f(std::integral_constant<int, 2>{}); break;
-    case 3: f(std::integral_constant<int, 3>{}); break;
-    case 4: f(std::integral_constant<int, 4>{}); break;
-    case 5: f(std::integral_constant<int, 5>{}); break;
-    case 6: f(std::integral_constant<int, 6>{}); break;
-    case 7: f(std::integral_constant<int, 7>{}); break;
-    case 8: f(std::integral_constant<int, 8>{}); break;
-    case 9: f(std::integral_constant<int, 9>{}); break;
-    default: f(std::integral_constant<int, 10>{}); break;
+    case 1:
+      f(std::integral_constant<int, 1>{});
+      break;
+    case 2:
+      f(std::integral_constant<int, 2>{});
+      break;
+    case 3:
+      f(std::integral_constant<int, 3>{});
+      break;
+    case 4:
+      f(std::integral_constant<int, 4>{});
+      break;
+    case 5:
+      f(std::integral_constant<int, 5>{});
+      break;
+    case 6:
+      f(std::integral_constant<int, 6>{});
+      break;
+    case 7:
+      f(std::integral_constant<int, 7>{});
+      break;
+    case 8:
+      f(std::integral_constant<int, 8>{});
+      break;
+    case 9:
+      f(std::integral_constant<int, 9>{});
+      break;
+    default:
+      f(std::integral_constant<int, 10>{});
+      break;
   }
 }
 
@@ -250,8 +271,10 @@ void fused_pass(const Matrix<S>& X, const S* V, Index m, S* out, Index m_out, In
   const Index n = X.rows(), F = X.cols();
   const Plan plan = make_plan<S>(n, F, out ? m_out : 0);
   const Index cols = std::max(m, out ? m_out : Index(0)) + extra;
+  // Buffers only grow: alternating calls (evaluate, hvp, hvp_block) reuse them without
+  // reallocating.
   if (V) {  // pack V row-major per column chunk of width ≤ kMaxWidth
-    ws.panel.resize(F * m);
+    if (ws.panel.size() < F * m) ws.panel.resize(F * m);
     for (Index c0 = 0; c0 < m; c0 += kMaxWidth) {
       const Index w = std::min(kMaxWidth, m - c0);
       S* p = ws.panel.data() + c0 * F;
@@ -259,13 +282,15 @@ void fused_pass(const Matrix<S>& X, const S* V, Index m, S* out, Index m_out, In
         for (Index c = 0; c < w; ++c) p[j * w + c] = V[j + (c0 + c) * F];
     }
   }
-  if (static_cast<Index>(ws.z.size()) < plan.groups) ws.z.resize(static_cast<std::size_t>(plan.groups));
-  if (out && static_cast<Index>(ws.acc.size()) < plan.groups)
-    ws.acc.resize(static_cast<std::size_t>(plan.groups));
+  const auto groups = static_cast<std::size_t>(plan.groups);
+  if (ws.z.size() < groups) ws.z.resize(groups);
+  if (ws.acc.size() < groups) ws.acc.resize(groups);
   ws.partial.assign(static_cast<std::size_t>(plan.groups), 0.0);
   for (Index g = 0; g < plan.groups; ++g) {
-    ws.z[static_cast<std::size_t>(g)].resize(plan.block, cols);
-    if (out && g > 0) ws.acc[static_cast<std::size_t>(g)].resize(F, m_out);
+    Matrix<S>& z = ws.z[static_cast<std::size_t>(g)];
+    if (z.rows() != plan.block || z.cols() < cols) z.resize(plan.block, std::max(cols, z.cols()));
+    Matrix<S>& a = ws.acc[static_cast<std::size_t>(g)];
+    if (out && g > 0 && a.size() < F * m_out) a.resize(F * m_out, 1);
   }
   const S* x = X.data();
   // X beyond any last-level cache (> 16 blocks): stream each block in before its forward.
@@ -289,9 +314,8 @@ void fused_pass(const Matrix<S>& X, const S* V, Index m, S* out, Index m_out, In
       if (acc)
         for (Index c0 = 0; c0 < m_out; c0 += kMaxWidth)
           detail::dispatch_width(std::min(kMaxWidth, m_out - c0), [&](auto w) {
-            detail::backward_chunk<S, decltype(w)::value>(x + i0, n, rows, F,
-                                                          zg.data() + c0 * plan.block, plan.block,
-                                                          acc + c0 * F, F);
+            detail::backward_chunk<S, decltype(w)::value>(
+                x + i0, n, rows, F, zg.data() + c0 * plan.block, plan.block, acc + c0 * F, F);
           });
     }
     if (from_memory) {
