@@ -87,10 +87,11 @@ struct LogRegTag {
   static double gradient_flops_per_row() { return 4.0 * 785 * 10; }
   static double hvp_flops_per_row() { return 4.0 * 785 * 10; }
   static double gauss_newton_flops_per_row() { return 4.0 * 785 * 10; }
-  /// Memory-bound: X (n × 785) is streamed twice per gradient / HVP.
+  /// X (n × 785) is read once per gradient / HVP (the fused row-block pass, issue 15; the two
+  /// thin GEMMs before it read it twice).
   template <class S>
   static double bytes_per_row() {
-    return 2.0 * 785 * sizeof(S);
+    return 1.0 * 785 * sizeof(S);
   }
 };
 
@@ -258,6 +259,14 @@ const Vector<double>& trained_weights(Index n) {
   return table[n] = std::move(w);
 }
 
+/// bw_fraction (issue 15): the call's bytes per second over the STREAM copy yardstick of the same
+/// size class (in-cache below 16 MB, bench_meter.hpp) on the same thread count. Only for kernels
+/// with a byte count (Tag::bytes_per_row > 0: logistic regression's passes over X).
+inline void report_bandwidth(benchmark::State& state, double bytes, double stream,
+                             const CallMeter& m) {
+  if (bytes > 0 && stream > 0) state.counters["bw_fraction"] = bytes / m.per_call() * 1e-9 / stream;
+}
+
 // ---- Benchmark bodies shared by the suites --------------------------------------------------------
 
 /// One gradient: evaluate(data, w, cache, &gradient) (forward, loss, backward). Against its own
@@ -266,11 +275,13 @@ template <class Tag, class S>
 void BM_Gradient(benchmark::State& state, Index n, int threads) {
   auto& s = Setup<Tag, S>::get(n);
   const double gemm = gemm_gflops<S>(threads);
+  const double bytes = Tag::template bytes_per_row<S>() * double(n);
+  const double stream = bytes > 0 ? stream_gbps_for(bytes, threads) : 0;
   set_threads(threads);
   const auto gradient = [&] { s.evaluate_gradient(); };
   const CallMeter m = measure(state, gradient, gradient);
-  m.report(state, Tag::gradient_flops_per_row() * double(n),
-           Tag::template bytes_per_row<S>() * double(n), gemm);
+  m.report(state, Tag::gradient_flops_per_row() * double(n), bytes, gemm);
+  report_bandwidth(state, bytes, stream, m);
 }
 
 /// HVP from scratch (evaluate without gradient, then hvp) or with the forward pass cached
@@ -279,6 +290,8 @@ template <class Tag, class S>
 void BM_Hvp(benchmark::State& state, Index n, int threads, bool from_scratch) {
   auto& s = Setup<Tag, S>::get(n);
   const double gemm = gemm_gflops<S>(threads);
+  const double bytes = Tag::template bytes_per_row<S>() * double(n);
+  const double stream = bytes > 0 && !from_scratch ? stream_gbps_for(bytes, threads) : 0;
   set_threads(threads);
   s.model.evaluate(*s.train, s.w, s.cache, nullptr);
   const CallMeter m = measure(
@@ -291,8 +304,8 @@ void BM_Hvp(benchmark::State& state, Index n, int threads, bool from_scratch) {
       [&] { s.evaluate_gradient(); });
   // From scratch adds a forward pass (about half a gradient's flops for logistic regression).
   const double flops = Tag::hvp_flops_per_row() * double(n);
-  m.report(state, from_scratch ? 0 : flops,
-           from_scratch ? 0 : Tag::template bytes_per_row<S>() * double(n), gemm);
+  m.report(state, from_scratch ? 0 : flops, from_scratch ? 0 : bytes, gemm);
+  report_bandwidth(state, bytes, stream, m);
   state.counters["hvps"] = 1;
 }
 
@@ -301,6 +314,8 @@ template <class Tag, class S>
 void BM_GaussNewton(benchmark::State& state, Index n, int threads) {
   auto& s = Setup<Tag, S>::get(n);
   const double gemm = gemm_gflops<S>(threads);
+  const double bytes = Tag::template bytes_per_row<S>() * double(n);
+  const double stream = bytes > 0 ? stream_gbps_for(bytes, threads) : 0;
   set_threads(threads);
   s.model.evaluate(*s.train, s.w, s.cache, nullptr);
   const CallMeter m = measure(
@@ -310,8 +325,8 @@ void BM_GaussNewton(benchmark::State& state, Index n, int threads) {
         benchmark::DoNotOptimize(s.out.data());
       },
       [&] { s.evaluate_gradient(); });
-  m.report(state, Tag::gauss_newton_flops_per_row() * double(n),
-           Tag::template bytes_per_row<S>() * double(n), gemm);
+  m.report(state, Tag::gauss_newton_flops_per_row() * double(n), bytes, gemm);
+  report_bandwidth(state, bytes, stream, m);
 }
 
 /// Mixed-partial product vᵀ ∂²L_T/∂w∂λᵀ (per-weight decay: elementwise, memory-bound).
@@ -484,6 +499,8 @@ void BM_HvpBlock(benchmark::State& state, Index n, Index k, int threads) {
   set_threads(threads);
   s.problem->set_point(s.lambda, s.w);
   const Index D = s.model.num_params();
+  const double bytes = Tag::template bytes_per_row<S>() * double(n);  // data read per block product
+  const double stream = bytes > 0 ? stream_gbps_for(bytes, threads) : 0;
   const std::vector<Index> columns = sample_uniform(D, k, 1);
   Matrix<S> E = Matrix<S>::Zero(D, k), Y;
   for (Index j = 0; j < k; ++j) E(columns[static_cast<std::size_t>(j)], j) = S(1);
@@ -502,6 +519,7 @@ void BM_HvpBlock(benchmark::State& state, Index n, Index k, int threads) {
         }
       });
   m.report(state, Tag::hvp_flops_per_row() * double(n) * double(k), 0, gemm, "x_sequential");
+  report_bandwidth(state, bytes, stream, m);
   state.counters["hvps"] = double(k);
 }
 

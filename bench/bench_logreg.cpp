@@ -98,6 +98,86 @@ void BM_DensePath(benchmark::State& state, Index n, int threads) {
       (hessian_flops(n) + cholesky_flops()) / m.per_call() * 1e-9 / gemm >= 0.5 ? 1 : 0;
 }
 
+/// The kernels before issue 15, kept as the in-run reference of the fused row-block passes: two
+/// thin GEMMs with the whole X (X V, the per-row map, Xᵀ R), so X is read twice. Same formulas as
+/// SoftmaxRegression's (tests/test_fused_kernels.cpp checks those against them).
+template <class S>
+struct TwoGemm {
+  Matrix<S> z, probs;
+  /// Mean cross-entropy's gradient at w (forward GEMM, softmax, backward GEMM).
+  void gradient(const Dataset<S>& data, const Vector<S>& w, Vector<S>& out) {
+    const Index n = data.size(), F = data.num_features(), C = w.size() / F;
+    z.noalias() = data.X * Eigen::Map<const Matrix<S>>(w.data(), F, C);
+    probs.resize(n, C);
+#pragma omp parallel for schedule(static) if (n * C > 20000)
+    for (Index i = 0; i < n; ++i) {
+      const S zmax = z.row(i).maxCoeff();
+      S sum = 0;
+      for (Index c = 0; c < C; ++c) sum += (z(i, c) = std::exp(z(i, c) - zmax));
+      for (Index c = 0; c < C; ++c) z(i, c) = (z(i, c) / sum - (c == data.labels(i))) / S(n);
+    }
+    out.resize(w.size());
+    Eigen::Map<Matrix<S>>(out.data(), F, C).noalias() = data.X.transpose() * z;
+  }
+  /// H V for the m columns of V (m = 1: one HVP) at the probabilities P.
+  void hvp(const Dataset<S>& data, const Matrix<S>& P, const Matrix<S>& V, Matrix<S>& out) {
+    const Index n = data.size(), F = data.num_features(), C = P.cols(), m = V.cols();
+    z.noalias() = data.X * Eigen::Map<const Matrix<S>>(V.data(), F, C * m);
+    for (Index j = 0; j < m; ++j)
+      for (Index i = 0; i < n; ++i) {
+        S mean = 0;
+        for (Index c = 0; c < C; ++c) mean += P(i, c) * z(i, j * C + c);
+        for (Index c = 0; c < C; ++c) z(i, j * C + c) = P(i, c) * (z(i, j * C + c) - mean) / S(n);
+      }
+    out.resize(V.rows(), m);
+    Eigen::Map<Matrix<S>>(out.data(), F, C * m).noalias() = data.X.transpose() * z;
+  }
+};
+
+/// The fused pass against the two-GEMM kernels timed interleaved in the same run (counter
+/// x_two_gemm = fused time / two-GEMM time; < 1: fusion wins): kind 0 the gradient (evaluate
+/// with gradient), 1 one HVP from the cached forward pass, 2 a block of k = 20 HVPs.
+template <class S>
+void BM_FusedVsTwoGemm(benchmark::State& state, Index n, int kind, int threads) {
+  auto& s = Setup<LogRegTag, S>::get(n);
+  const double gemm = gemm_gflops<S>(threads);
+  const Index k = kind == 2 ? 20 : 1;
+  const double bytes = LogRegTag::bytes_per_row<S>() * double(n);
+  const double stream = stream_gbps_for(bytes, threads);
+  set_threads(threads);
+  s.model.evaluate(*s.train, s.w, s.cache, nullptr);
+  Matrix<S> V(kD, k), out;
+  for (Index j = 0; j < k; ++j) V.col(j) = s.v.reverse() * S(j + 1);
+  V.col(0) = s.v;
+  TwoGemm<S> old;
+  Vector<S> g;
+  const CallMeter m = measure(
+      state,
+      [&] {
+        if (kind == 0) {
+          s.evaluate_gradient();
+        } else if (kind == 1) {
+          s.model.hvp(*s.train, s.w, s.cache, s.v, s.out);
+          benchmark::DoNotOptimize(s.out.data());
+        } else {
+          s.model.hvp_block(*s.train, s.w, s.cache, V, out);
+          benchmark::DoNotOptimize(out.data());
+        }
+      },
+      [&] {
+        if (kind == 0) {
+          old.gradient(*s.train, s.w, g);
+          benchmark::DoNotOptimize(g.data());
+        } else {
+          old.hvp(*s.train, s.cache.probs, kind == 1 ? Matrix<S>(s.v) : V, out);
+          benchmark::DoNotOptimize(out.data());
+        }
+      });
+  m.report(state, LogRegTag::hvp_flops_per_row() * double(n) * double(k), bytes, gemm,
+           "x_two_gemm");
+  report_bandwidth(state, bytes, stream, m);
+}
+
 template <class S>
 void register_dense(Index n) {
   const std::string ty = std::string("<") + type_name<S>() + ">";
@@ -118,7 +198,23 @@ void register_dense(Index n) {
 int main(int argc, char** argv) {
   using namespace ift::bench;
   register_gemm();
+  register_stream();
   const std::vector<ift::Index> sizes{1000, 10000}, ks{1, 5, 20};
+  for (ift::Index n : sizes)
+    for (int kind : {0, 1, 2})
+      for (int t : {1, 2}) {
+        const char* what[] = {"Gradient", "Hvp", "HvpBlock20"};
+        const std::string suffix =
+            "_LogReg/n:" + std::to_string(n) + "/threads:" + std::to_string(t);
+        ift::bench::add(std::string("BM_FusedVsTwoGemm") + what[kind] + "<double>" + suffix,
+                        [=](benchmark::State& st) {
+                          ift::bench::BM_FusedVsTwoGemm<double>(st, n, kind, t);
+                        });
+        ift::bench::add(std::string("BM_FusedVsTwoGemm") + what[kind] + "<float>" + suffix,
+                        [=](benchmark::State& st) {
+                          ift::bench::BM_FusedVsTwoGemm<float>(st, n, kind, t);
+                        });
+      }
   register_model<LogRegTag, double>(sizes, ks, /*algorithm_step=*/true);
   register_model<LogRegTag, float>(sizes, ks, true);
   for (ift::Index n : sizes)

@@ -1,4 +1,5 @@
-// Timing, allocation counting and the GEMM yardstick shared by every ift benchmark binary;
+// Timing, allocation counting and the GEMM and STREAM-copy yardsticks shared by every ift
+// benchmark binary;
 // depends on Eigen, Google Benchmark and OpenMP only (plus the header-only ift/core.hpp), so a
 // binary that must not link the library (bench_openblas) can use it too.
 //
@@ -218,6 +219,100 @@ inline void register_gemm() {
         [t](benchmark::State& s) { BM_Gemm<float>(s, t); })
         ->Iterations(5);
   }
+}
+
+// ---- Yardstick 2: STREAM-like copy bandwidth ----------------------------------------------------
+/// Sizes of the copy yardstick: the source array of an in-cache copy (source + destination fit
+/// the last-level cache with room, like P1's 6.3 MB X at n = 1,000) and of an out-of-cache one
+/// (beyond any cache, like X at n = 10,000: 63 MB).
+constexpr Index kStreamInCacheBytes = 6 << 20;
+constexpr Index kStreamOutOfCacheBytes = 64 << 20;
+
+inline std::map<std::string, double>& stream_table() {
+  static std::map<std::string, double> table;
+  return table;
+}
+inline std::string stream_key(Index bytes, int threads) {
+  return std::to_string(bytes) + "/" + std::to_string(threads);
+}
+
+/// dst = src over `bytes` of doubles, split into one contiguous range per OpenMP thread (STREAM's
+/// Copy kernel); the arrays are allocated and touched once per size and thread count.
+struct StreamOperands {
+  Vector<double> src, dst;
+  static StreamOperands& get(Index bytes) {
+    static std::map<Index, StreamOperands> table;
+    auto& s = table[bytes];
+    if (s.src.size() == 0) {
+      s.src = Vector<double>::Constant(bytes / Index(sizeof(double)), 1.0);
+      s.dst = Vector<double>::Zero(s.src.size());
+    }
+    return s;
+  }
+  void run() {
+    const Index n = src.size();
+#pragma omp parallel
+    {
+      Index t = 0, nt = 1;
+#ifdef _OPENMP
+      t = omp_get_thread_num();
+      nt = omp_get_num_threads();
+#endif
+      const Index begin = n * t / nt, end = n * (t + 1) / nt;
+      dst.segment(begin, end - begin) = src.segment(begin, end - begin);
+    }
+  }
+};
+
+/// The copy bandwidth in GB/s (bytes read + bytes written per second, STREAM's convention) for a
+/// source of `bytes` on `threads` threads: the best of 20 copies. Measured once per process
+/// unless BM_Stream ran first. A kernel that only reads X compares its read bytes with it.
+inline double stream_gbps(Index bytes, int threads) {
+  auto& table = stream_table();
+  const std::string key = stream_key(bytes, threads);
+  if (auto it = table.find(key); it != table.end()) return it->second;
+  set_threads(threads);
+  auto& s = StreamOperands::get(bytes);
+  s.run();
+  double best = 0;
+  for (int i = 0; i < 20; ++i) {
+    const auto t0 = Clock::now();
+    s.run();
+    best = std::max(best, 2.0 * double(bytes) / seconds_since(t0) * 1e-9);
+  }
+  table[key] = best;
+  return best;
+}
+
+/// The copy yardstick for a kernel that streams `bytes` per call: in-cache below 16 MB.
+inline double stream_gbps_for(double bytes, int threads) {
+  return stream_gbps(bytes <= 16e6 ? kStreamInCacheBytes : kStreamOutOfCacheBytes, threads);
+}
+
+/// STREAM Copy of a `bytes` source (best iteration's GB/s, the yardstick of bw_fraction).
+template <class S>
+void BM_Stream(benchmark::State& state, Index bytes, int threads) {
+  set_threads(threads);
+  auto& s = StreamOperands::get(bytes);
+  s.run();
+  double best = 0;
+  for (auto _ : state) {
+    const auto t0 = Clock::now();
+    s.run();
+    benchmark::DoNotOptimize(s.dst.data());
+    benchmark::ClobberMemory();
+    best = std::max(best, 2.0 * double(bytes) / seconds_since(t0) * 1e-9);
+  }
+  stream_table()[stream_key(bytes, threads)] = best;
+  state.counters["GBps"] = best;
+}
+
+inline void register_stream() {
+  for (int t : {1, 2})
+    for (Index bytes : {kStreamInCacheBytes, kStreamOutOfCacheBytes})
+      add("BM_Stream<double>/MB:" + std::to_string(bytes >> 20) + "/threads:" + std::to_string(t),
+          [=](benchmark::State& s) { BM_Stream<double>(s, bytes, t); })
+          ->Iterations(20);
 }
 
 inline int run_main(int argc, char** argv) {

@@ -28,19 +28,30 @@ S LogisticRegression<S>::evaluate(const Dataset<S>& data, const Vector<S>& w, Ca
   check_data(data, w);
   const Index n = data.size();
   cache.probs.resize(n);
-  cache.probs.noalias() = data.X * w;
   cache.residual.resize(n);
+  if (gradient) gradient->resize(num_params());
+  // One pass over row blocks (row_block.hpp): z_b = X_b w, the loss, p and the residual, and with
+  // a gradient Xᵀ (p − y) / n accumulated while X_b is in cache.
+  row_block::fused_pass(
+      data.X, w.data(), 1, gradient ? gradient->data() : nullptr, 1, 0, cache.blocks,
+      [&](Index g, Index i0, row_block::BlockMap<S> Z) {
+        double total = 0;
+        for (Index r = 0; r < Z.rows(); ++r) {
+          const Index i = i0 + r;
+          const S z = Z(r, 0);
+          const S y = static_cast<S>(data.labels(i));
+          // softplus(z) = max(z, 0) + log1p(exp(−|z|)), stable for any z.
+          total += static_cast<double>(std::max(z, S(0)) + std::log1p(std::exp(-std::abs(z))) -
+                                       y * z);
+          const S p = z >= 0 ? S(1) / (S(1) + std::exp(-z)) : std::exp(z) / (S(1) + std::exp(z));
+          cache.probs(i) = p;
+          cache.residual(i) = (p - y) / S(n);
+          Z(r, 0) = cache.residual(i);
+        }
+        cache.blocks.partial[static_cast<std::size_t>(g)] += total;
+      });
   double total = 0;
-  for (Index i = 0; i < n; ++i) {
-    const S z = cache.probs(i);
-    const S y = static_cast<S>(data.labels(i));
-    // softplus(z) = max(z, 0) + log1p(exp(−|z|)), stable for any z.
-    total += static_cast<double>(std::max(z, S(0)) + std::log1p(std::exp(-std::abs(z))) - y * z);
-    const S p = z >= 0 ? S(1) / (S(1) + std::exp(-z)) : std::exp(z) / (S(1) + std::exp(z));
-    cache.probs(i) = p;
-    cache.residual(i) = (p - y) / S(n);
-  }
-  if (gradient) gradient_from_cache(data, cache, *gradient);
+  for (const double t : cache.blocks.partial) total += t;  // group order: deterministic
   return static_cast<S>(total / static_cast<double>(n));
 }
 
@@ -50,35 +61,55 @@ void LogisticRegression<S>::gradient_from_cache(const Dataset<S>& data, const Ca
   require(cache.residual.size() == data.size() && data.num_features() == num_features_,
           "LogisticRegression::gradient_from_cache: call evaluate() on this data first");
   gradient.resize(num_params());
-  gradient.noalias() = data.X.transpose() * cache.residual;
+  row_block::fused_pass(data.X, static_cast<const S*>(nullptr), 1, gradient.data(), 1, 0,
+                        cache.blocks, [&](Index, Index i0, row_block::BlockMap<S> Z) {
+                          Z.col(0) = cache.residual.segment(i0, Z.rows());
+                        });
 }
+
+namespace {
+
+/// Out (F × m) = Xᵀ diag(d) X V in one fused pass, d = p(1 − p)/n (Hessian = Gauss-Newton) or
+/// d = n r² (empirical Fisher: g_i = (p_i − y_i) x_i = n r_i x_i).
+template <class S, class Cache>
+void curvature_product(const Dataset<S>& data, const Cache& cache, const S* V, Index m, S* out,
+                       bool fisher) {
+  const Index n = data.size();
+  row_block::fused_pass(data.X, V, m, out, m, 0, cache.blocks,
+                        [&](Index, Index i0, row_block::BlockMap<S> Z) {
+                          const auto p = cache.probs.segment(i0, Z.rows()).array();
+                          const auto r = cache.residual.segment(i0, Z.rows()).array();
+                          for (Index j = 0; j < m; ++j) {
+                            if (fisher)
+                              Z.col(j).array() *= S(n) * r.square();
+                            else
+                              Z.col(j).array() *= p * (S(1) - p) / S(n);
+                          }
+                        });
+}
+
+}  // namespace
 
 template <class S>
 void LogisticRegression<S>::hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
                                 const Vector<S>& v, Vector<S>& out) const {
   check_data(data, w);
+  require(v.size() == num_params(), "LogisticRegression::hvp: v has the wrong size");
   require(cache.probs.size() == data.size(), "LogisticRegression::hvp: call evaluate() first");
-  const Index n = data.size();
-  cache.work.resize(n);
-  cache.work.noalias() = data.X * v;
-  cache.work.array() *= cache.probs.array() * (S(1) - cache.probs.array()) / S(n);
   out.resize(num_params());
-  out.noalias() = data.X.transpose() * cache.work;
+  curvature_product(data, cache, v.data(), 1, out.data(), false);
 }
 
 template <class S>
 void LogisticRegression<S>::hvp_block(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
                                       const Matrix<S>& V, Matrix<S>& out) const {
   check_data(data, w);
-  require(cache.probs.size() == data.size(), "LogisticRegression::hvp_block: call evaluate() first");
+  require(cache.probs.size() == data.size(),
+          "LogisticRegression::hvp_block: call evaluate() first");
   require(V.rows() == num_params(), "LogisticRegression::hvp_block: V has the wrong height");
-  const Index n = data.size();
-  // H V = Xᵀ diag(p(1 − p)/n) X V: the m columns of hvp() in two GEMMs.
-  cache.work_block.resize(n, V.cols());
-  cache.work_block.noalias() = data.X * V;
-  cache.work_block.array().colwise() *= cache.probs.array() * (S(1) - cache.probs.array()) / S(n);
+  // H V = Xᵀ diag(p(1 − p)/n) X V: the m columns of hvp() in one pass over X.
   out.resize(num_params(), V.cols());
-  out.noalias() = data.X.transpose() * cache.work_block;
+  curvature_product(data, cache, V.data(), V.cols(), out.data(), false);
 }
 
 template <class S>
@@ -92,13 +123,12 @@ template <class S>
 void LogisticRegression<S>::fisher_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
                                            const Vector<S>& v, Vector<S>& out) const {
   check_data(data, w);
-  const Index n = data.size();
-  // g_i = (p_i − y_i) x_i = n r_i x_i;  (1/n) Σ g_i g_iᵀ v = Xᵀ (n r ⊙ r ⊙ X v).
-  cache.work.resize(n);
-  cache.work.noalias() = data.X * v;
-  cache.work.array() *= S(n) * cache.residual.array().square();
+  require(v.size() == num_params(), "LogisticRegression::fisher_product: v has the wrong size");
+  require(cache.residual.size() == data.size(),
+          "LogisticRegression::fisher_product: call evaluate() first");
+  // (1/n) Σ g_i g_iᵀ v = Xᵀ (n r ⊙ r ⊙ X v).
   out.resize(num_params());
-  out.noalias() = data.X.transpose() * cache.work;
+  curvature_product(data, cache, v.data(), 1, out.data(), true);
 }
 
 template <class S>

@@ -37,32 +37,44 @@ S SoftmaxRegression<S>::evaluate(const Dataset<S>& data, const Vector<S>& w, Cac
                                  Vector<S>* gradient) const {
   check_data(data, w);
   const Index n = data.size(), C = num_classes_;
-  Eigen::Map<const Matrix<S>> Wt(w.data(), num_features_, C);
   cache.probs.resize(n, C);
-  cache.probs.noalias() = data.X * Wt;
   cache.residual.resize(n, C);
-  double total = 0;
+  if (gradient) gradient->resize(num_params());
   const S inv_n = S(1) / S(n);
-#pragma omp parallel for reduction(+ : total) schedule(static) if (n * C > 20000)
-  for (Index i = 0; i < n; ++i) {
-    const S zmax = cache.probs.row(i).maxCoeff();
-    const Index y = data.labels(i);
-    const S shifted_true_logit = cache.probs(i, y) - zmax;
-    S sum = 0;
-    for (Index c = 0; c < C; ++c) {
-      const S e = std::exp(cache.probs(i, c) - zmax);
-      cache.probs(i, c) = e;
-      sum += e;
-    }
-    // Cross-entropy = log Σ exp(z − z_max) − (z_y − z_max): no overflow, no log(0).
-    total += static_cast<double>(std::log(sum) - shifted_true_logit);
-    const S inv_sum = S(1) / sum;
-    for (Index c = 0; c < C; ++c) {
-      cache.probs(i, c) *= inv_sum;
-      cache.residual(i, c) = (cache.probs(i, c) - (c == y ? S(1) : S(0))) * inv_n;
-    }
-  }
-  if (gradient) gradient_from_cache(data, cache, *gradient);
+  // One pass over row blocks (row_block.hpp): Z_b = X_b Wᵀ, the softmax, the residual, and with a
+  // gradient Xᵀ (P − Y) / n accumulated while X_b is in cache. Extra columns: row max, row sum.
+  row_block::fused_pass(
+      data.X, w.data(), C, gradient ? gradient->data() : nullptr, C, 2, cache.blocks,
+      [&](Index g, Index i0, row_block::BlockMap<S> Z) {
+        const Index rows = Z.rows();
+        auto zmax = Z.col(C);
+        auto sum = Z.col(C + 1);
+        zmax = Z.col(0);
+        for (Index c = 1; c < C; ++c) zmax = zmax.cwiseMax(Z.col(c));
+        // Cross-entropy = log Σ exp(z − z_max) − (z_y − z_max): no overflow, no log(0).
+        double total = 0;
+        for (Index r = 0; r < rows; ++r)
+          total -= static_cast<double>(Z(r, data.labels(i0 + r)) - zmax(r));
+        sum.setZero();
+        for (Index c = 0; c < C; ++c) {
+          Z.col(c).array() = (Z.col(c) - zmax).array().exp();
+          sum += Z.col(c);
+        }
+        for (Index r = 0; r < rows; ++r) total += static_cast<double>(std::log(sum(r)));
+        cache.blocks.partial[static_cast<std::size_t>(g)] += total;
+        sum = sum.cwiseInverse();
+        for (Index c = 0; c < C; ++c) {
+          Z.col(c).array() *= sum.array();
+          cache.probs.col(c).segment(i0, rows) = Z.col(c);
+        }
+        for (Index r = 0; r < rows; ++r) Z(r, data.labels(i0 + r)) -= S(1);
+        for (Index c = 0; c < C; ++c) {
+          Z.col(c) *= inv_n;
+          cache.residual.col(c).segment(i0, rows) = Z.col(c);
+        }
+      });
+  double total = 0;
+  for (const double t : cache.blocks.partial) total += t;  // group order: deterministic
   return static_cast<S>(total / static_cast<double>(n));
 }
 
@@ -72,31 +84,61 @@ void SoftmaxRegression<S>::gradient_from_cache(const Dataset<S>& data, const Cac
   require(cache.residual.rows() == data.size() && data.num_features() == num_features_,
           "SoftmaxRegression::gradient_from_cache: call evaluate() on this data first");
   gradient.resize(num_params());
-  Eigen::Map<Matrix<S>> G(gradient.data(), num_features_, num_classes_);
-  G.noalias() = data.X.transpose() * cache.residual;
+  const Index C = num_classes_;
+  row_block::fused_pass(data.X, static_cast<const S*>(nullptr), C, gradient.data(), C, 0,
+                        cache.blocks, [&](Index, Index i0, row_block::BlockMap<S> Z) {
+                          Z.leftCols(C) = cache.residual.middleRows(i0, Z.rows());
+                        });
 }
+
+namespace {
+
+/// Out (F × C·m) = Xᵀ R(X V) for V: F × C·m (m vectors of F × C, column-major), with the per-row
+/// map of the Hessian (R{∂L/∂Z} = P ⊙ (R{Z} − rowsum(P ⊙ R{Z})) / n) or of the empirical Fisher
+/// ((1/n) Σ g_i g_iᵀ v = Xᵀ diag(n s) residual, s_i = residual_iᵀ (X V)_i), in one fused pass.
+template <class S, class Cache>
+void curvature_product(const Dataset<S>& data, const Cache& cache, Index C, const S* V, Index m,
+                       S* out, bool fisher) {
+  const Index n = data.size();
+  const S inv_n = S(1) / S(n);
+  row_block::fused_pass(
+      data.X, V, C * m, out, C * m, 1, cache.blocks,
+      [&](Index, Index i0, row_block::BlockMap<S> Z) {
+        const Index rows = Z.rows();
+        auto mean = Z.col(C * m);
+        if (fisher) {
+          const auto Res = cache.residual.middleRows(i0, rows);
+          for (Index j = 0; j < m; ++j) {
+            auto Zj = Z.middleCols(j * C, C);
+            mean = Res.col(0).cwiseProduct(Zj.col(0));
+            for (Index c = 1; c < C; ++c) mean += Res.col(c).cwiseProduct(Zj.col(c));
+            mean *= S(n);
+            for (Index c = 0; c < C; ++c) Zj.col(c) = mean.cwiseProduct(Res.col(c));
+          }
+          return;
+        }
+        const auto P = cache.probs.middleRows(i0, rows);
+        for (Index j = 0; j < m; ++j) {
+          auto Zj = Z.middleCols(j * C, C);
+          mean = P.col(0).cwiseProduct(Zj.col(0));
+          for (Index c = 1; c < C; ++c) mean += P.col(c).cwiseProduct(Zj.col(c));
+          for (Index c = 0; c < C; ++c)
+            Zj.col(c).array() = P.col(c).array() * (Zj.col(c) - mean).array() * inv_n;
+        }
+      });
+}
+
+}  // namespace
 
 template <class S>
 void SoftmaxRegression<S>::hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
                                const Vector<S>& v, Vector<S>& out) const {
   check_data(data, w);
   require(v.size() == num_params(), "SoftmaxRegression::hvp: v has the wrong size");
-  const Index n = data.size(), C = num_classes_;
-  require(cache.probs.rows() == n, "SoftmaxRegression::hvp: call evaluate() first");
-  Eigen::Map<const Matrix<S>> V(v.data(), num_features_, C);
-  // R{Z} = X V; R{∂L/∂Z} = (P ⊙ (R{Z} − rowsum(P ⊙ R{Z}))) / n; H v = Xᵀ R{∂L/∂Z}.
-  cache.work.resize(n, C);
-  cache.work.noalias() = data.X * V;
-  const S inv_n = S(1) / S(n);
-  for (Index i = 0; i < n; ++i) {
-    S mean = 0;
-    for (Index c = 0; c < C; ++c) mean += cache.probs(i, c) * cache.work(i, c);
-    for (Index c = 0; c < C; ++c)
-      cache.work(i, c) = cache.probs(i, c) * (cache.work(i, c) - mean) * inv_n;
-  }
+  require(cache.probs.rows() == data.size(), "SoftmaxRegression::hvp: call evaluate() first");
+  // R{Z} = X V; R{∂L/∂Z} = (P ⊙ (R{Z} − rowsum(P ⊙ R{Z}))) / n; H v = Xᵀ R{∂L/∂Z}: one pass.
   out.resize(num_params());
-  Eigen::Map<Matrix<S>> Out(out.data(), num_features_, C);
-  Out.noalias() = data.X.transpose() * cache.work;
+  curvature_product(data, cache, num_classes_, v.data(), 1, out.data(), false);
 }
 
 template <class S>
@@ -104,25 +146,11 @@ void SoftmaxRegression<S>::hvp_block(const Dataset<S>& data, const Vector<S>& w,
                                      const Matrix<S>& V, Matrix<S>& out) const {
   check_data(data, w);
   require(V.rows() == num_params(), "SoftmaxRegression::hvp_block: V has the wrong height");
-  const Index n = data.size(), C = num_classes_, m = V.cols();
-  require(cache.probs.rows() == n, "SoftmaxRegression::hvp_block: call evaluate() first");
+  require(cache.probs.rows() == data.size(), "SoftmaxRegression::hvp_block: call evaluate() first");
   // Column j of V is an F × C matrix V_j (column-major), so V is the F × (C·m) matrix
-  // [V_1 … V_m]: hvp()'s two products with the data become two GEMMs with C·m columns.
-  Eigen::Map<const Matrix<S>> Vs(V.data(), num_features_, C * m);
-  cache.work_block.resize(n, C * m);
-  cache.work_block.noalias() = data.X * Vs;
-  const S inv_n = S(1) / S(n);
-  for (Index j = 0; j < m; ++j) {
-    auto Z = cache.work_block.middleCols(j * C, C);
-    for (Index i = 0; i < n; ++i) {
-      S mean = 0;
-      for (Index c = 0; c < C; ++c) mean += cache.probs(i, c) * Z(i, c);
-      for (Index c = 0; c < C; ++c) Z(i, c) = cache.probs(i, c) * (Z(i, c) - mean) * inv_n;
-    }
-  }
-  out.resize(num_params(), m);
-  Eigen::Map<Matrix<S>> Out(out.data(), num_features_, C * m);
-  Out.noalias() = data.X.transpose() * cache.work_block;
+  // [V_1 … V_m]: hvp()'s pass with C·m columns, X read once for all m vectors.
+  out.resize(num_params(), V.cols());
+  curvature_product(data, cache, num_classes_, V.data(), V.cols(), out.data(), false);
 }
 
 template <class S>
@@ -136,20 +164,13 @@ template <class S>
 void SoftmaxRegression<S>::fisher_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
                                           const Vector<S>& v, Vector<S>& out) const {
   check_data(data, w);
-  const Index n = data.size(), C = num_classes_;
-  require(cache.residual.rows() == n, "SoftmaxRegression::fisher_product: call evaluate() first");
+  require(v.size() == num_params(), "SoftmaxRegression::fisher_product: v has the wrong size");
+  require(cache.residual.rows() == data.size(),
+          "SoftmaxRegression::fisher_product: call evaluate() first");
   // Per-example gradient g_i = (p_i − y_i) ⊗ x_i = n · residual_i ⊗ x_i, so
   // g_iᵀ v = n · residual_iᵀ (X V)_i and (1/n) Σ g_i (g_iᵀ v) = Xᵀ diag(n s) residual.
-  Eigen::Map<const Matrix<S>> V(v.data(), num_features_, C);
-  cache.work.resize(n, C);
-  cache.work.noalias() = data.X * V;
-  for (Index i = 0; i < n; ++i) {
-    const S s = S(n) * cache.residual.row(i).dot(cache.work.row(i));
-    cache.work.row(i) = s * cache.residual.row(i);
-  }
   out.resize(num_params());
-  Eigen::Map<Matrix<S>> Out(out.data(), num_features_, C);
-  Out.noalias() = data.X.transpose() * cache.work;
+  curvature_product(data, cache, num_classes_, v.data(), 1, out.data(), true);
 }
 
 template <class S>

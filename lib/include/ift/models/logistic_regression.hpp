@@ -8,6 +8,7 @@
 #include "ift/dataset.hpp"
 #include "ift/models/kronecker_factors.hpp"
 #include "ift/models/model.hpp"
+#include "ift/models/row_block.hpp"
 
 namespace ift {
 
@@ -18,9 +19,9 @@ class LogisticRegression {
   struct Cache {
     Vector<S> probs;     ///< n, σ(x_i · w).
     Vector<S> residual;  ///< n, (p − y) / n.
-    Vector<S> work;      ///< n scratch.
     Matrix<S> work_x;    ///< n × F scratch for the dense Hessian.
-    Matrix<S> work_block;  ///< n × m scratch for hvp_block.
+    /// Buffers of the fused row-block passes (row_block.hpp), sized on the first call.
+    mutable row_block::Workspace<S> blocks;
   };
 
   explicit LogisticRegression(Index num_features);
@@ -32,8 +33,8 @@ class LogisticRegression {
   void gradient_from_cache(const Dataset<S>& data, const Cache& cache, Vector<S>& gradient) const;
   void hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
            Vector<S>& out) const;
-  /// H V for a D × m block (column j of out = hvp of V.col(j)) in one pass: two GEMMs with
-  /// the data instead of m matrix-vector pairs. Equal to m hvp calls to rounding.
+  /// H V for a D × m block (column j of out = hvp of V.col(j)) in one fused pass over X (row_block.hpp)
+  /// instead of m passes. Equal to m hvp calls to rounding.
   void hvp_block(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Matrix<S>& V,
                  Matrix<S>& out) const;
   void gauss_newton_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache,

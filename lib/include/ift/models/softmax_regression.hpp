@@ -12,6 +12,7 @@
 #include "ift/dataset.hpp"
 #include "ift/models/kronecker_factors.hpp"
 #include "ift/models/model.hpp"
+#include "ift/models/row_block.hpp"
 
 namespace ift {
 
@@ -24,9 +25,9 @@ class SoftmaxRegression {
   struct Cache {
     Matrix<S> probs;     ///< n × C softmax probabilities.
     Matrix<S> residual;  ///< n × C, (P − Y) / n: the gradient of the mean loss w.r.t. the logits.
-    Matrix<S> work;      ///< n × C scratch for products (reused, never reallocated when sizes match).
     Matrix<S> work_x;    ///< n × F scratch for the dense Hessian build.
-    Matrix<S> work_block;  ///< n × (C·m) scratch for hvp_block.
+    /// Buffers of the fused row-block passes (row_block.hpp), sized on the first call.
+    mutable row_block::Workspace<S> blocks;
   };
 
   SoftmaxRegression(Index num_features, Index num_classes);
@@ -45,8 +46,8 @@ class SoftmaxRegression {
   void hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
            Vector<S>& out) const;
   /// Gauss-Newton product Jᵀ H_out J v; identical to hvp() for this model.
-  /// H V for a D × m block (column j of out = hvp of V.col(j)) in one pass: two GEMMs with
-  /// the data instead of m matrix-vector pairs. Equal to m hvp calls to rounding.
+  /// H V for a D × m block (column j of out = hvp of V.col(j)) in one fused pass over X (row_block.hpp)
+  /// instead of m passes. Equal to m hvp calls to rounding.
   void hvp_block(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Matrix<S>& V,
                  Matrix<S>& out) const;
   void gauss_newton_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
