@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 #include "ift/core.hpp"
 
@@ -83,6 +84,22 @@ template <class S>
 S sum(Communicator& comm, S x) {
   comm.sum(&x, 1);
   return x;
+}
+
+/// A data-parallel problem's data term: this rank's mean over its rows, weighted by its share
+/// (count/total), summed over the ranks. Without a communicator (one process) the value is left
+/// as it is, bit for bit.
+template <class Derived>
+void sum_shares(Communicator* comm, Eigen::PlainObjectBase<Derived>& x, const Shard& shard) {
+  if (comm == nullptr) return;
+  x *= static_cast<typename Derived::Scalar>(shard.weight());
+  sum(*comm, x);
+}
+template <class T>
+  requires std::is_arithmetic_v<T>
+T sum_shares(Communicator* comm, T x, const Shard& shard) {
+  if (comm == nullptr) return x;
+  return sum(*comm, static_cast<T>(x * static_cast<T>(shard.weight())));
 }
 
 }  // namespace ift::parallel

@@ -288,14 +288,11 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
   /// ranks. A single process leaves it as it is (bitwise).
   template <class Derived>
   void reduce(Eigen::PlainObjectBase<Derived>& x, const parallel::Shard& shard) const {
-    if (!comm_) return;
-    x *= static_cast<typename Derived::Scalar>(shard.weight());
-    parallel::sum(*comm_, x);
+    parallel::sum_shares(comm_.get(), x, shard);
   }
   template <class T>
   T reduced(T x, const parallel::Shard& shard) const {
-    if (!comm_) return x;
-    return parallel::sum(*comm_, static_cast<T>(x * static_cast<T>(shard.weight())));
+    return parallel::sum_shares(comm_.get(), x, shard);
   }
 
   Model model_;
