@@ -391,18 +391,22 @@ int run(int argc, char** argv) {
     }
     if (!sweep && specs.size() == 1 && specs[0].method == Method::Exact && exact.status == SolverStatus::Converged)
       std::printf("\n||h|| = %.10e (exact)\n", exact_norm);
-    if (!app::is_root()) return reference_ok ? 0 : 1;
-    std::filesystem::create_directories(out_dir);
-    csv.save();
-    io::save_npy(out_dir + "/hypergradient.npy",
-                 as_class_matrix(sweep ? exact.hypergradient : last.hypergradient));
-    io::save_npy(out_dir + "/w_star.npy", as_class_matrix(problem.w()));
-    std::printf("wrote %s/summary.csv, %s/hypergradient.npy, %s/w_star.npy\n", out_dir.c_str(),
-                out_dir.c_str(), out_dir.c_str());
+    if (app::is_root()) {
+      std::filesystem::create_directories(out_dir);
+      csv.save();
+      io::save_npy(out_dir + "/hypergradient.npy",
+                   as_class_matrix(sweep ? exact.hypergradient : last.hypergradient));
+      io::save_npy(out_dir + "/w_star.npy", as_class_matrix(problem.w()));
+      std::printf("wrote %s/summary.csv, %s/hypergradient.npy, %s/w_star.npy\n", out_dir.c_str(),
+                  out_dir.c_str(), out_dir.c_str());
+    }
+    // Several ranks: rank 0 has written its files before an exit code 1 ends the job.
+    app::world()->barrier();
     if (!reference_ok) {
-      std::cerr << "ift-hypergrad: error: the exact reference hypergradient failed ("
-                << to_string(exact.status) << ": " << exact.message
-                << "); relative errors are undefined\n";
+      if (app::is_root())
+        std::cerr << "ift-hypergrad: error: the exact reference hypergradient failed ("
+                  << to_string(exact.status) << ": " << exact.message
+                  << "); relative errors are undefined\n";
       return 1;
     }
     return 0;

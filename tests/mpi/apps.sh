@@ -3,23 +3,8 @@
 # results, rank 0 alone writes, a run resumes with a different N, and errors end every rank.
 # Usage: apps.sh BIN_DIR MPIEXEC
 set -euo pipefail
-bin=$1
-mpiexec=$2
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-export OMP_NUM_THREADS=1
-run_np() {  # run_np N app args...
-  local np=$1; shift
-  "$mpiexec" -np "$np" --oversubscribe "$@"
-}
+source "$(dirname "$0")/common.sh"
 
-# Every numeric CSV cell (seconds aside) within TOL relative of the reference run's.
-compare_csv() {  # compare_csv REF OTHER TOL (tests/compare_csv.py)
-  /usr/bin/env python3 "$(dirname "$0")/../compare_csv.py" "$@"
-}
-
-data=(--data fashion-mnist)
-[[ -e /usr/share/datasets/fashion-mnist || -n "${IFT_FASHION_MNIST_DIR:-}" ]] || data=(--data synthetic)
 common=("${data[@]}" --train 301 --val 203 --test 101 --inner-steps 3 --warmup-steps 10
         --steps 5 --methods cg,neumann,identity,kfac --threads 1)
 

@@ -36,15 +36,8 @@ template <class S>
 void DistillationProblem<S>::distribute(std::shared_ptr<parallel::Communicator> comm,
                                         parallel::Shard val, parallel::Shard test) {
   require(comm != nullptr, "DistillationProblem::distribute: no communicator");
-  auto check = [](const char* what, const parallel::Shard& s, Index local) {
-    require(s.count == local && s.begin >= 0 && s.begin + s.count <= s.total,
-            std::string("DistillationProblem::distribute: the ") + what + " shard [" +
-                std::to_string(s.begin) + ", " + std::to_string(s.begin + s.count) + ") of " +
-                std::to_string(s.total) + " rows does not match the " + std::to_string(local) +
-                " local rows");
-  };
-  check("validation", val, val_->size());
-  if (test_) check("test", test, test_->size());
+  parallel::require_shard("DistillationProblem::distribute", "validation", val, val_->size());
+  if (test_) parallel::require_shard("DistillationProblem::distribute", "test", test, test_->size());
   comm_ = std::move(comm);
   val_shard_ = val;
   test_shard_ = test;

@@ -74,6 +74,15 @@ inline Shard contiguous_shard(Index total, int rank, int size) {
   return Shard{q * r + std::min(r, m), q + (r < m ? 1 : 0), total};
 }
 
+/// What a problem's distribute() checks of each shard it is given: it lies in its set and
+/// matches the `local` rows the problem was built on (an error naming `who` and `what`).
+inline void require_shard(const std::string& who, const char* what, const Shard& s, Index local) {
+  require(s.count == local && s.begin >= 0 && s.begin + s.count <= s.total,
+          who + ": the " + what + " shard [" + std::to_string(s.begin) + ", " +
+              std::to_string(s.begin + s.count) + ") of " + std::to_string(s.total) +
+              " rows does not match the " + std::to_string(local) + " local rows");
+}
+
 /// Σ over ranks of a vector or matrix (contiguous storage), in place.
 template <class Derived>
 void sum(Communicator& comm, Eigen::PlainObjectBase<Derived>& x) {
