@@ -49,12 +49,13 @@ namespace po = boost::program_options;
 
 // ---- The Boost.Program_options parser over the option table -----------------------------------
 
+inline void require_same_configuration(int argc, const char* const* argv);
+
 /// Parses argv with Boost.Program_options, its description generated from `set` (one switch per
 /// name and alias; no abbreviations, as the built-in parser). Prints --help and returns nothing
 /// for --help. Unknown options, repeated options, bad values and positional arguments become
-/// UsageError naming the option, worded as parse_builtin words them.
-inline void require_same_configuration(int argc, const char* const* argv);
-
+/// UsageError naming the option, worded as parse_builtin words them. Several processes: first
+/// checks that every rank was started with the same command line (require_same_configuration).
 inline std::optional<OptionValues> parse_command_line(int argc, const char* const* argv,
                                                       const OptionSet& set) {
   require_same_configuration(argc, argv);  // several processes: the same run on every rank
