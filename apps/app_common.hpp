@@ -49,12 +49,16 @@ namespace po = boost::program_options;
 
 // ---- The Boost.Program_options parser over the option table -----------------------------------
 
+inline void require_same_configuration(int argc, const char* const* argv);
+
 /// Parses argv with Boost.Program_options, its description generated from `set` (one switch per
 /// name and alias; no abbreviations, as the built-in parser). Prints --help and returns nothing
 /// for --help. Unknown options, repeated options, bad values and positional arguments become
-/// UsageError naming the option, worded as parse_builtin words them.
+/// UsageError naming the option, worded as parse_builtin words them. Several processes: first
+/// checks that every rank was started with the same command line (require_same_configuration).
 inline std::optional<OptionValues> parse_command_line(int argc, const char* const* argv,
                                                       const OptionSet& set) {
+  require_same_configuration(argc, argv);  // several processes: the same run on every rank
   po::options_description desc;
   desc.add_options()("help,h", "");
   auto add = [&](const std::string& name, bool flag) {
@@ -135,6 +139,10 @@ inline int run_parallel_main(const char* app, int& argc, char**& argv, const std
     return 1;
   }
   if (world()->size() > 1) {
+    // Rank 0 alone writes the console output (summaries, tables, progress on stdout); the
+    // other ranks keep stderr for their errors and warnings.
+    if (!is_root() && std::freopen("/dev/null", "w", stdout) == nullptr)
+      std::cerr << app << " [rank " << world()->rank() << "]: warning: stdout not silenced\n";
     int code = 0;
     try {
       code = body();
@@ -167,6 +175,150 @@ inline int run_parallel_main(const char* app, int& argc, char**& argv, const std
 inline bool stop_agreed(bool local) {
   if (world()->size() == 1) return local;
   return parallel::sum(*world(), local ? 1.0 : 0.0) > 0;
+}
+
+/// Every rank's `mine`, in rank order, on every rank (lengths by one sum, then one broadcast
+/// per rank: the communicator seam, whatever its engine).
+inline std::vector<std::string> all_gather_text(parallel::Communicator& comm, const std::string& mine) {
+  const int N = comm.size();
+  if (N == 1) return {mine};
+  Vector<double> lengths = Vector<double>::Zero(N);  // exact: lengths < 2⁵³
+  lengths(comm.rank()) = static_cast<double>(mine.size());
+  comm.sum(lengths.data(), static_cast<std::size_t>(lengths.size()));
+  std::vector<std::string> all(static_cast<std::size_t>(N));
+  for (int r = 0; r < N; ++r) {
+    std::string& text = all[static_cast<std::size_t>(r)];
+    text = r == comm.rank() ? mine : std::string(static_cast<std::size_t>(lengths(r)), '\0');
+    comm.broadcast(text.data(), text.size(), r);
+  }
+  return all;
+}
+
+/// A mismatched configuration across ranks (mpirun started ranks with different arguments, or
+/// data folders) would make them compute different problems, or wait in different collectives:
+/// the command line and the data folder are compared with rank 0's before anything is parsed,
+/// and a difference ends the job with exit code 2 and an error on EVERY rank naming the first
+/// argument that differs.
+inline void require_same_configuration(int argc, const char* const* argv) {
+  if (world()->size() == 1) return;
+  std::vector<std::string> mine;
+  for (int i = 1; i < argc; ++i) mine.emplace_back(argv[i]);
+  mine.push_back("(Fashion-MNIST folder " + default_fashion_mnist_dir() + ")");
+  std::string joined;
+  for (const auto& item : mine) joined += item + '\n';
+  const std::vector<std::string> all = all_gather_text(*world(), joined);
+  std::vector<int> differing;
+  for (std::size_t r = 1; r < all.size(); ++r)
+    if (all[r] != all[0]) differing.push_back(static_cast<int>(r));
+  if (differing.empty()) return;
+  const int rank = world()->rank();
+  std::string message = "the ranks were started with different configurations: ";
+  std::string list;
+  for (int r : differing) list += (list.empty() ? "rank " : ", rank ") + std::to_string(r);
+  message += list + " differ" + (differing.size() == 1 ? "s" : "") + " from rank 0";
+  if (rank != 0 && all[static_cast<std::size_t>(rank)] != all[0]) {
+    std::vector<std::string> root;  // rank 0's items
+    std::istringstream in(all[0]);
+    for (std::string line; std::getline(in, line);) root.push_back(line);
+    std::size_t i = 0;
+    while (i < mine.size() && i < root.size() && mine[i] == root[i]) ++i;
+    message += "; here argument " + std::to_string(i + 1) + " is '" +
+               (i < mine.size() ? mine[i] : std::string("(none)")) + "', on rank 0 '" +
+               (i < root.size() ? root[i] : std::string("(none)")) + "'";
+  }
+  message += " (every rank must run the same command line on the same data)";
+  const std::string line = std::filesystem::path(argv[0]).filename().string() + " [rank " +
+                           std::to_string(rank) + "]: error: " + message + "\n";
+  std::fputs(line.c_str(), stderr);  // one write: the ranks' lines do not interleave
+  std::fflush(stderr);
+  world()->barrier();  // every rank has printed before the job ends
+#ifdef IFT_HAVE_MPI
+  mpi::abort(2);
+#else
+  throw UsageError(message);
+#endif
+}
+
+/// Independent work split over the ranks, for the apps whose work is a list of independent
+/// items on one problem (the (method, k) pairs of ift-hypergrad --sweep, the methods of
+/// ift-accuracy). One item's outcome as plain numbers (sent bit for bit) and texts.
+struct WorkRecord {
+  std::vector<double> numbers;
+  std::vector<std::string> texts;
+};
+
+/// The rank of each item: greedy longest-processing-time on `costs` (estimates, any unit):
+/// items by decreasing cost (ties by index) each to the least-loaded rank (ties: the lowest
+/// rank). Deterministic: every rank computes the same assignment.
+inline std::vector<int> assign_work(const std::vector<double>& costs, int ranks) {
+  std::vector<std::size_t> order(costs.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return costs[a] > costs[b]; });
+  std::vector<double> load(static_cast<std::size_t>(ranks), 0.0);
+  std::vector<int> owner(costs.size(), 0);
+  for (const std::size_t i : order) {
+    const auto least = std::min_element(load.begin(), load.end()) - load.begin();
+    owner[i] = static_cast<int>(least);
+    load[static_cast<std::size_t>(least)] += costs[i];
+  }
+  return owner;
+}
+
+/// Computes items [0, costs.size()): with `split` and several ranks each rank computes the items
+/// assign_work gives it, on its own full (not distributed) problem, and rank 0 gathers every
+/// record in item order (the other ranks get empty records); otherwise every rank computes every
+/// item (a distributed problem needs all ranks in each of its sums). The records are those of
+/// one process bit for bit when the items are computed by the same code on the same problem.
+inline std::vector<WorkRecord> split_work(const std::vector<double>& costs, bool split,
+                                          const std::function<WorkRecord(std::size_t)>& compute) {
+  std::vector<WorkRecord> records(costs.size());
+  const int N = world()->size();
+  if (!split || N == 1) {
+    for (std::size_t i = 0; i < costs.size(); ++i) records[i] = compute(i);
+    return records;
+  }
+  const std::vector<int> owner = assign_work(costs, N);
+  std::string mine;  // per own item: index, counts, raw doubles, texts with their lengths
+  auto put = [&mine](const void* p, std::size_t n) { mine.append(static_cast<const char*>(p), n); };
+  for (std::size_t i = 0; i < costs.size(); ++i) {
+    if (owner[i] != world()->rank()) continue;
+    const WorkRecord r = compute(i);
+    const std::uint64_t head[3] = {i, r.numbers.size(), r.texts.size()};
+    put(head, sizeof head);
+    put(r.numbers.data(), r.numbers.size() * sizeof(double));
+    for (const std::string& t : r.texts) {
+      const std::uint64_t length = t.size();
+      put(&length, sizeof length);
+      put(t.data(), t.size());
+    }
+  }
+  const std::vector<std::string> all = all_gather_text(*world(), mine);
+  if (!is_root()) return records;
+  for (const std::string& blob : all) {
+    std::size_t at = 0;
+    auto get = [&](void* p, std::size_t n) {
+      require(at + n <= blob.size(), "split_work: a truncated record");
+      std::copy_n(blob.data() + at, n, static_cast<char*>(p));
+      at += n;
+    };
+    while (at < blob.size()) {
+      std::uint64_t head[3];
+      get(head, sizeof head);
+      require(head[0] < records.size(), "split_work: a record of an unknown item");
+      WorkRecord& r = records[head[0]];
+      r.numbers.resize(head[1]);
+      get(r.numbers.data(), head[1] * sizeof(double));
+      r.texts.resize(head[2]);
+      for (std::string& t : r.texts) {
+        std::uint64_t length = 0;
+        get(&length, sizeof length);
+        t.resize(length);
+        get(t.data(), length);
+      }
+    }
+  }
+  return records;
 }
 
 // ---- Common options ----------------------------------------------------------------------------
@@ -309,10 +461,13 @@ inline Splits<double> load_all_rows(const CommonOptions& c) {
 /// The rows this process works on: every row for one process (load_all_rows); under MPI this
 /// rank's contiguous shard of each split (parallel::contiguous_shard), read from the files
 /// without keeping the other rows. Apps that shard call distribute_problem on the problem.
-inline Splits<double> load_data(const CommonOptions& c) {
+/// whole_train: every rank reads every training row (ift-distill, whose training rows only
+/// initialise λ).
+inline Splits<double> load_data(const CommonOptions& c, bool whole_train = false) {
   if (world()->size() == 1) return load_all_rows(c);
   const int r = world()->rank(), N = world()->size();
-  const auto st = parallel::contiguous_shard(c.train, r, N);
+  const auto st = whole_train ? parallel::Shard{0, c.train, c.train}
+                              : parallel::contiguous_shard(c.train, r, N);
   const auto sv = parallel::contiguous_shard(c.val, r, N);
   const auto ss = c.test > 0 ? parallel::contiguous_shard(c.test, r, N) : parallel::Shard{};
   if (c.data == "fashion-mnist")
@@ -325,14 +480,6 @@ inline Splits<double> load_data(const CommonOptions& c) {
   s.val = all.val.slice(sv.begin, sv.count);
   s.test = all.test.slice(ss.begin, ss.count);
   return s;
-}
-
-/// For apps that do not run data-parallel (yet): refuses a multi-process launch up front.
-inline void require_single_process(const char* app) {
-  if (world()->size() > 1)
-    throw std::invalid_argument(std::string(app) + " runs in one process; it was started as " +
-                                std::to_string(world()->size()) +
-                                " (mpirun -np N runs ift-compare and ift-overfit data-parallel)");
 }
 
 // ---- Problems

@@ -30,6 +30,12 @@
 // (D = 1,600); at --hidden 4 (D = 3,190) a Newton iteration took 5–7 s on 300 rows. The optional
 // --pretrain-steps (Adam on L_T first) lowers the loss cheaply, but in one trial Newton still
 // crawled (||∇L_T|| ≈ 5e-3 after 20 iterations): the small decay leaves flat directions.
+//
+// Several processes (`mpirun -np N`): the methods are independent work on one problem, so they
+// are split over the ranks (app::split_work, cost-balanced by HVPs), each rank on the full
+// problem after computing w*, the exact hypergradient and the α's itself; rank 0 gathers the
+// rows (one process's bit for bit) and alone writes the CSV and the console output. A
+// k-series stays on one rank: its k share one series.
 // GCC 12 reports -Wuninitialized false positives inside its own AVX-512 intrinsics
 // (`__m512d __Y = __Y;` in _mm512_undefined_pd) when Eigen's vectorised exp is inlined here
 // (WeightDecay's exp(λ)); the project already silences the -Wmaybe- twin for the same reason.
@@ -172,23 +178,8 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
     return alpha[c];
   };
 
-  std::printf("\n%-24s %4s %11s %10s %-16s %7s %8s\n", "method", "k", "rel.error", "cosine", "status",
-              "HVPs", "seconds");
-  int rows = 0;
-  auto add_row = [&](const std::string& name, bool has_k, Index k, const HypergradientResult<double>& r,
-                     bool print) {
-    const double norm = r.hypergradient.norm();
-    const double rel = (r.hypergradient - exact.hypergradient).norm() / exact_norm;
-    const double cosine = norm > 0 ? r.hypergradient.dot(exact.hypergradient) / (norm * exact_norm)
-                                   : 0.0;  // zero hypergradient (unrolled(0)): no direction
-    csv.add_row({opt.model, name, has_k ? io::CsvCell(static_cast<long long>(k)) : io::CsvCell(""),
-                 rel, cosine, to_string(r.status), static_cast<long long>(r.hvps), r.seconds});
-    ++rows;
-    if (!opt.quiet && print)
-      std::printf("%-24s %4s %11.3e %10.6f %-16s %7lld %8.3f\n", name.c_str(),
-                  has_k ? std::to_string(k).c_str() : "-", rel, cosine, to_string(r.status),
-                  static_cast<long long>(r.hvps), r.seconds);
-  };
+  // The specs, and the α's they need, on every rank before the methods are split.
+  std::vector<MethodSpec> specs;
   for (const std::string& name : methods) {
     MethodSpec s = spec_from_name(name, 0, opt.kfac_damping);
     if (s.sampling != CurvatureSampling::Full) {
@@ -196,21 +187,83 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
       s.sampling_seed = opt.common.seed;
     }
     s.nystrom = opt.nystrom;
-    if (!uses_steps(s.method)) {
-      add_row(name, false, 0,
-              name == "exact" ? exact : HypergradientEngine<double>(s).compute(problem), true);
-      continue;
-    }
     if (s.method == Method::Neumann) s.neumann.alpha = alpha_for(s.curvature);
     if (s.method == Method::Unrolled) s.neumann.alpha = alpha_for(Curvature::Hessian);
-    // Unrolled from w*: w_0 = w*, so unrolled(k) = neumann(k − 1) (Lorraine et al. 2020).
-    if (progress) std::fprintf(stderr, "\r  %-24s k = 0..%lld\033[K", name.c_str(),
-                               static_cast<long long>(ks_max));
-    const auto t_method = std::chrono::steady_clock::now();
-    const std::vector<HypergradientResult<double>> results =
-        HypergradientEngine<double>(s).sweep(problem, ks, nullptr, &state);
-    const double method_seconds = seconds_since(t_method);
-    if (progress) std::fprintf(stderr, "\r\033[K");
+    specs.push_back(s);
+  }
+  // Each method's outcome: per result (one, or one per k) relative error, cosine, HVPs and
+  // seconds, then the method's total seconds; texts: the statuses. Costs in HVPs: a dense
+  // Hessian and its factor count as D, unrolled's reverse passes Σ k.
+  std::vector<double> costs;
+  const double K = static_cast<double>(ks_max);
+  for (const MethodSpec& s : specs)
+    costs.push_back(s.method == Method::Exact      ? static_cast<double>(problem.num_params())
+                    : s.method == Method::Unrolled ? 1 + K * (K + 1) / 2
+                    : uses_steps(s.method)         ? 1 + K
+                                                   : 1);
+  const std::vector<app::WorkRecord> records =
+      app::split_work(costs, app::world()->size() > 1, [&](std::size_t i) {
+        const MethodSpec& s = specs[i];
+        const std::string& name = methods[i];
+        std::vector<HypergradientResult<double>> results;
+        const auto t_method = std::chrono::steady_clock::now();
+        if (!uses_steps(s.method)) {
+          results.push_back(name == "exact" ? exact : HypergradientEngine<double>(s).compute(problem));
+        } else {
+          // Unrolled from w*: w_0 = w*, so unrolled(k) = neumann(k − 1) (Lorraine et al. 2020).
+          if (progress) std::fprintf(stderr, "\r  %-24s k = 0..%lld\033[K", name.c_str(),
+                                     static_cast<long long>(ks_max));
+          results = HypergradientEngine<double>(s).sweep(problem, ks, nullptr, &state);
+          if (progress) std::fprintf(stderr, "\r\033[K");
+        }
+        const double method_seconds = seconds_since(t_method);
+        app::WorkRecord record;
+        for (const HypergradientResult<double>& r : results) {
+          const double norm = r.hypergradient.norm();
+          const double rel = (r.hypergradient - exact.hypergradient).norm() / exact_norm;
+          const double cosine = norm > 0 ? r.hypergradient.dot(exact.hypergradient) / (norm * exact_norm)
+                                         : 0.0;  // zero hypergradient (unrolled(0)): no direction
+          record.numbers.insert(record.numbers.end(),
+                                {rel, cosine, static_cast<double>(r.hvps), r.seconds});
+          record.texts.push_back(to_string(r.status));
+        }
+        record.numbers.push_back(method_seconds);
+        return record;
+      });
+  if (!app::is_root()) return 0;
+
+  std::printf("\n%-24s %4s %11s %10s %-16s %7s %8s\n", "method", "k", "rel.error", "cosine", "status",
+              "HVPs", "seconds");
+  int rows = 0;
+  struct Row {
+    double rel, cosine;
+    long long hvps;
+    double seconds;
+    std::string status;
+  };
+  auto add_row = [&](const std::string& name, bool has_k, Index k, const Row& r, bool print) {
+    csv.add_row({opt.model, name, has_k ? io::CsvCell(static_cast<long long>(k)) : io::CsvCell(""),
+                 r.rel, r.cosine, r.status, r.hvps, r.seconds});
+    ++rows;
+    if (!opt.quiet && print)
+      std::printf("%-24s %4s %11.3e %10.6f %-16s %7lld %8.3f\n", name.c_str(),
+                  has_k ? std::to_string(k).c_str() : "-", r.rel, r.cosine, r.status.c_str(),
+                  r.hvps, r.seconds);
+  };
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    const MethodSpec& s = specs[i];
+    const std::string& name = methods[i];
+    const app::WorkRecord& record = records[i];
+    std::vector<Row> results;
+    for (std::size_t j = 0; j < record.texts.size(); ++j) {
+      const double* x = record.numbers.data() + 4 * j;
+      results.push_back({x[0], x[1], static_cast<long long>(x[2]), x[3], record.texts[j]});
+    }
+    const double method_seconds = record.numbers.back();
+    if (!uses_steps(s.method)) {
+      add_row(name, false, 0, results[0], true);
+      continue;
+    }
     for (std::size_t j = 0; j < ks.size(); ++j)
       add_row(name, true, ks[j], results[j], ks[j] % 10 == 0 || j + 1 == ks.size());
     // HVPs actually spent: one series (the largest k's count) for neumann and cg, one nested
@@ -219,7 +272,7 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
     long long spent = 0;
     std::set<Index> seen;
     for (std::size_t j = 0; j < ks.size(); ++j) {
-      const auto h = static_cast<long long>(results[j].hvps);
+      const auto h = results[j].hvps;
       if (s.method == Method::Unrolled) {
         if (seen.insert(ks[j]).second) spent += h;
       } else {
@@ -233,7 +286,8 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
                                                 : "series",
                   method_seconds);
   }
-  std::printf("sweep: %.1f s (%.1f s CPU)\n", seconds_since(t_total), cpu_seconds() - cpu_total);
+  std::printf("sweep: %.1f s (%.1f s CPU%s)\n", seconds_since(t_total), cpu_seconds() - cpu_total,
+              app::world()->size() > 1 ? " of rank 0" : "");
   return rows;
 }
 
@@ -322,11 +376,12 @@ int run(int argc, char** argv) {
     shine_note = "shine left out: it needs --inner lbfgs";
     std::printf("(%s)\n", shine_note.c_str());
   }
-  const bool progress = !opt.quiet && isatty(fileno(stderr));
+  const bool progress = !opt.quiet && app::is_root() && isatty(fileno(stderr));
   std::filesystem::create_directories(opt.common.out);
 
   const bool logreg = opt.model == "logreg";
-  Splits<double> splits = app::load_data(opt.common);
+  // Every rank holds the full problem (the methods, not the rows, are split over the ranks).
+  Splits<double> splits = app::load_all_rows(opt.common);
   std::unique_ptr<BilevelProblem<double>> problem;
   Vector<double> w;
   if (logreg) {
@@ -405,7 +460,7 @@ int run(int argc, char** argv) {
   std::printf("w*: %s (%lld iterations, %.1f s, %.1f s CPU)\n", inner.message.c_str(),
               static_cast<long long>(inner.iterations), newton_seconds, newton_cpu);
   std::fflush(stdout);
-  if (!inner.converged)
+  if (!inner.converged && app::is_root())
     std::cerr << "ift-accuracy: warning: " << inner.message
               << "; the IFT hypergradient assumes a stationary point\n";
 
@@ -424,6 +479,7 @@ int run(int argc, char** argv) {
                   "method's one sweep over all k until k's result was ready");
   if (!shine_note.empty()) csv.add_comment(shine_note);
   const int rows = sweep(*problem, opt, ks, methods, csv, progress, state);
+  if (!app::is_root()) return 0;
   csv.save();
   std::printf("wrote %s (%d rows); total %.1f s (%.1f s CPU)\n", csv.path().c_str(), rows,
               seconds_since(t0), cpu_seconds() - cpu0);
@@ -436,8 +492,5 @@ int main(int argc, char** argv) {
   // Measured for the default run at load ≈ 8 on 2 cores: 5 min 14 s with spinning OpenMP
   // threads, 2 min 3 s with passive waiting (identical numbers).
   app::prefer_passive_omp_wait(argv);
-  return app::run_parallel_main("ift-accuracy", argc, argv, [&] {
-    app::require_single_process("ift-accuracy");
-    return run(argc, argv);
-  });
+  return app::run_parallel_main("ift-accuracy", argc, argv, [&] { return run(argc, argv); });
 }

@@ -15,6 +15,11 @@
 // distilled.npy (float64 (C, 784) pixels). Longer runs: --hyper-steps 1000 (about 3× the default
 // time); the validation loss keeps falling but test accuracy plateaus after ~200 steps: 7,840
 // pixels can fit the validation set (fewer --val rows overfit sooner, hence 10,000 by default).
+// Data-parallel: `mpirun -np N ift-distill …` shards the real data, the validation and test rows
+// (L_V, its gradient and the metrics are their sums; DistillationProblem::distribute); the
+// training examples are the 10 λ images, the same on every rank, and every rank reads all
+// --train rows for the class-mean start (bit for bit one process's λ0). Rank 0 alone writes the
+// CSV, the images and the checkpoint; a checkpoint resumes with any N.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -117,16 +122,23 @@ int run(int argc, char** argv) {
   spec.steps = v.integer("steps");
   spec.cg.tolerance = 1e-10;
   spec.compute_residual = spec.method == Method::Cg;
-  const bool progress = !quiet && isatty(fileno(stderr));
+  const bool progress = !quiet && app::is_root() && isatty(fileno(stderr));
   std::filesystem::create_directories(common.out);
   const auto t0 = std::chrono::steady_clock::now();
 
-  Splits<double> splits = app::load_data(common);
+  // Every rank reads all --train rows (they only make the class-mean start) and its shard of
+  // the validation and test rows.
+  Splits<double> splits = app::load_data(common, /*whole_train=*/true);
   const Index pixels = splits.val.num_features() - 1;  // 784; the bias column is last
   require(pixels == kPixels, "ift-distill: expected 28×28 images");
   DistillationProblem<double> problem(
       kClasses, kPixels, std::make_shared<const Dataset<double>>(std::move(splits.val)),
       std::make_shared<const Dataset<double>>(std::move(splits.test)), v.real("weight-decay"));
+  if (app::world()->size() > 1) {
+    const int r = app::world()->rank(), N = app::world()->size();
+    problem.distribute(app::world(), parallel::contiguous_shard(common.val, r, N),
+                       parallel::contiguous_shard(common.test, r, N));
+  }
   Vector<double> lambda;
   if (v.text("init") == "class-means") {
     lambda = problem.class_means(splits.train);
@@ -160,7 +172,9 @@ int run(int argc, char** argv) {
   params.outer = {OptimizerKind::Adam, v.real("outer-lr")};
   params.record_inner_gradient_norm = true;  // the CSV's inner_gradient_norm column
   params.checkpoint_every = v.integer("checkpoint-every");
-  params.checkpoint_path = common.out + "/checkpoint-distill.bin";
+  const std::string checkpoint_path = common.out + "/checkpoint-distill.bin";
+  // Rank 0 writes the checkpoint; every rank resumes from it (one file, any process count).
+  params.checkpoint_path = app::is_root() ? checkpoint_path : std::string();
   {
     std::ostringstream c;
     c << "app=ift-distill\ndata=" << common.data << "\ntrain=" << common.train
@@ -171,8 +185,8 @@ int run(int argc, char** argv) {
   }
   params.check();
   const bool resume = v.flag("resume");
-  app::require_option(!resume || std::filesystem::exists(params.checkpoint_path), "resume",
-                      "no checkpoint at " + params.checkpoint_path);
+  app::require_option(!resume || std::filesystem::exists(checkpoint_path), "resume",
+                      "no checkpoint at " + checkpoint_path);
   BilevelLoop<double> loop(params);
   double initial_test = 0, final_test = 0, final_val = 0;
   std::string last_message;
@@ -202,15 +216,18 @@ int run(int argc, char** argv) {
                    static_cast<long long>(step), static_cast<long long>(hyper_steps), m.val_loss,
                    m.test_accuracy);
     }
-    if (!r.restored) csv.save();  // keep the file current: a stop loses no row
+    if (!r.restored && app::is_root()) csv.save();  // keep the file current: a stop loses no row
   });
   app::install_stop_signals();
-  loop.set_stop_request(app::stop_requested);
+  loop.set_stop_request([] { return app::stop_agreed(app::stop_requested()); });
   const BilevelResult<double> result =
-      resume ? loop.resume(problem, load_checkpoint<double>(params.checkpoint_path))
+      resume ? loop.resume(problem, load_checkpoint<double>(checkpoint_path))
              : loop.run(problem, w, lambda);
   lambda = result.lambda;
   if (progress) std::fprintf(stderr, "\r\033[K");
+  if (!app::is_root()) return result.reason == StopReason::StopRequested
+                                 ? 128 + static_cast<int>(app::g_stop_signal != 0 ? app::g_stop_signal : SIGTERM)
+                                 : 0;
   csv.save();
   const Matrix<double> images = problem.images(lambda);
   io::write_image_grid_png(common.out + "/distilled.png", images, kSide, kSide, 5,
@@ -220,8 +237,8 @@ int run(int argc, char** argv) {
     std::fprintf(stderr,
                  "ift-distill: interrupted after %lld outer steps; images of that step, the CSV "
                  "and a checkpoint (%s) written; continue with the same options and --resume\n",
-                 static_cast<long long>(result.steps), params.checkpoint_path.c_str());
-    return 128 + static_cast<int>(app::g_stop_signal);
+                 static_cast<long long>(result.steps), checkpoint_path.c_str());
+    return 128 + static_cast<int>(app::g_stop_signal != 0 ? app::g_stop_signal : SIGTERM);
   }
   if (!last_message.empty()) std::printf("note: %s\n", last_message.c_str());
   std::printf("wrote %s, %s/distilled.png, %s/distilled.npy\n", csv.path().c_str(),
@@ -236,8 +253,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return app::run_parallel_main("ift-distill", argc, argv, [&] {
-    app::require_single_process("ift-distill");
-    return run(argc, argv);
-  });
+  return app::run_parallel_main("ift-distill", argc, argv, [&] { return run(argc, argv); });
 }

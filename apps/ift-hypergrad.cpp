@@ -5,6 +5,13 @@
 //   ift-hypergrad --method exact                    one method, summary.csv + .npy files
 //   ift-hypergrad --sweep --steps-list 0,5,20,50    every method for each k (problem P3)
 //   ift-hypergrad --inner lbfgs --method shine --steps 0   SHINE from the w* solve's L-BFGS pairs
+//
+// Several processes (`mpirun -np N`): one method runs data-parallel (each rank holds its shard
+// of the rows, every data term is summed, as ift-compare); --sweep instead splits its
+// independent (method, k) pairs over the ranks (app::split_work, cost-balanced), each rank on the
+// full problem, after computing w*, the exact hypergradient and the spectrum itself: every row
+// is then one process's bit for bit, and no product waits for another rank. Rank 0 gathers the
+// rows and alone writes the CSV, the .npy files and the console output.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -136,7 +143,10 @@ int run(int argc, char** argv) {
     const bool sweep_shine = inner_solver == "lbfgs" && base.damping == 0;
 
     // ---- Problem P1 ----------------------------------------------------------------------------
-    auto problem = app::make_p1_problem(app::load_data(common));
+    // --sweep on several ranks: the pairs are split, each rank holds every row; else sharded.
+    const bool split_sweep = sweep && app::world()->size() > 1;
+    auto problem = app::make_p1_problem(split_sweep ? app::load_all_rows(common) : app::load_data(common));
+    if (!split_sweep) app::distribute_problem(problem, common);
     const Index D = problem.num_params();
     const Vector<double> lambda = Vector<double>::Constant(D, log_decay);
     Vector<double> w = Vector<double>::Zero(D);
@@ -152,7 +162,7 @@ int run(int argc, char** argv) {
 
     const auto t0 = std::chrono::steady_clock::now();
     const auto progress = [&](Index it, double loss, double gnorm) {
-      if (!quiet)
+      if (!quiet && app::is_root())
         std::fprintf(stderr, "  %s %3lld: L_T = %.12f  ||grad|| = %.3e\n", inner_solver.c_str(),
                      static_cast<long long>(it), loss, gnorm);
     };
@@ -176,13 +186,13 @@ int run(int argc, char** argv) {
       inner.loss = more.loss;
       inner.gradient_norm = more.gradient_norm;
       inner.message = more.message;
-      if (!more.converged)
+      if (!more.converged && app::is_root())
         std::cerr << "ift-hypergrad: warning: w* not certified to --w-tol " << w_tol << ": "
                   << more.message << "\n";
     }
     const double inner_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (!inner.converged) {
+    if (!inner.converged && app::is_root()) {
       std::cerr << "ift-hypergrad: warning: " << inner.message
                 << "; the IFT hypergradient assumes a stationary point\n";
     }
@@ -326,8 +336,22 @@ int run(int argc, char** argv) {
       std::printf("(shine omitted from the sweep: it %s)\n", why.c_str());
     }
     const double nan = std::numeric_limits<double>::quiet_NaN();
+    const auto uses_k = [](const MethodSpec& s) {
+      return s.method == Method::Cg || s.method == Method::Neumann ||
+             s.method == Method::Unrolled || s.method == Method::Shine ||
+             s.method == Method::Nystrom;
+    };
+    // The rows: computed by every rank on the distributed problem (one method), or split over
+    // the ranks (--sweep; costs estimated in HVPs: a dense Hessian and its factor as D).
+    std::vector<double> costs;
+    for (const MethodSpec& s : specs)
+      costs.push_back(s.method == Method::Exact ? static_cast<double>(D)
+                      : uses_k(s) ? 1.0 + static_cast<double>(s.steps) *
+                                              (s.method == Method::Unrolled ? 3.0 : 1.0)
+                                  : 1.0);
     HypergradientResult<double> last;
-    for (const MethodSpec& s : specs) {
+    const std::vector<app::WorkRecord> records = app::split_work(costs, split_sweep, [&](std::size_t i) {
+      const MethodSpec& s = specs[i];
       HypergradientResult<double> r =
           (s.method == Method::Exact && s.curvature == Curvature::Hessian) ? exact
           : s.method == Method::Shine
@@ -340,37 +364,49 @@ int run(int argc, char** argv) {
           !reference_ok ? nan
           : norm > 0    ? r.hypergradient.dot(exact.hypergradient) / (norm * exact_norm)
                         : 0.0;
-      const bool uses_k = s.method == Method::Cg || s.method == Method::Neumann ||
-                          s.method == Method::Unrolled || s.method == Method::Shine ||
-                          s.method == Method::Nystrom;
+      app::WorkRecord record{{r.alpha, norm, rel, cosine, static_cast<double>(r.iterations),
+                              static_cast<double>(r.hvps), r.seconds},
+                             {to_string(r.status)}};
+      last = std::move(r);
+      return record;
+    });
+    for (std::size_t i = 0; i < specs.size() && app::is_root(); ++i) {
+      const MethodSpec& s = specs[i];
+      const std::vector<double>& x = records[i].numbers;
+      const double alpha = x[0], norm = x[1], rel = x[2], cosine = x[3], seconds = x[6];
+      const auto iterations = static_cast<long long>(x[4]), hvps = static_cast<long long>(x[5]);
+      const std::string& status = records[i].texts[0];
       char rel_text[32] = "n/a", cosine_text[32] = "n/a";
       if (reference_ok) {
         std::snprintf(rel_text, sizeof rel_text, "%.3e", rel);
         std::snprintf(cosine_text, sizeof cosine_text, "%.6f", cosine);
       }
       std::printf("%-24s %5s %11.4e %13.6e %11s %9s %-22s %6lld %8.3f\n", s.name().c_str(),
-                  uses_k ? std::to_string(s.steps).c_str() : "-", r.alpha, norm, rel_text,
-                  cosine_text, to_string(r.status), static_cast<long long>(r.hvps), r.seconds);
-      csv.add_row({s.name(), to_string(s.curvature), uses_k ? static_cast<long long>(s.steps) : 0LL,
-                   r.alpha, s.damping, static_cast<double>(problem.train_loss()), m.val_loss,
+                  uses_k(s) ? std::to_string(s.steps).c_str() : "-", alpha, norm, rel_text,
+                  cosine_text, status.c_str(), hvps, seconds);
+      csv.add_row({s.name(), to_string(s.curvature), uses_k(s) ? static_cast<long long>(s.steps) : 0LL,
+                   alpha, s.damping, static_cast<double>(problem.train_loss()), m.val_loss,
                    m.train_accuracy, m.val_accuracy, m.test_accuracy, norm, rel, cosine,
-                   to_string(r.status), static_cast<long long>(r.iterations),
-                   static_cast<long long>(r.hvps), r.seconds});
-      last = std::move(r);
+                   status, iterations, hvps, seconds});
     }
     if (!sweep && specs.size() == 1 && specs[0].method == Method::Exact && exact.status == SolverStatus::Converged)
       std::printf("\n||h|| = %.10e (exact)\n", exact_norm);
-    std::filesystem::create_directories(out_dir);
-    csv.save();
-    io::save_npy(out_dir + "/hypergradient.npy",
-                 as_class_matrix(sweep ? exact.hypergradient : last.hypergradient));
-    io::save_npy(out_dir + "/w_star.npy", as_class_matrix(problem.w()));
-    std::printf("wrote %s/summary.csv, %s/hypergradient.npy, %s/w_star.npy\n", out_dir.c_str(),
-                out_dir.c_str(), out_dir.c_str());
+    if (app::is_root()) {
+      std::filesystem::create_directories(out_dir);
+      csv.save();
+      io::save_npy(out_dir + "/hypergradient.npy",
+                   as_class_matrix(sweep ? exact.hypergradient : last.hypergradient));
+      io::save_npy(out_dir + "/w_star.npy", as_class_matrix(problem.w()));
+      std::printf("wrote %s/summary.csv, %s/hypergradient.npy, %s/w_star.npy\n", out_dir.c_str(),
+                  out_dir.c_str(), out_dir.c_str());
+    }
+    // Several ranks: rank 0 has written its files before an exit code 1 ends the job.
+    app::world()->barrier();
     if (!reference_ok) {
-      std::cerr << "ift-hypergrad: error: the exact reference hypergradient failed ("
-                << to_string(exact.status) << ": " << exact.message
-                << "); relative errors are undefined\n";
+      if (app::is_root())
+        std::cerr << "ift-hypergrad: error: the exact reference hypergradient failed ("
+                  << to_string(exact.status) << ": " << exact.message
+                  << "); relative errors are undefined\n";
       return 1;
     }
     return 0;
@@ -387,8 +423,5 @@ int run(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-  return app::run_parallel_main("ift-hypergrad", argc, argv, [&] {
-    app::require_single_process("ift-hypergrad");
-    return run(argc, argv);
-  });
+  return app::run_parallel_main("ift-hypergrad", argc, argv, [&] { return run(argc, argv); });
 }

@@ -425,4 +425,28 @@ TEST(Options, WarmStartsSamplingAndSchedules) {
   EXPECT_EQ(f, g);
 }
 
+// The split of a sweep's independent work over ranks (app::assign_work): every item goes to one
+// rank, the same assignment every time, and greedy list scheduling's bound holds: no rank's load
+// exceeds the mean load plus the largest item (Graham 1966), for LPT order even 4/3 of optimal.
+TEST(Options, SweepWorkIsSplitOverRanksWithinTheListSchedulingBound) {
+  const std::vector<double> costs = {7850, 1, 1, 1, 4, 4, 10, 10, 31, 31, 2, 1, 3, 6, 6, 20};
+  for (int ranks : {1, 2, 3, 5}) {
+    const std::vector<int> owner = ift::app::assign_work(costs, ranks);
+    ASSERT_EQ(owner.size(), costs.size());
+    EXPECT_EQ(owner, ift::app::assign_work(costs, ranks)) << "not deterministic";
+    std::vector<double> load(static_cast<std::size_t>(ranks), 0.0);
+    double total = 0, largest = 0;
+    for (std::size_t i = 0; i < costs.size(); ++i) {
+      ASSERT_GE(owner[i], 0);
+      ASSERT_LT(owner[i], ranks);
+      load[static_cast<std::size_t>(owner[i])] += costs[i];
+      total += costs[i];
+      largest = std::max(largest, costs[i]);
+    }
+    for (double l : load) EXPECT_LE(l, total / ranks + largest);
+  }
+  // Equal costs: round-robin in item order (ties go to the lowest rank, items by index).
+  EXPECT_EQ(ift::app::assign_work({1, 1, 1, 1, 1}, 2), (std::vector<int>{0, 1, 0, 1, 0}));
+}
+
 }  // namespace

@@ -3,23 +3,8 @@
 # results, rank 0 alone writes, a run resumes with a different N, and errors end every rank.
 # Usage: apps.sh BIN_DIR MPIEXEC
 set -euo pipefail
-bin=$1
-mpiexec=$2
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-export OMP_NUM_THREADS=1
-run_np() {  # run_np N app args...
-  local np=$1; shift
-  "$mpiexec" -np "$np" --oversubscribe "$@"
-}
+source "$(dirname "$0")/common.sh"
 
-# Every numeric CSV cell (seconds aside) within TOL relative of the reference run's.
-compare_csv() {  # compare_csv REF OTHER TOL (tests/compare_csv.py)
-  /usr/bin/env python3 "$(dirname "$0")/../compare_csv.py" "$@"
-}
-
-data=(--data fashion-mnist)
-[[ -e /usr/share/datasets/fashion-mnist || -n "${IFT_FASHION_MNIST_DIR:-}" ]] || data=(--data synthetic)
 common=("${data[@]}" --train 301 --val 203 --test 101 --inner-steps 3 --warmup-steps 10
         --steps 5 --methods cg,neumann,identity,kfac --threads 1)
 
@@ -66,8 +51,4 @@ timeout 120 "$mpiexec" -np 2 --oversubscribe "$bin/ift-compare" --data fashion-m
   --train 10 --val 10 --test 0 --out "$out/bad2" 2> "$out/err2" > /dev/null || rc=$?
 [[ $rc -eq 1 ]] || { echo "missing data under mpirun: exit $rc, expected 1" >&2; cat "$out/err2" >&2; exit 1; }
 grep -q "nowhere" "$out/err2" || { echo "message does not name the folder" >&2; cat "$out/err2" >&2; exit 1; }
-# Apps that are not data-parallel refuse a multi-process launch.
-rc=0
-run_np 2 "$bin/ift-accuracy" --out "$out/acc" 2> "$out/err3" > /dev/null || rc=$?
-[[ $rc -eq 2 ]] && grep -q "runs in one process" "$out/err3" || { echo "ift-accuracy under mpirun: exit $rc" >&2; cat "$out/err3" >&2; exit 1; }
 echo "mpi apps: ok"

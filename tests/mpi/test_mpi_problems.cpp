@@ -17,6 +17,7 @@
 #include "ift/models/mlp.hpp"
 #include "ift/models/softmax_regression.hpp"
 #include "ift/mpi/communicator.hpp"
+#include "ift/problems/distillation.hpp"
 #include "ift/problems/regularized.hpp"
 
 using namespace ift;
@@ -249,6 +250,45 @@ TEST(MpiProblems, AlgorithmTwoEqualsOneProcess) {
   check_loop(p, InnerSolver::Optimizer);
   check_loop(p, InnerSolver::NewtonCg);
   check_loop(p, InnerSolver::Lbfgs);
+}
+
+// Dataset distillation (P5): the training examples are the λ images, the same on every rank;
+// only the real validation and test rows are sharded (DistillationProblem::distribute). L_V,
+// ∇_w L_V, the metrics and so every hypergradient equal one process's.
+TEST(MpiProblems, DistillationShardsItsRealData) {
+  const Index C = 3, P = 6, n_val = 37, n_test = 19;
+  // P + 1 features: random_classification appends the bias column.
+  const auto val = ift::testing::random_classification<double>(n_val, P, C, 41);
+  const auto test = ift::testing::random_classification<double>(n_test, P, C, 42);
+  const int r = g_comm->rank(), N = g_comm->size();
+  const auto sv = parallel::contiguous_shard(n_val, r, N);
+  const auto ss = parallel::contiguous_shard(n_test, r, N);
+  DistillationProblem<double> full(C, P, std::make_shared<const Dataset<double>>(val),
+                                   std::make_shared<const Dataset<double>>(test), 0.01);
+  DistillationProblem<double> part(
+      C, P, std::make_shared<const Dataset<double>>(val.slice(sv.begin, sv.count)),
+      std::make_shared<const Dataset<double>>(test.slice(ss.begin, ss.count)), 0.01);
+  part.distribute(g_comm, sv, ss);
+  const Vector<double> lambda = ift::testing::random_vector<double>(C * P, 43, 0.5);
+  const Vector<double> w = ift::testing::random_vector<double>(full.num_params(), 44, 0.3);
+  full.set_point(lambda, w);
+  part.set_point(lambda, w);
+  EXPECT_NEAR(part.val_loss(), full.val_loss(), kTol * std::abs(full.val_loss()));
+  EXPECT_LE(rel_error(part.val_gradient(), full.val_gradient()), kTol);
+  expect_same_on_every_rank(part.val_gradient(), "∇_w L_V");
+  const Metrics mf = full.metrics(), mp = part.metrics();
+  EXPECT_NEAR(mp.val_accuracy, mf.val_accuracy, 1e-15);
+  EXPECT_NEAR(mp.test_accuracy, mf.test_accuracy, 1e-15);
+  EXPECT_NEAR(mp.test_loss, mf.test_loss, kTol * std::abs(mf.test_loss));
+  for (Method m : {Method::Exact, Method::Cg, Method::Identity}) {
+    MethodSpec spec;
+    spec.method = m;
+    spec.steps = 20;
+    const auto hf = HypergradientEngine<double>(spec).compute(full);
+    const auto hp = HypergradientEngine<double>(spec).compute(part);
+    EXPECT_LE(rel_error(hp.hypergradient, hf.hypergradient), kTol) << spec.name();
+    expect_same_on_every_rank(hp.hypergradient, "the distillation hypergradient");
+  }
 }
 
 }  // namespace

@@ -33,6 +33,18 @@ DistillationProblem<S>::DistillationProblem(Index num_classes, Index num_pixels,
 }
 
 template <class S>
+void DistillationProblem<S>::distribute(std::shared_ptr<parallel::Communicator> comm,
+                                        parallel::Shard val, parallel::Shard test) {
+  require(comm != nullptr, "DistillationProblem::distribute: no communicator");
+  parallel::require_shard("DistillationProblem::distribute", "validation", val, val_->size());
+  if (test_) parallel::require_shard("DistillationProblem::distribute", "test", test, test_->size());
+  comm_ = std::move(comm);
+  val_shard_ = val;
+  test_shard_ = test;
+  val_valid_ = false;
+}
+
+template <class S>
 Matrix<S> DistillationProblem<S>::images(const Vector<S>& lambda) const {
   require(lambda.size() == num_hyper(), "DistillationProblem::images: λ has the wrong size");
   // λ[n·P + j] is pixel j of image n: the row-major vec of the m × P image matrix.
@@ -82,7 +94,9 @@ template <class S>
 void DistillationProblem<S>::evaluate_val() {
   require(w_.size() == num_params(), "DistillationProblem: call set_point first");
   if (val_valid_) return;
-  val_loss_ = model_.evaluate(*val_, w_, val_cache_, &val_gradient_);
+  val_loss_ = parallel::sum_shares(comm_.get(), model_.evaluate(*val_, w_, val_cache_, &val_gradient_),
+                                   val_shard_);
+  parallel::sum_shares(comm_.get(), val_gradient_, val_shard_);
   val_valid_ = true;
 }
 
@@ -173,12 +187,14 @@ Metrics DistillationProblem<S>::metrics() {
   m.train_loss = static_cast<double>(model_.evaluate(synthetic_, w_, scratch_cache_, nullptr));
   m.train_accuracy = model_.accuracy(synthetic_, scratch_cache_);
   m.val_loss = static_cast<double>(val_loss());
-  m.val_accuracy = model_.accuracy(*val_, val_cache_);
+  m.val_accuracy = parallel::sum_shares(comm_.get(), model_.accuracy(*val_, val_cache_), val_shard_);
   m.has_accuracy = true;
   if (test_) {
     m.has_test = true;
-    m.test_loss = static_cast<double>(model_.evaluate(*test_, w_, scratch_cache_, nullptr));
-    m.test_accuracy = model_.accuracy(*test_, scratch_cache_);
+    m.test_loss = static_cast<double>(parallel::sum_shares(
+        comm_.get(), model_.evaluate(*test_, w_, scratch_cache_, nullptr), test_shard_));
+    m.test_accuracy =
+        parallel::sum_shares(comm_.get(), model_.accuracy(*test_, scratch_cache_), test_shard_);
   }
   return m;
 }

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 #include "ift/core.hpp"
 
@@ -73,6 +74,15 @@ inline Shard contiguous_shard(Index total, int rank, int size) {
   return Shard{q * r + std::min(r, m), q + (r < m ? 1 : 0), total};
 }
 
+/// What a problem's distribute() checks of each shard it is given: it lies in its set and
+/// matches the `local` rows the problem was built on (an error naming `who` and `what`).
+inline void require_shard(const std::string& who, const char* what, const Shard& s, Index local) {
+  require(s.count == local && s.begin >= 0 && s.begin + s.count <= s.total,
+          who + ": the " + what + " shard [" + std::to_string(s.begin) + ", " +
+              std::to_string(s.begin + s.count) + ") of " + std::to_string(s.total) +
+              " rows does not match the " + std::to_string(local) + " local rows");
+}
+
 /// Σ over ranks of a vector or matrix (contiguous storage), in place.
 template <class Derived>
 void sum(Communicator& comm, Eigen::PlainObjectBase<Derived>& x) {
@@ -83,6 +93,22 @@ template <class S>
 S sum(Communicator& comm, S x) {
   comm.sum(&x, 1);
   return x;
+}
+
+/// A data-parallel problem's data term: this rank's mean over its rows, weighted by its share
+/// (count/total), summed over the ranks. Without a communicator (one process) the value is left
+/// as it is, bit for bit.
+template <class Derived>
+void sum_shares(Communicator* comm, Eigen::PlainObjectBase<Derived>& x, const Shard& shard) {
+  if (comm == nullptr) return;
+  x *= static_cast<typename Derived::Scalar>(shard.weight());
+  sum(*comm, x);
+}
+template <class T>
+  requires std::is_arithmetic_v<T>
+T sum_shares(Communicator* comm, T x, const Shard& shard) {
+  if (comm == nullptr) return x;
+  return sum(*comm, static_cast<T>(x * static_cast<T>(shard.weight())));
 }
 
 }  // namespace ift::parallel

@@ -17,6 +17,7 @@
 #include "ift/core.hpp"
 #include "ift/dataset.hpp"
 #include "ift/models/softmax_regression.hpp"
+#include "ift/parallel/communicator.hpp"
 #include "ift/problem.hpp"
 
 namespace ift {
@@ -42,6 +43,15 @@ class DistillationProblem final : public BilevelProblem<S>, public capability::A
   /// The mean image of each class in `data` (P or P + 1 features; a bias column is dropped),
   /// flattened into λ: the usual initialisation. Throws when a class has no example.
   Vector<S> class_means(const Dataset<S>& data) const;
+
+  /// Makes this problem one rank's part of a data-parallel problem: the real data given to the
+  /// constructor are this rank's rows `val` and `test` (shards of the full sets), and the
+  /// real-data terms (L_V, ∇_w L_V, the validation and test metrics) are summed over `comm`'s
+  /// ranks. The training examples are the λ images, the same on every rank: not sharded, so
+  /// every w-derivative of L_T and the mixed product stay local. Every rank must then make the
+  /// same calls in the same order (they are collective).
+  void distribute(std::shared_ptr<parallel::Communicator> comm, parallel::Shard val,
+                  parallel::Shard test = {});
 
   Index num_params() const override { return model_.num_params(); }
   Index num_hyper() const override { return num_classes_ * num_pixels_; }
@@ -82,6 +92,8 @@ class DistillationProblem final : public BilevelProblem<S>, public capability::A
   Vector<S> lambda_, w_, train_gradient_, val_gradient_;
   S train_loss_ = 0, val_loss_ = 0;
   bool val_valid_ = false;
+  std::shared_ptr<parallel::Communicator> comm_;  // null: one process
+  parallel::Shard val_shard_, test_shard_;
   typename SoftmaxRegression<S>::Cache train_cache_, val_cache_, scratch_cache_;
   Matrix<S> work_u_, work_d_;  // mixed_product scratch (m × C, m × F)
 };

@@ -53,16 +53,10 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
   void distribute(std::shared_ptr<parallel::Communicator> comm, parallel::Shard train,
                   parallel::Shard val, parallel::Shard test = {}) {
     require(comm != nullptr, "RegularizedProblem::distribute: no communicator");
-    auto check = [](const char* what, const parallel::Shard& s, Index local) {
-      require(s.count == local && s.begin >= 0 && s.begin + s.count <= s.total,
-              std::string("RegularizedProblem::distribute: the ") + what + " shard [" +
-                  std::to_string(s.begin) + ", " + std::to_string(s.begin + s.count) + ") of " +
-                  std::to_string(s.total) + " rows does not match the " + std::to_string(local) +
-                  " local rows");
-    };
-    check("training", train, train_->size());
-    check("validation", val, val_->size());
-    if (test_) check("test", test, test_->size());
+    const std::string who = "RegularizedProblem::distribute";
+    parallel::require_shard(who, "training", train, train_->size());
+    parallel::require_shard(who, "validation", val, val_->size());
+    if (test_) parallel::require_shard(who, "test", test, test_->size());
     comm_ = std::move(comm);
     train_shard_ = train;
     val_shard_ = val;
@@ -288,14 +282,11 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
   /// ranks. A single process leaves it as it is (bitwise).
   template <class Derived>
   void reduce(Eigen::PlainObjectBase<Derived>& x, const parallel::Shard& shard) const {
-    if (!comm_) return;
-    x *= static_cast<typename Derived::Scalar>(shard.weight());
-    parallel::sum(*comm_, x);
+    parallel::sum_shares(comm_.get(), x, shard);
   }
   template <class T>
   T reduced(T x, const parallel::Shard& shard) const {
-    if (!comm_) return x;
-    return parallel::sum(*comm_, static_cast<T>(x * static_cast<T>(shard.weight())));
+    return parallel::sum_shares(comm_.get(), x, shard);
   }
 
   Model model_;

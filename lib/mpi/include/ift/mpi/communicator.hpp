@@ -36,7 +36,11 @@ class Environment {
 
   bool active() const { return active_; }
   /// MPI_COMM_WORLD as a Communicator (errors are returned and thrown as std::runtime_error
-  /// naming the call), or a SelfCommunicator when MPI is not active.
+  /// naming the call), or a SelfCommunicator when MPI is not active. Every collective waits at
+  /// most IFT_DIST_TIMEOUT seconds (default 120, as the torch.distributed path): past that, a
+  /// peer hangs or died, and the rank prints the collective and its rank and ends the job
+  /// (MPI_Abort, exit code 1). Test hook: IFT_TEST_HANG_RANK=r makes rank r hang (sleep)
+  /// before its collective number IFT_TEST_HANG_AFTER (default 0, counted from 0).
   std::shared_ptr<parallel::Communicator> world() const;
 
  private:
