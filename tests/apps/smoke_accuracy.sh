@@ -25,9 +25,14 @@ export OMP_WAIT_POLICY=PASSIVE
 [ -f "$tmp/run/accuracy.csv" ] || fail "no accuracy.csv"
 header=$(grep -v '^#' "$tmp/run/accuracy.csv" | head -n 1)
 [ "$header" = "$EXPECTED" ] || fail "header is '$header', expected '$EXPECTED'"
-# 4 k-independent rows + 8 k-dependent methods × 4 values of k.
+# 4 k-independent rows + 9 k-dependent methods (cg+kfac included) × 4 values of k.
 rows=$(grep -v '^#' "$tmp/run/accuracy.csv" | tail -n +2 | wc -l)
-[ "$rows" -eq 36 ] || fail "expected 36 rows, got $rows"
+[ "$rows" -eq 40 ] || fail "expected 40 rows, got $rows"
+# cg+kfac (KFAC-preconditioned cg): k HVPs for k iterations, never a failure status on this
+# well-posed problem, and k = 0 is v = 0 (relative error 1).
+awk -F, '$2 == "cg+kfac" { n++; if ($7 != $3 || $6 == "numerical-issue") bad = 1
+                           if ($3 == 0 && $4 != 1) bad = 1 }
+         END { exit !(n == 4 && !bad) }' "$tmp/run/accuracy.csv" || fail "cg+kfac rows wrong"
 # nystrom (uniform sampling): k = 0..3 columns cost exactly k HVPs, no failure status.
 awk -F, '$2 == "nystrom" { n++; if ($7 != $3 || $6 == "numerical-issue") bad = 1 }
          END { exit !(n == 4 && !bad) }' "$tmp/run/accuracy.csv" || fail "nystrom rows wrong"

@@ -34,14 +34,11 @@ MPI_Datatype datatype<float>() { return MPI_FLOAT; }
 /// A positive integer of seconds from the environment variable `name` (nothing when unset or
 /// empty); anything else is an error naming the variable.
 std::optional<long> env_seconds(const char* name) {
-  const char* text = std::getenv(name);
-  if (text == nullptr || *text == '\0') return std::nullopt;
-  char* end = nullptr;
-  errno = 0;
-  const long value = std::strtol(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || value <= 0)
+  const std::optional<long> value = parallel::env_integer(name);
+  if (value && *value <= 0)
     throw std::invalid_argument(std::string("environment variable ") + name +
-                                ": expected a positive number of seconds, got '" + text + "'");
+                                ": expected a positive number of seconds, got '" +
+                                std::getenv(name) + "'");
   return value;
 }
 

@@ -25,21 +25,7 @@ void DistributedConfig::check() const {
   require(timeout.count() > 0, "DistributedConfig::timeout must be positive");
 }
 
-namespace {
-
-std::optional<long> env_integer(const char* name) {
-  const char* text = std::getenv(name);
-  if (text == nullptr || *text == '\0') return std::nullopt;
-  char* end = nullptr;
-  errno = 0;
-  const long value = std::strtol(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0')
-    throw std::invalid_argument(std::string("environment variable ") + name +
-                                ": expected an integer, got '" + text + "'");
-  return value;
-}
-
-}  // namespace
+using parallel::env_integer;
 
 std::optional<DistributedConfig> distributed_config_from_env(const std::string& backend) {
   std::optional<long> size = env_integer("WORLD_SIZE");

@@ -17,8 +17,12 @@
 #pragma once
 
 #include <algorithm>
+#include <cerrno>
 #include <cstddef>
+#include <cstdlib>
 #include <memory>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 
@@ -72,6 +76,21 @@ inline Shard contiguous_shard(Index total, int rank, int size) {
                              std::to_string(size) + " processes (each needs at least one row)");
   const Index q = total / size, m = total % size, r = rank;
   return Shard{q * r + std::min(r, m), q + (r < m ? 1 : 0), total};
+}
+
+/// An integer from the environment variable `name` (the launchers' RANK, WORLD_SIZE, …, and
+/// IFT_DIST_TIMEOUT): nothing when unset or empty; anything but a whole integer is an error naming
+/// the variable.
+inline std::optional<long> env_integer(const char* name) {
+  const char* text = std::getenv(name);
+  if (text == nullptr || *text == '\0') return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  const long value = std::strtol(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0')
+    throw std::invalid_argument(std::string("environment variable ") + name +
+                                ": expected an integer, got '" + text + "'");
+  return value;
 }
 
 /// What a problem's distribute() checks of each shard it is given: it lies in its set and
