@@ -168,6 +168,13 @@ TEST(PreconditionedCg, AnUndefinedKfacInverseIsANumericalIssue) {
   EXPECT_NE(r.message.find("KFAC inverse not defined"), std::string::npos) << r.message;
   EXPECT_TRUE(r.v.allFinite());
   EXPECT_EQ(r.v.norm(), 0.0);
+  // A sweep hands out the same failure for every k, in the caller's order.
+  const auto sweep = generic::hypergradient_sweep(*f.problem, pcg(5), {5, 1, 5});
+  ASSERT_EQ(sweep.size(), 3u);
+  for (const auto& s : sweep) {
+    EXPECT_EQ(s.status, SolverStatus::NumericalIssue);
+    EXPECT_EQ(s.v.norm(), 0.0);
+  }
 }
 
 TEST(PreconditionedCg, NamesAndChecks) {

@@ -497,13 +497,16 @@ SolveResult<ProblemVector<P>> preconditioned_cg(P& problem, const MethodSpec& sp
       failed.x = VS::zeros_like(g);
       failed.status = SolverStatus::NumericalIssue;
       failed.message = "cg+kfac: " + K.message();
-      if (partial.active())
-        for (Index k : partial.at) {
-          (void)k;
+      if (partial.active()) {  // the same failure for every k: once per distinct k, ascending
+        std::vector<Index> ks = partial.at;
+        std::sort(ks.begin(), ks.end());
+        ks.erase(std::unique(ks.begin(), ks.end()), ks.end());
+        for (Index k : ks) {
           SolveResult<V> copy = failed;
           copy.x = VS::zeros_like(g);
           partial.report(k, std::move(copy));
         }
+      }
       return failed;
     }
     V t = VS::zeros_like(g), u = VS::zeros_like(g);
