@@ -427,5 +427,75 @@ TEST(ProblemCapabilities, TypeErasedProblemFindsItsCapabilitiesAtRunTime) {
   }
 }
 
+// set_point keeps the data terms when only λ moves (the loop's first inner step after a
+// hypergradient): every quantity at (λ₂, w) after a visit to (λ₁, w) and every product there
+// (which share the forward pass's cache) equals a fresh problem's at (λ₂, w) bitwise, and a w
+// one ulp away is a new point.
+template <class Problem>
+void expect_point_reuse_is_exact(Problem a, Problem fresh) {
+  using S = typename Problem::S;
+  const Index D = a.num_params(), H = a.num_hyper();
+  const Vector<S> w = Vector<S>::LinSpaced(D, S(-0.4), S(0.5));
+  const Vector<S> lambda1 = Vector<S>::Constant(H, S(-1));
+  const Vector<S> lambda2 = Vector<S>::LinSpaced(H, S(-3), S(0.5));
+  const Vector<S> v = Vector<S>::LinSpaced(D, S(1), S(-0.7));
+  Vector<S> out;
+  Matrix<S> dense;
+  std::vector<S> shift;
+  a.set_point(lambda1, w);
+  const Vector<S> gradient1 = a.train_gradient();
+  const S loss1 = a.train_loss();
+  // Every product that reads the forward pass's cache, then the move to (λ₂, w).
+  a.hvp(v, out);
+  a.gauss_newton_product(v, out);
+  a.fisher_product(v, out);
+  a.hessian(dense);
+  a.kfac_factors(shift);
+  a.val_gradient();
+  a.set_point(lambda2, w);
+  fresh.set_point(lambda2, w);
+  EXPECT_TRUE(a.train_gradient() == fresh.train_gradient());
+  EXPECT_FALSE(a.train_gradient() == gradient1);  // the penalty's part did move with λ
+  EXPECT_EQ(a.train_loss(), fresh.train_loss());
+  EXPECT_NE(a.train_loss(), loss1);
+  EXPECT_TRUE(a.val_gradient() == fresh.val_gradient());
+  EXPECT_EQ(a.val_loss(), fresh.val_loss());
+  Vector<S> expected;
+  a.hvp(v, out);
+  fresh.hvp(v, expected);
+  EXPECT_TRUE(out == expected);
+  a.mixed_product(v, out);
+  fresh.mixed_product(v, expected);
+  EXPECT_TRUE(out == expected);
+  const Metrics ma = a.metrics(), mf = fresh.metrics();
+  EXPECT_EQ(ma.train_loss, mf.train_loss);
+  EXPECT_EQ(ma.val_loss, mf.val_loss);
+  EXPECT_EQ(ma.train_accuracy, mf.train_accuracy);
+  EXPECT_EQ(ma.val_accuracy, mf.val_accuracy);
+  // One ulp in one weight is another point: the forward pass is redone.
+  Vector<S> w2 = w;
+  w2(D / 2) = std::nextafter(w2(D / 2), S(1));
+  a.set_point(lambda2, w2);
+  fresh.set_point(lambda2, w2);
+  EXPECT_TRUE(a.train_gradient() == fresh.train_gradient());
+  EXPECT_EQ(a.train_loss(), fresh.train_loss());
+  EXPECT_TRUE(a.val_gradient() == fresh.val_gradient());
+}
+
+TEST(ProblemPoint, NewLambdaAtTheSamePointEqualsAFreshEvaluationBitwise) {
+  expect_point_reuse_is_exact(logreg_problem<double>(DecayKind::PerWeight),
+                              logreg_problem<double>(DecayKind::PerWeight));
+  expect_point_reuse_is_exact(logreg_problem<float>(DecayKind::PerWeight),
+                              logreg_problem<float>(DecayKind::PerWeight));
+  expect_point_reuse_is_exact(logreg_problem<double>(DecayKind::Global),
+                              logreg_problem<double>(DecayKind::Global));
+  expect_point_reuse_is_exact(mlp_problem(), mlp_problem());
+}
+
+TEST(ProblemPoint, MetricsNeedAPoint) {
+  auto problem = logreg_problem<double>(DecayKind::PerWeight);
+  EXPECT_THROW(problem.metrics(), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace ift

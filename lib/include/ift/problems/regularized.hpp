@@ -9,6 +9,7 @@
 // is added once, after the sum. The result is the single-process problem's to rounding.
 #pragma once
 
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -63,6 +64,7 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
     test_shard_ = test;
     val_valid_ = false;
     train_gradient_valid_ = false;
+    point_valid_ = false;  // the data terms are now sums over the ranks
   }
   /// The communicator of a distributed problem; null for a single process.
   const std::shared_ptr<parallel::Communicator>& communicator() const { return comm_; }
@@ -75,21 +77,30 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
   Index num_params() const override { return model_.num_params(); }
   Index num_hyper() const override { return decay_.num_hyper(); }
 
+  /// Moves to (λ, w). The data terms depend on w only, so when w is bitwise the point already
+  /// set (the loop's next inner step after a hypergradient, which only moved λ) the training
+  /// forward pass, the data gradient and the validation terms are kept and only the penalty's
+  /// terms are formed for the new λ: the values are those of a fresh evaluation, bitwise (the
+  /// passes are deterministic), without the pass over the data.
   void set_point(const Vector<S>& lambda, const Vector<S>& w) override {
     require(lambda.size() == num_hyper(), "RegularizedProblem::set_point: λ has the wrong size");
     require(w.size() == num_params(), "RegularizedProblem::set_point: w has the wrong size");
     lambda_ = lambda;
-    w_ = w;
-    // The forward pass (and an MLP's backpropagated δ) that every curvature product reuses; the
-    // weight gradient itself (half of a logistic-regression gradient's flops, 40% of a deep
-    // MLP's) only when train_gradient() is called: a hypergradient by cg/neumann/identity/kfac
-    // never needs it.
-    train_loss_ = reduced(model_.evaluate(*train_, w_, train_cache_, nullptr), train_shard_) +
-                  decay_.penalty(lambda_, w_);
+    if (!same_point(w)) {
+      w_ = w;
+      // The forward pass (and an MLP's backpropagated δ) that every curvature product reuses;
+      // the weight gradient itself (half of a logistic-regression gradient's flops, 40% of a
+      // deep MLP's) only when train_gradient() is called: a hypergradient by
+      // cg/neumann/identity/kfac never needs it.
+      data_loss_ = reduced(model_.evaluate(*train_, w_, train_cache_, nullptr), train_shard_);
+      point_valid_ = true;
+      data_gradient_valid_ = false;
+      val_valid_ = false;
+      hvp_rows_.clear();  // the minibatch forward pass belongs to the old point
+    }
+    train_loss_ = data_loss_ + decay_.penalty(lambda_, w_);
     decay_.hessian_diagonal(lambda_, penalty_curvature_);  // exp(λ) once, not in every product
     train_gradient_valid_ = false;
-    val_valid_ = false;
-    hvp_rows_.clear();  // the minibatch forward pass belongs to the old point
   }
   const Vector<S>& lambda() const override { return lambda_; }
   const Vector<S>& w() const override { return w_; }
@@ -97,9 +108,13 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
   S train_loss() const override { return train_loss_; }
   const Vector<S>& train_gradient() const override {
     if (!train_gradient_valid_) {
-      model_.gradient_from_cache(*train_, train_cache_, train_gradient_);
-      reduce(train_gradient_, train_shard_);
-      train_gradient_.array() += penalty_curvature_.array() * w_.array();  // ∇R = exp(λ) ⊙ w
+      if (!data_gradient_valid_) {
+        model_.gradient_from_cache(*train_, train_cache_, data_gradient_);
+        reduce(data_gradient_, train_shard_);
+        data_gradient_valid_ = true;
+      }
+      // ∇R = exp(λ) ⊙ w
+      train_gradient_.array() = data_gradient_.array() + penalty_curvature_.array() * w_.array();
       train_gradient_valid_ = true;
     }
     return train_gradient_;
@@ -247,13 +262,15 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
   }
 
   Metrics metrics() override {
+    require(point_valid_, "RegularizedProblem::metrics: no point set (call set_point first)");
     Metrics m;
-    m.train_loss = static_cast<double>(
-        reduced(model_.evaluate(*train_, w_, scratch_cache_, nullptr), train_shard_));
+    // The training data term and its forward pass are set_point's (no second pass over the
+    // training rows).
+    m.train_loss = static_cast<double>(data_loss_);
     m.val_loss = static_cast<double>(val_loss());
     m.has_accuracy = train_->labels.size() > 0;
     if (m.has_accuracy) {
-      m.train_accuracy = reduced(model_.accuracy(*train_, scratch_cache_), train_shard_);
+      m.train_accuracy = reduced(model_.accuracy(*train_, train_cache_), train_shard_);
       m.val_accuracy = reduced(model_.accuracy(*val_, val_cache_), val_shard_);
     }
     if (test_) {
@@ -271,6 +288,11 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
     require(v.size() == penalty_curvature_.size() && out.size() == v.size(),
             "RegularizedProblem: curvature product of the wrong size (call set_point first)");
     out.array() += penalty_curvature_.array() * v.array();
+  }
+  /// w is bitwise the point whose forward pass train_cache_ holds.
+  bool same_point(const Vector<S>& w) const {
+    return point_valid_ && w.size() == w_.size() &&
+           std::memcmp(w.data(), w_.data(), sizeof(S) * static_cast<std::size_t>(w.size())) == 0;
   }
   void evaluate_val() {
     if (val_valid_) return;
@@ -294,10 +316,14 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
   std::shared_ptr<const Dataset<S>> train_, val_, test_;
   Vector<S> lambda_, w_, val_gradient_;
   mutable Vector<S> train_gradient_;  // formed on demand from train_cache_ (see set_point)
+  mutable Vector<S> data_gradient_;   // its data term, kept while w stays (a new λ only)
   Vector<S> penalty_curvature_;       // exp(λ) per weight, the penalty's Hessian diagonal
   S train_loss_ = 0, val_loss_ = 0;
   bool val_valid_ = false;
   mutable bool train_gradient_valid_ = false;
+  mutable bool data_gradient_valid_ = false;
+  bool point_valid_ = false;  // train_cache_ and data_loss_ hold the forward pass at w_
+  S data_loss_ = 0;
   typename Model::Cache train_cache_, val_cache_, scratch_cache_, batch_cache_;
   std::shared_ptr<parallel::Communicator> comm_;  // null: one process
   parallel::Shard train_shard_, val_shard_, test_shard_;
