@@ -204,9 +204,10 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
                          const std::vector<Index>& rows, Vector<S>& gradient) override {
     require(!rows.empty(), "RegularizedProblem::batch_train_gradient: empty batch");
     for (const Index r : rows)
-      require(r >= 0 && r < num_train_examples(),
-              "RegularizedProblem::batch_train_gradient: row " + std::to_string(r) +
-                  " outside the training set");
+      require(r >= 0 && r < num_train_examples(), [r] {  // built only on failure: no allocation
+        return "RegularizedProblem::batch_train_gradient: row " + std::to_string(r) +
+               " outside the training set";
+      });
     S data_loss = 0;
     if (!comm_) {
       batch_ = train_->gather(rows);
@@ -237,8 +238,10 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
     require(!rows.empty(), "RegularizedProblem::batch_hvp: empty batch");
     if (rows != hvp_rows_) {  // a new batch: its forward pass once (fixed sampling reuses it)
       for (const Index r : rows)
-        require(r >= 0 && r < num_train_examples(), "RegularizedProblem::batch_hvp: row " +
-                                                        std::to_string(r) + " outside the training set");
+        require(r >= 0 && r < num_train_examples(), [r] {
+          return "RegularizedProblem::batch_hvp: row " + std::to_string(r) +
+                 " outside the training set";
+        });
       std::vector<Index> local = rows;
       if (comm_) {
         local.clear();
