@@ -76,7 +76,14 @@ bool supports_warm_start(Method m) { return m == Method::Cg || m == Method::Neum
 bool supports_curvature_sampling(Method m) { return m == Method::Cg || m == Method::Neumann; }
 bool supports_preconditioner(Method m) { return m == Method::Cg; }
 
-const char* to_string(Preconditioner p) { return p == Preconditioner::Kfac ? "kfac" : "none"; }
+const char* to_string(Preconditioner p) {
+  switch (p) {
+    case Preconditioner::None: return "none";
+    case Preconditioner::Kfac: return "kfac";
+    case Preconditioner::Ritz: return "ritz";
+  }
+  return "?";
+}
 
 std::string MethodSpec::name() const {
   const bool uses_curvature =
@@ -109,14 +116,16 @@ MethodSpec parse_method_spec(const std::string& name) {
               "'" + name + "': " + to_string(spec.method) +
                   " has no minibatch curvature (only cg and neumann)");
       spec.sampling = parse_curvature_sampling(suffix);
-    } else if (suffix == "kfac") {
+    } else if (suffix == "kfac" || suffix == "ritz") {
       require(supports_preconditioner(spec.method),
               "'" + name + "': " + to_string(spec.method) +
-                  " takes no preconditioner (only cg: cg+kfac)");
-      spec.preconditioner = Preconditioner::Kfac;
+                  " takes no preconditioner (only cg: cg+kfac, cg+ritz)");
+      require(spec.preconditioner == Preconditioner::None,
+              "'" + name + "': one preconditioner at most (+kfac or +ritz)");
+      spec.preconditioner = suffix == "kfac" ? Preconditioner::Kfac : Preconditioner::Ritz;
     } else {
       throw std::invalid_argument("'" + name + "': unknown suffix '+" + suffix +
-                                  "' (expected +warm, +fresh, +fixed or +kfac)");
+                                  "' (expected +warm, +fresh, +fixed, +kfac or +ritz)");
     }
     if (next == std::string::npos) break;
     rest = rest.substr(next + 1);
@@ -161,6 +170,7 @@ void MethodSpec::check() const {
   check_part(neumann_params(), "neumann");
   check_part(kfac, "kfac");
   check_part(nystrom, "nystrom");
+  check_part(ritz, "ritz");
   const bool rank_deficient =
       curvature == Curvature::OuterProduct || curvature == Curvature::Fisher;
   require(!(rank_deficient && method != Method::Neumann),
@@ -179,6 +189,9 @@ void MethodSpec::check() const {
                 " takes no preconditioner (only cg)");
     require(curvature == Curvature::Hessian || curvature == Curvature::GaussNewton,
             "MethodSpec::preconditioner: needs the Hessian or Gauss-Newton curvature");
+    require(preconditioner != Preconditioner::Ritz || cg.reorthogonalize,
+            "MethodSpec::preconditioner ritz: needs the Lanczos form of CG "
+            "(cg.reorthogonalize = true), whose Lanczos relation gives the Ritz pairs");
   }
   if (sampling != CurvatureSampling::Full) {
     require(supports_curvature_sampling(method),
