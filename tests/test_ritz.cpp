@@ -230,7 +230,9 @@ TEST(RitzPairs, MergeKeepsAnOrthonormalMemoryOfTheLargestValues) {
   fresh.residuals = {0.1, 1.0, 10.0};
   RitzParams params;
   params.memory = 3;
-  merge_ritz_pairs(kept, values, std::move(fresh), params);
+  double scale = 0;
+  merge_ritz_pairs(kept, values, scale, std::move(fresh), params);
+  EXPECT_EQ(scale, 30.0);  // the largest fresh value that was not recycled
   ASSERT_EQ(values.size(), 3u);
   EXPECT_EQ(values, (std::vector<double>{50.0, 25.0, 15.0}));  // the largest 3 of 4 distinct
   for (std::size_t i = 0; i < kept.size(); ++i)
@@ -238,6 +240,16 @@ TEST(RitzPairs, MergeKeepsAnOrthonormalMemoryOfTheLargestValues) {
       EXPECT_NEAR(kept[i].dot(kept[j]), i == j ? 1.0 : 0.0, 1e-14);
   EXPECT_NEAR(std::abs(kept[1].dot(Q.col(1))), 1.0, 1e-14);
   EXPECT_NEAR(std::abs(kept[2].dot(Q.col(3))), 1.0, 1e-14);
+  // Every fresh pair accepted: c = the smallest fresh value; no fresh pair: c unchanged.
+  RitzPairs<Vector<double>> accurate;
+  accurate.vectors = {Q.col(6), Q.col(7)};
+  accurate.values = {8.0, 4.0};
+  accurate.residuals = {0.0, 0.0};
+  merge_ritz_pairs(kept, values, scale, std::move(accurate), params);
+  EXPECT_EQ(scale, 4.0);
+  EXPECT_EQ(values, (std::vector<double>{50.0, 25.0, 15.0}));
+  merge_ritz_pairs(kept, values, scale, RitzPairs<Vector<double>>{}, params);
+  EXPECT_EQ(scale, 4.0);
 }
 
 // ---- cg+ritz as a method -------------------------------------------------------------------------
@@ -287,6 +299,7 @@ TEST(CgRitz, WithoutRecycledPairsItIsPlainCgBitwise) {
   // within H's spectrum (Rayleigh quotients).
   ASSERT_FALSE(state.ritz_values.empty());
   EXPECT_LE(state.ritz_values.size(), 5u);
+  EXPECT_GT(state.ritz_scale, 0.0);
   Matrix<double> H;
   problem.hessian(H);
   const double top = Eigen::SelfAdjointEigenSolver<Matrix<double>>(H).eigenvalues().maxCoeff();
@@ -327,7 +340,10 @@ TEST(CgRitz, NamesChecksAndSweep) {
   EXPECT_EQ(parse_method_spec("cg+ritz+warm").name(), "cg+ritz+warm");
   EXPECT_EQ(parse_method_spec("cg+ritz+warm").preconditioner, Preconditioner::Ritz);
   EXPECT_THROW(parse_method_spec("neumann+ritz"), std::invalid_argument);
-  EXPECT_THROW(parse_method_spec("cg+kfac+ritz"), std::invalid_argument);
+  EXPECT_EQ(parse_method_spec("cg+kfac+ritz+warm").preconditioner, Preconditioner::KfacRitz);
+  EXPECT_EQ(parse_method_spec("cg+kfac+ritz+warm").name(), "cg+kfac+ritz+warm");
+  EXPECT_THROW(parse_method_spec("cg+ritz+kfac"), std::invalid_argument);
+  EXPECT_THROW(parse_method_spec("cg+ritz+ritz"), std::invalid_argument);
   MethodSpec s = parse_method_spec("cg+ritz");
   s.ritz.memory = 0;
   EXPECT_THROW(s.check(), std::invalid_argument);

@@ -176,6 +176,7 @@ void save_checkpoint(const std::string& path, const Checkpoint<S>& c) {
       w.vec(c.solver_ritz_vectors.at(i));
       w.pod(c.solver_ritz_values[i]);
     }
+    w.pod(c.solver_ritz_scale);
     out.write(kEnd, sizeof kEnd - 1);
   }
   const std::string bytes = out.str();
@@ -277,6 +278,7 @@ Checkpoint<S> load_checkpoint(const std::string& path) {
     c.solver_ritz_vectors.push_back(r.vec<S>());
     c.solver_ritz_values.push_back(r.pod<double>());
   }
+  c.solver_ritz_scale = r.pod<double>();
   if (!r.at(kEnd) || !r.done()) r.fail("truncated or trailing bytes after the records");
   return c;
 }

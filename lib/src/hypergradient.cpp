@@ -81,6 +81,7 @@ const char* to_string(Preconditioner p) {
     case Preconditioner::None: return "none";
     case Preconditioner::Kfac: return "kfac";
     case Preconditioner::Ritz: return "ritz";
+    case Preconditioner::KfacRitz: return "kfac+ritz";
   }
   return "?";
 }
@@ -120,9 +121,12 @@ MethodSpec parse_method_spec(const std::string& name) {
       require(supports_preconditioner(spec.method),
               "'" + name + "': " + to_string(spec.method) +
                   " takes no preconditioner (only cg: cg+kfac, cg+ritz)");
-      require(spec.preconditioner == Preconditioner::None,
-              "'" + name + "': one preconditioner at most (+kfac or +ritz)");
-      spec.preconditioner = suffix == "kfac" ? Preconditioner::Kfac : Preconditioner::Ritz;
+      const bool after_kfac = suffix == "ritz" && spec.preconditioner == Preconditioner::Kfac;
+      require(spec.preconditioner == Preconditioner::None || after_kfac,
+              "'" + name + "': the preconditioners are +kfac, +ritz or +kfac+ritz (in that order)");
+      spec.preconditioner = after_kfac         ? Preconditioner::KfacRitz
+                            : suffix == "kfac" ? Preconditioner::Kfac
+                                               : Preconditioner::Ritz;
     } else {
       throw std::invalid_argument("'" + name + "': unknown suffix '+" + suffix +
                                   "' (expected +warm, +fresh, +fixed, +kfac or +ritz)");
@@ -189,7 +193,7 @@ void MethodSpec::check() const {
                 " takes no preconditioner (only cg)");
     require(curvature == Curvature::Hessian || curvature == Curvature::GaussNewton,
             "MethodSpec::preconditioner: needs the Hessian or Gauss-Newton curvature");
-    require(preconditioner != Preconditioner::Ritz || cg.reorthogonalize,
+    require(!uses_ritz(preconditioner) || cg.reorthogonalize,
             "MethodSpec::preconditioner ritz: needs the Lanczos form of CG "
             "(cg.reorthogonalize = true), whose Lanczos relation gives the Ritz pairs");
   }

@@ -69,6 +69,7 @@ struct Checkpoint {
   /// cg+ritz's recycled Ritz pairs (SolverState::ritz_vectors / ritz_values; empty: none).
   std::vector<Vector<S>> solver_ritz_vectors;
   std::vector<double> solver_ritz_values;
+  double solver_ritz_scale = 0;
 };
 
 /// The file's checksum: FNV-1a, 64 bits, over `n` bytes (one flipped bit anywhere changes it).

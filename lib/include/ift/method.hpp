@@ -40,7 +40,15 @@ enum class CurvatureSampling { Full, Fresh, Fixed };
 /// ritz ("+ritz"): the spectral preconditioner of the Ritz pairs recycled from the previous
 /// hyper-steps' Lanczos solves (linalg/ritz.hpp, SolverState::ritz_*), split the same way, zero
 /// extra HVPs; without recycled pairs (the first hyper-step, a single hypergradient) plain cg.
-enum class Preconditioner { None, Kfac, Ritz };
+/// kfac+ritz ("+kfac+ritz"): both, the Ritz pairs those of K^(−1/2) H K^(−1/2).
+enum class Preconditioner { None, Kfac, Ritz, KfacRitz };
+/// The preconditioners that contain KFAC's K / recycle Ritz pairs.
+inline bool uses_kfac(Preconditioner p) {
+  return p == Preconditioner::Kfac || p == Preconditioner::KfacRitz;
+}
+inline bool uses_ritz(Preconditioner p) {
+  return p == Preconditioner::Ritz || p == Preconditioner::KfacRitz;
+}
 
 Method parse_method(const std::string& name);
 Curvature parse_curvature(const std::string& name);

@@ -192,6 +192,7 @@ class BilevelLoop {
       st.solver.ritz_vectors.push_back(B::from_host(u, w_like));
     }
     st.solver.ritz_values = c.solver_ritz_values;
+    st.solver.ritz_scale = c.solver_ritz_scale;
     for (HyperStepRecord r : st.records) {
       r.restored = true;
       for (const auto& observer : observers_) observer(r);
@@ -373,6 +374,7 @@ class BilevelLoop {
       c.solver_lbfgs_memory = st.solver.lbfgs.memory;
       for (const V& u : st.solver.ritz_vectors) c.solver_ritz_vectors.push_back(B::to_host(u));
       c.solver_ritz_values = st.solver.ritz_values;
+      c.solver_ritz_scale = st.solver.ritz_scale;
       save_checkpoint(params_.checkpoint_path, c);
       return true;
     };

@@ -50,6 +50,8 @@ struct SolverState {
   /// descending). Written by cg+ritz only; read by the next cg+ritz solve.
   std::vector<V> ritz_vectors{};
   std::vector<double> ritz_values{};
+  /// cg+ritz's scale c (> 0 once a cg+ritz solve has run; 0: none).
+  double ritz_scale = 0;
 
   void reset() { *this = SolverState{}; }
 };

@@ -2,11 +2,12 @@
 // taken from the Lanczos relation of one CG solve at zero extra HVPs, merged into a small
 // memory, and the spectral limited-memory preconditioner they define for the next solve.
 //
-//   P = I + U (diag(θ)/c − I) Uᵀ,   P^p = I + U (diag(θ/c)^p − I) Uᵀ,   c = min θ,
+//   P = I + U (diag(θ)/c − I) Uᵀ,   P^p = I + U (diag(θ/c)^p − I) Uᵀ,
 //
-// for orthonormal U (m columns) and θ > 0: P is symmetric positive definite whatever U and θ
-// are, and when U spans eigenvectors of H with eigenvalues θ, P⁻¹ H maps them to c and leaves
-// the rest of H's spectrum alone (deflation by scaling). Split preconditioning (CG on
+// for orthonormal U (m columns), θ > 0 and c > 0: P is symmetric positive definite whatever U,
+// θ and c are, and when U spans eigenvectors of H with eigenvalues θ, P⁻¹ H maps them to c and
+// leaves the rest of H's spectrum alone (deflation by scaling). c is the recycled estimate of
+// the top of the rest of the spectrum (merge_ritz_pairs), so that the kept outliers join it. Split preconditioning (CG on
 // B = P^(−1/2) H P^(−1/2)) therefore solves H v = g exactly as plain CG does in exact arithmetic;
 // stale or inaccurate pairs only make P a worse preconditioner, never the answer wrong.
 #pragma once
@@ -52,16 +53,17 @@ struct RitzPairs {
   std::size_t size() const { return values.size(); }
 };
 
-/// y = P^p x for the spectral preconditioner of `vectors` (orthonormal) and `values` (> 0);
-/// c = the smallest value. With no pair P = I and y is a copy of x, bitwise. Holds references:
-/// the pairs must outlive it.
+/// y = P^p x for the spectral preconditioner of `vectors` (orthonormal), `values` (> 0) and the
+/// scale c = `scale` (> 0; 0: the smallest value). With no pair P = I and y is a copy of x,
+/// bitwise. Holds references: the pairs must outlive it.
 template <class V>
 class SpectralPreconditioner {
   using VS = VectorSpace<V>;
   using S = typename VS::Scalar;
 
  public:
-  SpectralPreconditioner(const std::vector<V>& vectors, const std::vector<double>& values)
+  SpectralPreconditioner(const std::vector<V>& vectors, const std::vector<double>& values,
+                         double scale = 0)
       : vectors_(vectors), values_(values) {
     require(vectors.size() == values.size(),
             "SpectralPreconditioner: " + std::to_string(vectors.size()) + " vectors for " +
@@ -69,12 +71,15 @@ class SpectralPreconditioner {
     for (double t : values)
       require(std::isfinite(t) && t > 0, "SpectralPreconditioner: Ritz values must be finite "
                                          "and > 0 (got " + format_number(t) + ")");
-    if (!values.empty()) scale_ = *std::min_element(values.begin(), values.end());
+    require(std::isfinite(scale) && scale >= 0,
+            "SpectralPreconditioner: the scale c must be finite and > 0 (0: the smallest value)");
+    if (!values.empty())
+      scale_ = scale > 0 ? scale : *std::min_element(values.begin(), values.end());
   }
 
   Index size() const { return static_cast<Index>(values_.size()); }
   bool empty() const { return values_.empty(); }
-  /// c: the smallest kept value (1 with no pair).
+  /// c (1 with no pair).
   double scale() const { return scale_; }
 
   /// y = P^p x (x and y distinct): x + Σ_i u_i ((θ_i / c)^p − 1)(u_iᵀ x).
@@ -102,7 +107,7 @@ class SpectralPreconditioner {
   double scale_ = 1;
 };
 
-/// The `wanted` largest Ritz pairs of H from the Lanczos relation of CG run on
+/// The `wanted` largest Ritz pairs of H (every pair: wanted >= k) from the Lanczos relation of CG run on
 /// B = P^(−1/2) H P^(−1/2) (P = I: plain CG), at zero HVPs. With W = P^(−1/2) Q_k,
 /// Wᵀ H W = Q_kᵀ B Q_k = T_k and Wᵀ W = M = Q_kᵀ P⁻¹ Q_k, so the Rayleigh–Ritz pairs of H on
 /// span W solve T_k s = θ M s (M = I when P = I), u = W s is unit (sᵀ M s = 1), and
@@ -174,24 +179,32 @@ RitzPairs<V> ritz_pairs(const LanczosRelation<V>& rel, const SpectralPreconditio
   return out;
 }
 
-/// Merges a solve's fresh Ritz pairs into the memory (vectors orthonormal, values > 0):
-/// candidates are the fresh pairs with ‖H u − θ u‖ <= accept · θ (largest θ first), then the
-/// kept ones (their values are left as they were: refreshing them would cost HVPs). Each is
-/// orthogonalised against the candidates taken before it (Gram–Schmidt twice) and dropped when
-/// less than half of it (in norm², i.e. ‖rest‖ < 1/√2) lies outside their span: a fresh pair
-/// replaces the old ones it describes. The `memory` largest values are kept.
+/// Merges a solve's fresh Ritz pairs (all of them, largest first) into the memory (vectors
+/// orthonormal, values > 0) and sets the scale c: candidates are the fresh pairs with
+/// ‖H u − θ u‖ <= accept · θ, then the kept ones (their values are left as they were:
+/// refreshing them would cost HVPs). Each is orthogonalised against the candidates taken before
+/// it (Gram–Schmidt twice) and dropped when less than half of it (in norm², i.e.
+/// ‖rest‖ < 1/√2) lies outside their span: a fresh pair replaces the old ones it describes. The
+/// `memory` largest values are kept. c = the largest fresh Ritz value that failed the test (the
+/// solve's estimate of the top of the spectrum outside the accepted pairs), else the smallest
+/// fresh value; a solve without pairs leaves c as it was.
 template <class V>
-void merge_ritz_pairs(std::vector<V>& vectors, std::vector<double>& values, RitzPairs<V>&& fresh,
-                      const RitzParams& params) {
+void merge_ritz_pairs(std::vector<V>& vectors, std::vector<double>& values, double& scale,
+                      RitzPairs<V>&& fresh, const RitzParams& params) {
   using VS = VectorSpace<V>;
   using S = typename VS::Scalar;
   std::vector<V> cand;
   std::vector<double> cand_values;
-  for (std::size_t i = 0; i < fresh.size(); ++i)
+  double rest = 0;
+  for (std::size_t i = 0; i < fresh.size(); ++i) {
     if (fresh.residuals[i] <= params.accept * fresh.values[i]) {
       cand.push_back(std::move(fresh.vectors[i]));
       cand_values.push_back(fresh.values[i]);
+    } else {
+      rest = std::max(rest, fresh.values[i]);
     }
+  }
+  if (fresh.size() > 0) scale = rest > 0 ? rest : fresh.values.back();
   for (std::size_t i = 0; i < values.size(); ++i) {
     cand.push_back(std::move(vectors[i]));
     cand_values.push_back(values[i]);
