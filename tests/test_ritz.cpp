@@ -295,6 +295,17 @@ TEST(CgRitz, WithoutRecycledPairsItIsPlainCgBitwise) {
     EXPECT_EQ(a.status, r->status);
     EXPECT_NE(r->message.find("m = 0: plain cg"), std::string::npos) << r->message;
   }
+  // cg+kfac+ritz without recycled pairs is cg+kfac, bitwise.
+  MethodSpec kfac = parse_method_spec("cg+kfac");
+  kfac.steps = 5;
+  MethodSpec kfac_ritz = parse_method_spec("cg+kfac+ritz");
+  kfac_ritz.steps = 5;
+  generic::SolverState<Vector<double>> kfac_state;
+  const auto d = generic::hypergradient(problem, kfac);
+  const auto e = generic::hypergradient(problem, kfac_ritz, nullptr, nullptr, &kfac_state);
+  EXPECT_TRUE(same_bits(d.v, e.v));
+  EXPECT_EQ(d.hvps, e.hvps);
+  EXPECT_FALSE(kfac_state.ritz_values.empty());
   // The state now holds this solve's accepted Ritz pairs: orthonormal, values descending and
   // within H's spectrum (Rayleigh quotients).
   ASSERT_FALSE(state.ritz_values.empty());
@@ -330,6 +341,14 @@ TEST(CgRitz, RunToConvergenceEqualsTheExactSolveAndSavesIterations) {
     EXPECT_LT((r->v - reference.v).norm(), 1e-8 * reference.v.norm());
     EXPECT_LT((r->hypergradient - reference.hypergradient).norm(),
               1e-8 * reference.hypergradient.norm());
+  }
+  // The pairs recycled from the converged first solve (a converged Lanczos stop) are honest:
+  // their residuals against the true H pass the acceptance test.
+  Matrix<double> H;
+  problem.hessian(H);
+  for (std::size_t i = 0; i < state.ritz_values.size(); ++i) {
+    const Vector<double>& u = state.ritz_vectors[i];
+    EXPECT_LE((H * u - state.ritz_values[i] * u).norm(), 0.1 * state.ritz_values[i] * (1 + 1e-9));
   }
   EXPECT_NE(second.message.find("Ritz-preconditioned (m = "), std::string::npos);
   EXPECT_EQ(second.message.find("m = 0"), std::string::npos) << second.message;
