@@ -350,6 +350,16 @@ std::string temp_path(const std::string& name) {
       .string();
 }
 
+/// The checkpoint of a run of `p` (its checkpoint_path set) stopped after 3 hyper-steps.
+Checkpoint<double> checkpoint_after_three_steps(const BilevelParams& p, LoopFixture& l) {
+  BilevelLoop<double> first(p);
+  Index seen = 0;
+  first.add_observer([&](const HyperStepRecord&) { ++seen; });
+  first.set_stop_request([&] { return seen >= 3; });
+  EXPECT_EQ(first.run(*l.problem, l.w0, l.lambda0).steps, 3);
+  return load_checkpoint<double>(p.checkpoint_path);
+}
+
 TEST(InexactLoop, ResumeWithWarmStochasticNeumannIsBitwise) {
   LoopFixture l = loop_fixture();
   BilevelParams p = loop_params("neumann+fresh+warm", 2);
@@ -358,12 +368,7 @@ TEST(InexactLoop, ResumeWithWarmStochasticNeumannIsBitwise) {
   p.method.neumann.alpha = 0.2;
   const auto full = BilevelLoop<double>(p).run(*l.problem, l.w0, l.lambda0);
   p.checkpoint_path = temp_path("soba");
-  BilevelLoop<double> first(p);
-  Index seen = 0;
-  first.add_observer([&](const HyperStepRecord&) { ++seen; });
-  first.set_stop_request([&] { return seen >= 3; });
-  ASSERT_EQ(first.run(*l.problem, l.w0, l.lambda0).steps, 3);
-  const auto checkpoint = load_checkpoint<double>(p.checkpoint_path);
+  const auto checkpoint = checkpoint_after_three_steps(p, l);
   const auto resumed = BilevelLoop<double>(p).resume(*l.problem, checkpoint);
   EXPECT_TRUE(resumed.lambda == full.lambda);
   EXPECT_TRUE(resumed.w == full.w);
@@ -384,12 +389,7 @@ TEST(InexactLoop, ResumeWithRecycledRitzPairsIsBitwise) {
   p.method.ritz.memory = 4;
   const auto full = BilevelLoop<double>(p).run(*l.problem, l.w0, l.lambda0);
   p.checkpoint_path = temp_path("ritz");
-  BilevelLoop<double> first(p);
-  Index seen = 0;
-  first.add_observer([&](const HyperStepRecord&) { ++seen; });
-  first.set_stop_request([&] { return seen >= 3; });
-  ASSERT_EQ(first.run(*l.problem, l.w0, l.lambda0).steps, 3);
-  const auto checkpoint = load_checkpoint<double>(p.checkpoint_path);
+  const auto checkpoint = checkpoint_after_three_steps(p, l);
   ASSERT_FALSE(checkpoint.solver_ritz_values.empty());
   EXPECT_LE(checkpoint.solver_ritz_values.size(), 4u);
   EXPECT_EQ(checkpoint.solver_ritz_vectors.size(), checkpoint.solver_ritz_values.size());
