@@ -84,6 +84,9 @@ const std::vector<std::string> kAllMethods = {
 /// Stochastic curvature (docs/methods.md): not in the default list, they need --curvature-batch.
 const std::vector<std::string> kSampledMethods = {"cg+fresh", "cg+fixed", "neumann+fresh",
                                                   "neumann+fixed"};
+/// Ritz recycling (docs/methods.md "cg+ritz"): not in the default list, since a single
+/// hypergradient has no previous solve to recycle from: its rows equal cg's / cg+kfac's.
+const std::vector<std::string> kRecyclingMethods = {"cg+ritz", "cg+kfac+ritz"};
 
 std::string join(const std::vector<std::string>& items, const char* sep = ",") {
   std::string s;
@@ -101,7 +104,7 @@ MethodSpec spec_from_name(const std::string& name, Index k, double kfac_damping)
       parse_method_spec(slash == std::string::npos ? name : name.substr(slash + 1));
   s.method = named.method;
   s.sampling = named.sampling;              // +fresh / +fixed
-  s.preconditioner = named.preconditioner;  // +kfac
+  s.preconditioner = named.preconditioner;  // +kfac, +ritz
   s.steps = k;
   s.cg.tolerance = 0;  // cg(k) means k iterations: no early stop (DESIGN.md §1)
   if (s.method == Method::Kfac) s.damping = kfac_damping;
@@ -328,6 +331,7 @@ int run(int argc, char** argv) {
   set.set_choices("inner", {"newton-cg", "newton", "lbfgs"});
   std::vector<std::string> choices = kAllMethods;
   choices.insert(choices.end(), kSampledMethods.begin(), kSampledMethods.end());
+  choices.insert(choices.end(), kRecyclingMethods.begin(), kRecyclingMethods.end());
   set.set_default("methods", join(kAllMethods)).set_choices("methods", choices);
   const std::optional<app::OptionValues> parsed = app::parse_command_line(argc, argv, set);
   if (!parsed) return 0;

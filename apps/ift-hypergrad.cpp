@@ -278,6 +278,7 @@ int run(int argc, char** argv) {
         s.steps = k;
         s.sampling = sampling;
         s.curvature_batch = sampling == CurvatureSampling::Full ? 0 : curvature_batch;
+        s.preconditioner = Preconditioner::None;  // only the rows added for it below
         if (s.neumann.alpha == 0 && (mt == Method::Neumann || mt == Method::Unrolled) &&
             c == Curvature::Hessian)
           s.neumann.alpha = auto_alpha;  // one α for every k, as in the paper's comparison
@@ -289,6 +290,10 @@ int run(int argc, char** argv) {
       add(Method::Kfac, Curvature::Hessian, 0);
       for (Index k : ks) {
         add(Method::Cg, Curvature::Hessian, k);
+        if (base.preconditioner != Preconditioner::None) {  // --method cg+kfac, cg+ritz: its rows
+          add(Method::Cg, Curvature::Hessian, k);
+          specs.back().preconditioner = base.preconditioner;
+        }
         add(Method::Neumann, Curvature::Hessian, k);
         add(Method::Unrolled, Curvature::Hessian, k);
         add(Method::Cg, Curvature::GaussNewton, k);

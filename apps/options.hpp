@@ -188,13 +188,14 @@ inline Validator index_list(unsigned long long low, unsigned long long high) {
   };
 }
 /// Method names as in --methods: a base name of `bases`, for cg and neumann with the suffixes
-/// +warm, +fresh, +fixed, for cg also +kfac (ift::parse_method_spec); (list) a comma-separated
+/// +warm, +fresh, +fixed, for cg also +kfac or +ritz (ift::parse_method_spec); (list) a comma-separated
 /// list of distinct ones.
 inline Validator method_names(std::vector<std::string> bases, bool list) {
   return [bases = std::move(bases), list](const std::string& t) -> std::string {
     const std::string expected = std::string(list ? "a comma-separated list of " : "") +
                                  or_list(bases) + " (cg and neumann also with +warm, +fresh, " +
-                                 "+fixed, cg with +kfac, e.g. cg+warm, cg+kfac+warm)";
+                                 "+fixed, cg with +kfac or +ritz, e.g. cg+warm, cg+kfac+warm, " +
+                                 "cg+ritz+warm)";
     std::vector<std::string> items;
     for (auto& s : split_list(t))
       if (!s.empty()) items.push_back(s);
@@ -413,7 +414,8 @@ inline const std::vector<OptionSpec>& option_table() {
       option(g::kMethod, "method", K::Text, "NAME",
              "inverse approximation of H⁻¹ (DESIGN.md §1): exact, cg, neumann, identity, zero, "
              "kfac, unrolled or shine; cg and neumann take the suffixes +warm (start from the previous "
-             "hyper-step's v), +fresh / +fixed (minibatch curvature, docs/methods.md)")
+             "hyper-step's v), +fresh / +fixed (minibatch curvature, docs/methods.md); cg also "
+             "+kfac or +ritz (preconditioners)")
           .by_default("exact")
           .check(valid::method_names(methods, false)),
       option(g::kMethod, "methods", K::Text, "LIST",
@@ -461,6 +463,14 @@ inline const std::vector<OptionSpec>& option_table() {
              "leverage (ridge leverage of a 20-column sketch: 20 HVPs); seeded by --seed")
           .by_default("uniform")
           .one_of({"uniform", "diagonal", "leverage"}),
+      option(g::kMethod, "ritz-memory", K::Integer, "M",
+             "cg+ritz: most Ritz pairs recycled across hyper-steps (the preconditioner's rank m)")
+          .by_default("20")
+          .integers(1, 1000),
+      option(g::kMethod, "ritz-accept", K::Real, "T",
+             "cg+ritz: a solve's Ritz pair (θ, u) is recycled when ‖H u − θ u‖ <= T·θ")
+          .by_default("0.1")
+          .reals(Interval::open_closed(0, 1)),
       option(g::kMethod, "rho", K::Real, "R",
              "nystrom's ρ in (ρI + P + C M⁺ Cᵀ)⁻¹, P the penalty's exact curvature, when "
              "--damping is 0 (a positive --damping is ρ)")
@@ -559,7 +569,8 @@ namespace selection {
 inline const std::vector<std::string> kData = {"data", "data-dir", "train", "val", "test"};
 /// With --method or --methods.
 inline const std::vector<std::string> kMethod = {"steps", "alpha", "damping", "power-iterations",
-                                                 "warm-start", "nystrom-sampling", "rho"};
+                                                 "warm-start", "nystrom-sampling", "rho",
+                                                 "ritz-memory", "ritz-accept"};
 /// Algorithm 2's loop (ift-compare, ift-overfit, ift-deep).
 inline const std::vector<std::string> kLoop = {
     "hyper-steps", "inner-steps", "batch-size",       "inner", "inner-lr", "outer-optimizer",
@@ -852,6 +863,8 @@ inline MethodSpec method_spec(const OptionValues& v, const std::string& method) 
   }
   if (v.has("seed")) spec.sampling_seed = v.integer_u64("seed");
   apply_nystrom_options(v, spec.nystrom);
+  if (v.has("ritz-memory")) spec.ritz.memory = v.integer("ritz-memory");
+  if (v.has("ritz-accept")) spec.ritz.accept = v.real("ritz-accept");
   return spec;
 }
 

@@ -350,6 +350,16 @@ std::string temp_path(const std::string& name) {
       .string();
 }
 
+/// The checkpoint of a run of `p` (its checkpoint_path set) stopped after 3 hyper-steps.
+Checkpoint<double> checkpoint_after_three_steps(const BilevelParams& p, LoopFixture& l) {
+  BilevelLoop<double> first(p);
+  Index seen = 0;
+  first.add_observer([&](const HyperStepRecord&) { ++seen; });
+  first.set_stop_request([&] { return seen >= 3; });
+  EXPECT_EQ(first.run(*l.problem, l.w0, l.lambda0).steps, 3);
+  return load_checkpoint<double>(p.checkpoint_path);
+}
+
 TEST(InexactLoop, ResumeWithWarmStochasticNeumannIsBitwise) {
   LoopFixture l = loop_fixture();
   BilevelParams p = loop_params("neumann+fresh+warm", 2);
@@ -358,12 +368,7 @@ TEST(InexactLoop, ResumeWithWarmStochasticNeumannIsBitwise) {
   p.method.neumann.alpha = 0.2;
   const auto full = BilevelLoop<double>(p).run(*l.problem, l.w0, l.lambda0);
   p.checkpoint_path = temp_path("soba");
-  BilevelLoop<double> first(p);
-  Index seen = 0;
-  first.add_observer([&](const HyperStepRecord&) { ++seen; });
-  first.set_stop_request([&] { return seen >= 3; });
-  ASSERT_EQ(first.run(*l.problem, l.w0, l.lambda0).steps, 3);
-  const auto checkpoint = load_checkpoint<double>(p.checkpoint_path);
+  const auto checkpoint = checkpoint_after_three_steps(p, l);
   const auto resumed = BilevelLoop<double>(p).resume(*l.problem, checkpoint);
   EXPECT_TRUE(resumed.lambda == full.lambda);
   EXPECT_TRUE(resumed.w == full.w);
@@ -374,6 +379,31 @@ TEST(InexactLoop, ResumeWithWarmStochasticNeumannIsBitwise) {
   // Runs with another seed differ (the draws matter).
   other.checkpoint_path.clear();
   EXPECT_FALSE(BilevelLoop<double>(other).run(*l.problem, l.w0, l.lambda0).lambda == full.lambda);
+  std::filesystem::remove(p.checkpoint_path);
+}
+
+TEST(InexactLoop, ResumeWithRecycledRitzPairsIsBitwise) {
+  // cg+ritz+warm carries v and the Ritz pairs across hyper-steps; the checkpoint keeps both.
+  LoopFixture l = loop_fixture();
+  BilevelParams p = loop_params("cg+ritz+warm", 3);
+  p.method.ritz.memory = 4;
+  const auto full = BilevelLoop<double>(p).run(*l.problem, l.w0, l.lambda0);
+  p.checkpoint_path = temp_path("ritz");
+  const auto checkpoint = checkpoint_after_three_steps(p, l);
+  ASSERT_FALSE(checkpoint.solver_ritz_values.empty());
+  EXPECT_LE(checkpoint.solver_ritz_values.size(), 4u);
+  EXPECT_EQ(checkpoint.solver_ritz_vectors.size(), checkpoint.solver_ritz_values.size());
+  const auto resumed = BilevelLoop<double>(p).resume(*l.problem, checkpoint);
+  EXPECT_TRUE(resumed.lambda == full.lambda);
+  EXPECT_TRUE(resumed.w == full.w);
+  // From the second hyper-step on the solves are preconditioned by the recycled pairs.
+  EXPECT_NE(full.records[0].message.find("m = 0: plain cg"), std::string::npos);
+  EXPECT_NE(full.records[2].message.find("Ritz-preconditioned (m = "), std::string::npos);
+  EXPECT_EQ(full.records[2].message.find("m = 0"), std::string::npos) << full.records[2].message;
+  // Another memory is another configuration: refused.
+  BilevelParams other = p;
+  other.method.ritz.memory = 5;
+  EXPECT_THROW(BilevelLoop<double>(other).resume(*l.problem, checkpoint), std::invalid_argument);
   std::filesystem::remove(p.checkpoint_path);
 }
 

@@ -179,7 +179,8 @@ TEST(Options, ABadValueNamesTheOptionAndWhatWasExpected) {
        "--inner: expected sgd, momentum, adam, newton, newton-cg or lbfgs (got 'bfgs')"},
       {Argv{"--methods", "cg,bogus"},
        "--methods: expected a comma-separated list of exact, cg, neumann, identity, zero, kfac, "
-       "unrolled, shine or nystrom (cg and neumann also with +warm, +fresh, +fixed, cg with +kfac, e.g. cg+warm, cg+kfac+warm) (got "
+       "unrolled, shine or nystrom (cg and neumann also with +warm, +fresh, +fixed, cg with +kfac "
+       "or +ritz, e.g. cg+warm, cg+kfac+warm, cg+ritz+warm) (got "
        "'cg,bogus')"},
       {Argv{"--tolerance-schedule", "linear"},
        "--tolerance-schedule: expected none, quadratic, cubic or geometric (got 'linear')"},

@@ -147,6 +147,9 @@ std::string BilevelParams::fingerprint() const {
   if (method.sampling != CurvatureSampling::Full)
     s << "method.curvature_batch=" << method.curvature_batch << "\n"
       << "method.sampling_seed=" << method.sampling_seed << "\n";
+  if (uses_ritz(method.preconditioner))
+    s << "method.ritz.memory=" << method.ritz.memory << "\n"
+      << "method.ritz.accept=" << exact(method.ritz.accept) << "\n";
   if (tolerance_schedule != ToleranceSchedule::None)
     s << "tolerance_schedule=" << to_string(tolerance_schedule) << "\n"
       << "tolerance0=" << exact(tolerance0) << "\n";

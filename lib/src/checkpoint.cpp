@@ -171,6 +171,12 @@ void save_checkpoint(const std::string& path, const Checkpoint<S>& c) {
     }
     w.vec(c.solver_lbfgs_point);
     w.pod(c.solver_lbfgs_memory);
+    w.u64(c.solver_ritz_values.size());
+    for (std::size_t i = 0; i < c.solver_ritz_values.size(); ++i) {
+      w.vec(c.solver_ritz_vectors.at(i));
+      w.pod(c.solver_ritz_values[i]);
+    }
+    w.pod(c.solver_ritz_scale);
     out.write(kEnd, sizeof kEnd - 1);
   }
   const std::string bytes = out.str();
@@ -266,6 +272,13 @@ Checkpoint<S> load_checkpoint(const std::string& path) {
   }
   c.solver_lbfgs_point = r.vec<S>();
   c.solver_lbfgs_memory = r.pod<std::int64_t>();
+  const std::uint64_t ritz = r.u64();
+  if (ritz > bytes.size()) r.fail("truncated (implausible number of Ritz pairs)");
+  for (std::uint64_t i = 0; i < ritz; ++i) {
+    c.solver_ritz_vectors.push_back(r.vec<S>());
+    c.solver_ritz_values.push_back(r.pod<double>());
+  }
+  c.solver_ritz_scale = r.pod<double>();
   if (!r.at(kEnd) || !r.done()) r.fail("truncated or trailing bytes after the records");
   return c;
 }

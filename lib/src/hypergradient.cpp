@@ -76,7 +76,15 @@ bool supports_warm_start(Method m) { return m == Method::Cg || m == Method::Neum
 bool supports_curvature_sampling(Method m) { return m == Method::Cg || m == Method::Neumann; }
 bool supports_preconditioner(Method m) { return m == Method::Cg; }
 
-const char* to_string(Preconditioner p) { return p == Preconditioner::Kfac ? "kfac" : "none"; }
+const char* to_string(Preconditioner p) {
+  switch (p) {
+    case Preconditioner::None: return "none";
+    case Preconditioner::Kfac: return "kfac";
+    case Preconditioner::Ritz: return "ritz";
+    case Preconditioner::KfacRitz: return "kfac+ritz";
+  }
+  return "?";
+}
 
 std::string MethodSpec::name() const {
   const bool uses_curvature =
@@ -109,14 +117,19 @@ MethodSpec parse_method_spec(const std::string& name) {
               "'" + name + "': " + to_string(spec.method) +
                   " has no minibatch curvature (only cg and neumann)");
       spec.sampling = parse_curvature_sampling(suffix);
-    } else if (suffix == "kfac") {
+    } else if (suffix == "kfac" || suffix == "ritz") {
       require(supports_preconditioner(spec.method),
               "'" + name + "': " + to_string(spec.method) +
-                  " takes no preconditioner (only cg: cg+kfac)");
-      spec.preconditioner = Preconditioner::Kfac;
+                  " takes no preconditioner (only cg: cg+kfac, cg+ritz)");
+      const bool after_kfac = suffix == "ritz" && spec.preconditioner == Preconditioner::Kfac;
+      require(spec.preconditioner == Preconditioner::None || after_kfac,
+              "'" + name + "': the preconditioners are +kfac, +ritz or +kfac+ritz (in that order)");
+      spec.preconditioner = after_kfac         ? Preconditioner::KfacRitz
+                            : suffix == "kfac" ? Preconditioner::Kfac
+                                               : Preconditioner::Ritz;
     } else {
       throw std::invalid_argument("'" + name + "': unknown suffix '+" + suffix +
-                                  "' (expected +warm, +fresh, +fixed or +kfac)");
+                                  "' (expected +warm, +fresh, +fixed, +kfac or +ritz)");
     }
     if (next == std::string::npos) break;
     rest = rest.substr(next + 1);
@@ -161,6 +174,7 @@ void MethodSpec::check() const {
   check_part(neumann_params(), "neumann");
   check_part(kfac, "kfac");
   check_part(nystrom, "nystrom");
+  check_part(ritz, "ritz");
   const bool rank_deficient =
       curvature == Curvature::OuterProduct || curvature == Curvature::Fisher;
   require(!(rank_deficient && method != Method::Neumann),
@@ -179,6 +193,9 @@ void MethodSpec::check() const {
                 " takes no preconditioner (only cg)");
     require(curvature == Curvature::Hessian || curvature == Curvature::GaussNewton,
             "MethodSpec::preconditioner: needs the Hessian or Gauss-Newton curvature");
+    require(!uses_ritz(preconditioner) || cg.reorthogonalize,
+            "MethodSpec::preconditioner ritz: needs the Lanczos form of CG "
+            "(cg.reorthogonalize = true), whose Lanczos relation gives the Ritz pairs");
   }
   if (sampling != CurvatureSampling::Full) {
     require(supports_curvature_sampling(method),

@@ -51,6 +51,22 @@ hvps=$(awk -F, '$1 == "neumann+warm" && $2 > 1 { print $12 }' "$out/warm/compare
   --methods exact,cg --warm-start > /dev/null
 grep -q '^cg+warm,2,' "$out/flag/compare.csv" || { echo "--warm-start did not name cg+warm" >&2; exit 1; }
 grep -q '^exact,2,' "$out/flag/compare.csv" || { echo "--warm-start renamed exact" >&2; exit 1; }
+# Krylov recycling (docs/methods.md "cg+ritz"): the first hyper-step is plain cg, later ones
+# are preconditioned by the recycled Ritz pairs (the message names m); --ritz-memory checked.
+"$bin/ift-compare" --data synthetic --train 100 --val 100 --test 100 --hyper-steps 3 \
+  --inner-steps 2 --warmup-steps 5 --steps 4 --threads 1 --out "$out/ritz" \
+  --methods cg+ritz+warm,cg+kfac+ritz --ritz-memory 4 > /dev/null
+grep -q '^cg+ritz+warm,1,.*Ritz-preconditioned (m = 0: plain cg)' "$out/ritz/compare.csv" ||
+  { echo "cg+ritz+warm: step 1 is not plain cg" >&2; cat "$out/ritz/compare.csv" >&2; exit 1; }
+grep -q '^cg+ritz+warm,3,.*Ritz-preconditioned (m = [1-4],' "$out/ritz/compare.csv" ||
+  { echo "cg+ritz+warm: step 3 recycled no pair" >&2; cat "$out/ritz/compare.csv" >&2; exit 1; }
+n=$(grep -c '^cg+kfac+ritz,[0-9]' "$out/ritz/compare.csv" || true)
+[[ "$n" -eq 3 ]] || { echo "expected 3 rows of cg+kfac+ritz, got $n" >&2; exit 1; }
+if "$bin/ift-compare" --data synthetic --methods cg+ritz --ritz-memory 0 --out "$out/bad_ritz" \
+  2> "$out/bad_ritz.err"; then
+  echo "--ritz-memory 0 was accepted" >&2; exit 1
+fi
+grep -q -- '--ritz-memory' "$out/bad_ritz.err" || { echo "--ritz-memory 0: message lacks the option" >&2; exit 1; }
 # Algorithm 2 with SHINE: the inner phase is L-BFGS to --inner-tol, and each hypergradient
 # reuses its pairs: 0 HVPs, status converged, in every row.
 "$bin/ift-compare" --data synthetic --train 100 --val 100 --test 100 --hyper-steps 2 \

@@ -22,7 +22,7 @@
 
 namespace ift {
 
-inline constexpr std::uint32_t kCheckpointFormatVersion = 4;  // 4: + the L-BFGS pairs
+inline constexpr std::uint32_t kCheckpointFormatVersion = 5;  // 4: + the L-BFGS pairs; 5: + cg+ritz's Ritz pairs
 
 /// What the loop reports after each hyper-step (one CSV row in the apps).
 struct HyperStepRecord {
@@ -66,6 +66,10 @@ struct Checkpoint {
   std::vector<Vector<S>> solver_lbfgs_s, solver_lbfgs_y;
   Vector<S> solver_lbfgs_point;
   std::int64_t solver_lbfgs_memory = 0;
+  /// cg+ritz's recycled Ritz pairs (SolverState::ritz_vectors / ritz_values; empty: none).
+  std::vector<Vector<S>> solver_ritz_vectors;
+  std::vector<double> solver_ritz_values;
+  double solver_ritz_scale = 0;
 };
 
 /// The file's checksum: FNV-1a, 64 bits, over `n` bytes (one flipped bit anywhere changes it).

@@ -13,6 +13,7 @@
 #include "ift/linalg/neumann.hpp"
 #include "ift/linalg/nystrom.hpp"
 #include "ift/linalg/power_iteration.hpp"
+#include "ift/linalg/ritz.hpp"
 
 namespace ift {
 
@@ -36,7 +37,18 @@ enum class CurvatureSampling { Full, Fresh, Fixed };
 /// cg's preconditioner (the "+kfac" name suffix): none, or KFAC's damped Kronecker curvature K
 /// (the kfac method's, same damping) as a split preconditioner: CG runs on K^(−1/2) H K^(−1/2)
 /// with right-hand side K^(−1/2) g and v = K^(−1/2) y (docs/methods.md). The HVP count is cg's.
-enum class Preconditioner { None, Kfac };
+/// ritz ("+ritz"): the spectral preconditioner of the Ritz pairs recycled from the previous
+/// hyper-steps' Lanczos solves (linalg/ritz.hpp, SolverState::ritz_*), split the same way, zero
+/// extra HVPs; without recycled pairs (the first hyper-step, a single hypergradient) plain cg.
+/// kfac+ritz ("+kfac+ritz"): both, the Ritz pairs those of K^(−1/2) H K^(−1/2).
+enum class Preconditioner { None, Kfac, Ritz, KfacRitz };
+/// The preconditioners that contain KFAC's K / recycle Ritz pairs.
+inline bool uses_kfac(Preconditioner p) {
+  return p == Preconditioner::Kfac || p == Preconditioner::KfacRitz;
+}
+inline bool uses_ritz(Preconditioner p) {
+  return p == Preconditioner::Ritz || p == Preconditioner::KfacRitz;
+}
 
 Method parse_method(const std::string& name);
 Curvature parse_curvature(const std::string& name);
@@ -97,6 +109,8 @@ struct MethodSpec {
   /// nystrom: sampling, ρ (used when damping is 0), cut-off of M⁺, probes / sketch size, seed
   /// (linalg/nystrom.hpp); the rank is `steps`.
   NystromParams nystrom;
+  /// cg+ritz: the memory m of recycled Ritz pairs and their acceptance test (linalg/ritz.hpp).
+  RitzParams ritz;
 
   /// "neumann", "gauss-newton/cg", "outer-product/neumann", "cg+warm", "neumann+fresh+warm",
   /// "cg+kfac+warm", …: the name used in CSV files (suffixes: preconditioner, sampling, then
@@ -116,7 +130,7 @@ struct MethodSpec {
 };
 
 /// A method name with optional suffixes, as in --methods: "cg", "cg+warm", "neumann+fresh",
-/// "neumann+fixed+warm", "cg+kfac+warm". Sets method, preconditioner, warm_start and sampling (the batch size and seed are the
+/// "neumann+fixed+warm", "cg+kfac+warm", "cg+ritz+warm". Sets method, preconditioner, warm_start and sampling (the batch size and seed are the
 /// caller's). Throws std::invalid_argument naming the suffix a method does not support.
 MethodSpec parse_method_spec(const std::string& name);
 

@@ -184,6 +184,15 @@ class BilevelLoop {
     if (!c.solver_lbfgs_s.empty())
       st.solver.lbfgs.point = B::from_host(c.solver_lbfgs_point, w_like);
     st.solver.lbfgs.memory = static_cast<Index>(c.solver_lbfgs_memory);
+    require(c.solver_ritz_vectors.size() == c.solver_ritz_values.size(),
+            "the checkpoint's Ritz pairs are inconsistent");
+    for (const auto& u : c.solver_ritz_vectors) {
+      require(u.size() == problem.num_params(),
+              "the checkpoint's Ritz vectors do not match the problem's size");
+      st.solver.ritz_vectors.push_back(B::from_host(u, w_like));
+    }
+    st.solver.ritz_values = c.solver_ritz_values;
+    st.solver.ritz_scale = c.solver_ritz_scale;
     for (HyperStepRecord r : st.records) {
       r.restored = true;
       for (const auto& observer : observers_) observer(r);
@@ -363,6 +372,9 @@ class BilevelLoop {
       }
       if (!st.solver.lbfgs.empty()) c.solver_lbfgs_point = B::to_host(st.solver.lbfgs.point);
       c.solver_lbfgs_memory = st.solver.lbfgs.memory;
+      for (const V& u : st.solver.ritz_vectors) c.solver_ritz_vectors.push_back(B::to_host(u));
+      c.solver_ritz_values = st.solver.ritz_values;
+      c.solver_ritz_scale = st.solver.ritz_scale;
       save_checkpoint(params_.checkpoint_path, c);
       return true;
     };

@@ -37,6 +37,7 @@
 #include "ift/linalg/nystrom.hpp"
 #include "ift/linalg/operators.hpp"
 #include "ift/linalg/power_iteration.hpp"
+#include "ift/linalg/ritz.hpp"
 #include "ift/linalg/simple_solvers.hpp"
 #include "ift/linalg/status.hpp"
 #include "ift/linalg/vector_space.hpp"
@@ -476,22 +477,98 @@ KfacInverse<ProblemVector<P>> kfac_inverse(P& problem, const MethodSpec& spec) {
   return KfacInverse<V>(problem.num_params(), factors, damping, spec.kfac.damping_mode);
 }
 
-/// cg (spec.preconditioner = kfac): split-preconditioned CG with K = the kfac method's damped
-/// Kronecker curvature, i.e. conjugate_gradient on B = K^(−1/2) H K^(−1/2), b = K^(−1/2) g, from
-/// y0 = K^(1/2) x0 when warm, and v = K^(−1/2) y. B is symmetric positive definite when H is, so
-/// every CG variant (Lanczos with reorthogonalisation included) and its partial results carry
+/// Split preconditioning, written once for every preconditioner of cg (+kfac, +ritz and both):
+/// with an SPD preconditioner P given by its powers P^(−1/2) (`inverse_root(x, y)`) and P^(1/2)
+/// (`root(x, y)`), `solve(B, b, y0, partial)` (CG: conjugate_gradient or ritz_cg) runs on
+/// B = P^(−1/2) A P^(−1/2), b = P^(−1/2) g, from y0 = P^(1/2) x0 when warm (else nullptr), and
+/// v = P^(−1/2) y. B is symmetric positive definite when A is, so every CG variant (Lanczos with
+/// reorthogonalisation included), its partial results and its Lanczos relation (of B) carry
 /// over unchanged; the HVP count is cg's, the residual reported is B's (relative to ||b||).
-/// A KFAC inverse that is not defined ends the solve with its NumericalIssue and v = 0.
+/// Every message gets `prefix`.
+template <LinearOperator Op, class InverseRoot, class Root, class Solve>
+SolveResult<typename Op::VectorType> split_preconditioned(
+    const Op& op, const typename Op::VectorType& g, const typename Op::VectorType* x0,
+    const PartialResults<typename Op::VectorType>& partial, const InverseRoot& inverse_root,
+    const Root& root, const std::string& prefix, const Solve& solve) {
+  using V = typename Op::VectorType;
+  using VS = VectorSpace<V>;
+  V t = VS::zeros_like(g), u = VS::zeros_like(g);
+  FunctionOperator<V> B(VS::size(g), [&](const V& y, V& out) {
+    inverse_root(y, t);
+    op.apply(t, u);
+    inverse_root(u, out);
+  });
+  V b = VS::zeros_like(g);
+  inverse_root(g, b);
+  std::optional<V> y0;
+  if (x0 != nullptr) {
+    y0.emplace(VS::zeros_like(g));
+    root(*x0, *y0);
+  }
+  const auto back = [&](SolveResult<V>& r) {
+    V x = VS::zeros_like(g);
+    inverse_root(r.x, x);
+    r.x = std::move(x);
+    r.message = prefix + r.message;
+  };
+  PartialResults<V> mapped;
+  if (partial.active()) {
+    mapped.at = partial.at;
+    mapped.report = [&](Index k, SolveResult<V>&& r) {
+      back(r);
+      partial.report(k, std::move(r));
+    };
+  }
+  SolveResult<V> r = solve(B, b, y0 ? &*y0 : nullptr, mapped);
+  back(r);
+  return r;
+}
+
+/// cg (spec.preconditioner = ritz): CG split-preconditioned by the spectral preconditioner of
+/// the Ritz pairs in `state` (linalg/ritz.hpp; none, or no state: P = I, plain cg bitwise). When
+/// `fresh` is given it receives every Ritz pair of `op` from this solve's Lanczos relation (zero
+/// HVPs), for merge_ritz_pairs.
+template <LinearOperator Op>
+SolveResult<typename Op::VectorType> ritz_cg(
+    const Op& op, const MethodSpec& spec, const typename Op::VectorType& g,
+    const typename Op::VectorType* x0, const SolverState<typename Op::VectorType>* state,
+    const PartialResults<typename Op::VectorType>& partial = {},
+    RitzPairs<typename Op::VectorType>* fresh = nullptr) {
+  using V = typename Op::VectorType;
+  const std::vector<V> no_vectors;
+  const std::vector<double> no_values;
+  const bool usable = state != nullptr && !state->ritz_values.empty() &&
+                      VectorSpace<V>::size(state->ritz_vectors.front()) == VectorSpace<V>::size(g);
+  const SpectralPreconditioner<V> P(usable ? state->ritz_vectors : no_vectors,
+                                    usable ? state->ritz_values : no_values,
+                                    usable ? state->ritz_scale : 0.0);
+  LanczosObserver<V> observe;
+  if (fresh != nullptr)  // every pair: the ones not recycled still estimate the scale
+    observe = [&](const LanczosRelation<V>& rel) { *fresh = ritz_pairs(rel, P, rel.k); };
+  return split_preconditioned(
+      op, g, x0, partial, [&P](const V& x, V& y) { P.apply_power(x, y, -0.5); },
+      [&P](const V& x, V& y) { P.apply_power(x, y, 0.5); },
+      "Ritz-preconditioned (" + P.describe() + "): ",
+      [&](const FunctionOperator<V>& B, const V& b, const V* y0, const PartialResults<V>& part) {
+        return conjugate_gradient(B, b, spec.cg_params(), y0, part, observe);
+      });
+}
+
+/// cg (spec.preconditioner = kfac, kfac+ritz): CG split-preconditioned by K, the kfac method's
+/// damped Kronecker curvature (its powers K^(∓1/2) from KFAC's eigendecompositions); with
+/// kfac+ritz the CG on K^(−1/2) H K^(−1/2) is ritz_cg (its Ritz pairs: of that operator). A KFAC
+/// inverse that is not defined ends the solve with its NumericalIssue and v = 0.
 template <HypergradientProblem P, LinearOperator Op>
 SolveResult<ProblemVector<P>> preconditioned_cg(P& problem, const MethodSpec& spec, const Op& op,
                                                 const ProblemVector<P>& g,
                                                 const ProblemVector<P>* x0,
-                                                const PartialResults<ProblemVector<P>>& partial = {}) {
+                                                const PartialResults<ProblemVector<P>>& partial = {},
+                                                const SolverState<ProblemVector<P>>* state = nullptr,
+                                                RitzPairs<ProblemVector<P>>* fresh = nullptr) {
   using V = ProblemVector<P>;
   using VS = VectorSpace<V>;
   if constexpr (HasMatrixSpace<V>) {
     const KfacInverse<V> K = kfac_inverse(problem, spec);
-    const std::string prefix = "KFAC-preconditioned (" + K.message() + "): ";
     if (K.status() != SolverStatus::Converged) {
       SolveResult<V> failed;
       failed.x = VS::zeros_like(g);
@@ -509,38 +586,18 @@ SolveResult<ProblemVector<P>> preconditioned_cg(P& problem, const MethodSpec& sp
       }
       return failed;
     }
-    V t = VS::zeros_like(g), u = VS::zeros_like(g);
-    FunctionOperator<V> B(VS::size(g), [&](const V& y, V& out) {
-      K.apply_power(y, t, KfacPower::InverseRoot);
-      op.apply(t, u);
-      K.apply_power(u, out, KfacPower::InverseRoot);
-    });
-    V b = VS::zeros_like(g);
-    K.apply_power(g, b, KfacPower::InverseRoot);
-    std::optional<V> y0;
-    if (x0 != nullptr) {
-      y0.emplace(VS::zeros_like(g));
-      K.apply_power(*x0, *y0, KfacPower::Root);
-    }
-    const auto back = [&](SolveResult<V>& r) {
-      V x = VS::zeros_like(g);
-      K.apply_power(r.x, x, KfacPower::InverseRoot);
-      r.x = std::move(x);
-      r.message = prefix + r.message;
-    };
-    PartialResults<V> mapped;
-    if (partial.active()) {
-      mapped.at = partial.at;
-      mapped.report = [&](Index k, SolveResult<V>&& r) {
-        back(r);
-        partial.report(k, std::move(r));
-      };
-    }
-    SolveResult<V> r = conjugate_gradient(B, b, spec.cg_params(), y0 ? &*y0 : nullptr, mapped);
-    back(r);
-    return r;
+    const bool ritz = spec.preconditioner == Preconditioner::KfacRitz;
+    return split_preconditioned(
+        op, g, x0, partial,
+        [&K](const V& x, V& y) { K.apply_power(x, y, KfacPower::InverseRoot); },
+        [&K](const V& x, V& y) { K.apply_power(x, y, KfacPower::Root); },
+        "KFAC-preconditioned (" + K.message() + "): ",
+        [&](const FunctionOperator<V>& B, const V& b, const V* y0, const PartialResults<V>& part) {
+          return ritz ? ritz_cg(B, spec, b, y0, state, part, fresh)
+                      : conjugate_gradient(B, b, spec.cg_params(), y0, part);
+        });
   } else {
-    (void)problem, (void)spec, (void)op, (void)g, (void)x0, (void)partial;
+    (void)problem, (void)spec, (void)op, (void)g, (void)x0, (void)partial, (void)state, (void)fresh;
     throw std::invalid_argument("cg+kfac: this backend has no Kronecker factors");
   }
 }
@@ -550,7 +607,7 @@ template <HypergradientProblem P>
 void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
            Result<ProblemVector<P>>& out,
            DenseWorkspace<typename VectorSpace<ProblemVector<P>>::Scalar>* workspace,
-           const SolverState<ProblemVector<P>>* state) {
+           const SolverState<ProblemVector<P>>* state, RitzPairs<ProblemVector<P>>* fresh = nullptr) {
   using V = ProblemVector<P>;
   switch (spec.method) {
     case Method::Exact:
@@ -585,10 +642,12 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
       const bool warm = spec.warm_start && state != nullptr && state->has_v &&
                         VectorSpace<V>::size(state->v) == VectorSpace<V>::size(g);
       if (spec.method == Method::Cg) {
-        copy_diagnostics(spec.preconditioner == Preconditioner::Kfac
-                             ? preconditioned_cg(problem, spec, op, g, warm ? &state->v : nullptr)
-                             : conjugate_gradient(op, g, spec.cg_params(),
-                                                  warm ? &state->v : nullptr),
+        const V* x0 = warm ? &state->v : nullptr;
+        copy_diagnostics(uses_kfac(spec.preconditioner)
+                             ? preconditioned_cg(problem, spec, op, g, x0, {}, state, fresh)
+                         : spec.preconditioner == Preconditioner::Ritz
+                             ? ritz_cg(op, spec, g, x0, state, {}, fresh)
+                             : conjugate_gradient(op, g, spec.cg_params(), x0),
                          out);
         return;
       }
@@ -815,12 +874,13 @@ Result<ProblemVector<P>> hypergradient(
   spec.check();
   const auto t0 = std::chrono::steady_clock::now();
   Result<V> out;
+  RitzPairs<V> fresh;  // cg+ritz: this solve's Ritz pairs, merged into the state below
   problem.val_direct_gradient(out.direct);
   if (spec.method == Method::Unrolled) {
     detail::unrolled(problem, spec, start ? *start : problem.w(), out);
   } else {
     const V g = detail::clone(problem.val_gradient());
-    detail::solve(problem, spec, g, out, workspace, state);
+    detail::solve(problem, spec, g, out, workspace, state, &fresh);
     detail::form_hypergradient(problem, out);
   }
   detail::check_finite(out);
@@ -841,6 +901,9 @@ Result<ProblemVector<P>> hypergradient(
     if (usable) {
       VS::assign(state->v, out.v);
       state->has_v = true;
+      if (uses_ritz(spec.preconditioner))
+        merge_ritz_pairs(state->ritz_vectors, state->ritz_values, state->ritz_scale,
+                         std::move(fresh), spec.ritz);
     }
   }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -914,8 +977,10 @@ std::vector<Result<ProblemVector<P>>> hypergradient_sweep(
       partial.report = [&](Index, SolveResult<V>&& r) { finish(std::move(r)); };
       if (spec.method == Method::Neumann)
         neumann(op, g, run.neumann_params(), partial);
-      else if (spec.preconditioner == Preconditioner::Kfac)
-        detail::preconditioned_cg(problem, run, op, g, nullptr, partial);
+      else if (uses_kfac(spec.preconditioner))
+        detail::preconditioned_cg(problem, run, op, g, nullptr, partial, state);
+      else if (spec.preconditioner == Preconditioner::Ritz)
+        detail::ritz_cg(op, run, g, nullptr, state, partial);
       else
         conjugate_gradient(op, g, run.cg_params(), nullptr, partial);
       require(next == sorted.size(), "hypergradient_sweep: a solver skipped a partial result");

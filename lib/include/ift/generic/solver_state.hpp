@@ -16,10 +16,14 @@
 // Pedregosa 2016; exact in exact arithmetic for any start, fewer iterations near a fixed point)
 // and neumann's Richardson iteration from it (SOBA at one step, reusing the previous α);
 // Method::Shine applies the inverse-Hessian estimate of the inner L-BFGS's pairs (`lbfgs`);
-// sampled curvature (+fresh / +fixed) seeds its row draws with (seed, uses).
+// sampled curvature (+fresh / +fixed) seeds its row draws with (seed, uses); cg+ritz builds its
+// preconditioner from the recycled Ritz pairs (`ritz_vectors`, `ritz_values`) and merges the
+// pairs of its own Lanczos solve into them (linalg/ritz.hpp).
 #pragma once
 
 #include <optional>
+
+#include <vector>
 
 #include "ift/core.hpp"
 #include "ift/linalg/lbfgs_inverse.hpp"
@@ -41,6 +45,13 @@ struct SolverState {
   /// oldest first, ending at w): read by Method::Shine. The loop clears them at the start of
   /// every inner phase and lbfgs_solve fills them, so they never describe another λ.
   LbfgsPairs<V> lbfgs{};
+  /// cg+ritz's memory: orthonormal approximate eigenvectors of the curvature from the previous
+  /// hyper-steps' Lanczos solves (at most MethodSpec::ritz.memory) and their Ritz values (> 0,
+  /// descending). Written by cg+ritz only; read by the next cg+ritz solve.
+  std::vector<V> ritz_vectors{};
+  std::vector<double> ritz_values{};
+  /// cg+ritz's scale c (> 0 once a cg+ritz solve has run; 0: none).
+  double ritz_scale = 0;
 
   void reset() { *this = SolverState{}; }
 };

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,25 @@ struct CgParams {
   }
 };
 
+/// The Lanczos relation of a Lanczos-form CG run at its end (what recycling methods read:
+/// linalg/ritz.hpp): A Q_k = Q_k T_k + β_k q_{k+1} e_kᵀ, Q_k = basis[0 .. k) orthonormal (to
+/// rounding: full reorthogonalisation), T_k symmetric tridiagonal with diagonal alpha[0 .. k)
+/// and off-diagonal beta[0 .. k−1), β_k = beta[k − 1] and q_{k+1} = basis[k] (unit, or zero
+/// when β_k = 0). k = the Lanczos steps taken (SolveResult::iterations), even when the returned
+/// iterate uses fewer (negative curvature, numerical issue). The references are valid during
+/// the call only.
+template <class V>
+struct LanczosRelation {
+  const std::vector<V>& basis;
+  Index k;
+  const std::vector<double>& alpha;
+  const std::vector<double>& beta;
+};
+/// Called once at the end of a Lanczos-form run with k >= 1 steps (not by plain CG, not when
+/// the start already met the tolerance). It costs nothing when empty.
+template <class V>
+using LanczosObserver = std::function<void(const LanczosRelation<V>&)>;
+
 namespace detail {
 
 template <LinearOperator Op, class V>
@@ -74,7 +94,8 @@ SolveResult<V> conjugate_gradient_plain(const Op& A, const V& b, const CgParams&
 template <LinearOperator Op, class V>
 SolveResult<V> conjugate_gradient_lanczos(const Op& A, const V& b, const CgParams& params,
                                           const V* x0, double b_norm,
-                                          PartialReporter<V>& reporter);
+                                          PartialReporter<V>& reporter,
+                                          const LanczosObserver<V>& lanczos);
 
 /// "stopped after k iterations ...": the message of a run that used its whole budget.
 inline std::string cg_budget_message(Index iterations, double rel) {
@@ -96,11 +117,15 @@ inline std::string cg_budget_message(Index iterations, double rel) {
 /// in partial.at (partial_results.hpp), from this one run: plain CG hands out its iterate x_k;
 /// the Lanczos form forms x_k = x0 + Q_k T_k⁻¹(β0 e1) from the stored basis and factors at each
 /// requested k (O(n k) each), as a k-iteration run forms its final x.
+///
+/// `lanczos` (optional, Lanczos form only): sees the run's Lanczos relation once at its end
+/// (LanczosRelation), before x is formed; it changes nothing in the arithmetic.
 template <LinearOperator Op>
 SolveResult<typename Op::VectorType> conjugate_gradient(
     const Op& A, const typename Op::VectorType& b, CgParams params = {},
     const typename Op::VectorType* x0 = nullptr,
-    const PartialResults<typename Op::VectorType>& partial = {}) {
+    const PartialResults<typename Op::VectorType>& partial = {},
+    const LanczosObserver<typename Op::VectorType>& lanczos = {}) {
   using V = typename Op::VectorType;
   using VS = VectorSpace<V>;
   params.check();
@@ -126,7 +151,7 @@ SolveResult<typename Op::VectorType> conjugate_gradient(
   }
   SolveResult<V> result =
       params.reorthogonalize
-          ? detail::conjugate_gradient_lanczos(A, b, params, x0, b_norm, reporter)
+          ? detail::conjugate_gradient_lanczos(A, b, params, x0, b_norm, reporter, lanczos)
           : detail::conjugate_gradient_plain(A, b, params, x0, b_norm, reporter);
   reporter.finish(result);
   return result;
@@ -278,7 +303,8 @@ SolveResult<V> conjugate_gradient_plain(const Op& A, const V& b, const CgParams&
 template <LinearOperator Op, class V>
 SolveResult<V> conjugate_gradient_lanczos(const Op& A, const V& b, const CgParams& params,
                                           const V* x0, double b_norm,
-                                          PartialReporter<V>& reporter) {
+                                          PartialReporter<V>& reporter,
+                                          const LanczosObserver<V>& lanczos) {
   using VS = VectorSpace<V>;
   using S = typename VS::Scalar;
   const Index m = params.max_iterations;
@@ -450,6 +476,13 @@ SolveResult<V> conjugate_gradient_lanczos(const Op& A, const V& b, const CgParam
     final_k = result.iterations;
     result.status = SolverStatus::MaxIterations;
     result.message = cg_budget_message(result.iterations, rel);
+  }
+  if (lanczos && result.iterations > 0) {
+    const Index k = result.iterations;
+    // q_{k+1} = basis[k] is unit except after a converged stop (the loop breaks before scaling).
+    if (result.status == SolverStatus::Converged && beta[k - 1] > 0)
+      VS::scale(static_cast<S>(1.0 / beta[k - 1]), basis[k]);
+    lanczos(LanczosRelation<V>{basis, k, alpha, beta});
   }
   form_iterate(x, final_k);
   finish_iterate(result, rel, basis[0], scratch);
