@@ -9,6 +9,7 @@
 
 #include "ift/core.hpp"
 #include "ift/linalg/cg.hpp"
+#include "ift/linalg/dense_solver.hpp"
 #include "ift/linalg/kfac.hpp"
 #include "ift/linalg/neumann.hpp"
 #include "ift/linalg/nystrom.hpp"
@@ -97,6 +98,9 @@ struct MethodSpec {
   /// nystrom: sampling, ρ (used when damping is 0), cut-off of M⁺, probes / sketch size, seed
   /// (linalg/nystrom.hpp); the rank is `steps`.
   NystromParams nystrom;
+  /// exact: the factorisation's precision (auto / double / mixed: a float Cholesky with
+  /// refinement in double, linalg/dense_solver.hpp), the auto threshold, the refinement cap.
+  DenseParams exact;
 
   /// "neumann", "gauss-newton/cg", "outer-product/neumann", "cg+warm", "neumann+fresh+warm",
   /// "cg+kfac+warm", …: the name used in CSV files (suffixes: preconditioner, sampling, then
