@@ -469,7 +469,7 @@ inline const std::vector<OptionSpec>& option_table() {
       option(g::kMethod, "exact-precision", K::Text, "NAME",
              "exact's factorisation: double, mixed (float Cholesky refined to double accuracy "
              "in double, falling back to double when that fails; docs/methods.md) or auto "
-             "(mixed from D = 1500 on in double)")
+             "(mixed from D = 1000 on in double)")
           .by_default("auto")
           .one_of({"auto", "double", "mixed"}),
       // Bilevel loop and inner solver

@@ -180,6 +180,18 @@ TEST(DenseMixed, SingularAndIndefiniteKeepTheirStatuses) {
     EXPECT_NE(r.message.find("singular"), std::string::npos);
     EXPECT_TRUE(r.x.allFinite());
   }
+  // A non-finite entry in the lower triangle (the part read): the mixed path's float copy
+  // finds it and H is reported as not finite, as by the double path.
+  Matrix<double> nan = spd(n, 10.0, 14);
+  nan(9, 3) = std::numeric_limits<double>::quiet_NaN();
+  for (const DensePrecision p : {DensePrecision::Double, DensePrecision::Mixed}) {
+    const DenseSolver<double> solver(nan, precision(p));
+    EXPECT_EQ(solver.factorization(), DenseFactorization::None);
+    const auto r = solver.solve(g);
+    EXPECT_EQ(r.status, SolverStatus::NumericalIssue);
+    EXPECT_EQ(r.message, "H is not finite");
+    EXPECT_TRUE(r.x.allFinite());
+  }
   // Beyond float's range: the float copy cannot hold H; the double path solves it.
   const Matrix<double> huge = 1e300 * spd(n, 10.0, 13);
   const auto h = DenseSolver<double>(huge, precision(DensePrecision::Mixed)).solve(g);

@@ -182,6 +182,8 @@ double lower_pass(const Matrix<S>& A, Matrix<float>* low, double& top) {
   for (const Vector<double>& part : row_parts) column += part;
   top = 0;
   for (const double x : tops) top = x > top ? x : top;
+  // A non-finite entry leaves its column sums non-finite; maxCoeff need not propagate a NaN.
+  if (!column.allFinite()) return std::numeric_limits<double>::quiet_NaN();
   return n > 0 ? column.maxCoeff() : 0.0;
 }
 }  // namespace cholesky_detail
@@ -197,12 +199,13 @@ double symmetric_l1_norm(const Matrix<S>& A) {
 /// upper triangle is left unset) and returns ‖A‖₁ (= ‖A‖∞) in the same pass over A, which is
 /// what the mixed-precision solve needs from A before its float factorisation: one read of the
 /// lower triangle, shared among the OpenMP threads, instead of a copy and a norm loop.
-/// `representable` becomes false when an entry's magnitude exceeds float's largest value (A is
-/// assumed finite).
+/// `representable` becomes false when an entry's magnitude exceeds float's largest value, or an
+/// entry is not finite (the norm then is not finite either).
 inline double lower_to_float(const Matrix<double>& A, Matrix<float>& low, bool& representable) {
   double top = 0;
   const double norm = cholesky_detail::lower_pass(A, &low, top);
-  representable = top <= static_cast<double>(std::numeric_limits<float>::max());
+  representable =
+      std::isfinite(norm) && top <= static_cast<double>(std::numeric_limits<float>::max());
   return norm;
 }
 

@@ -71,9 +71,11 @@ struct DenseParams {
   /// Default Auto.
   DensePrecision precision = DensePrecision::Auto;
   /// Auto: Mixed from this many rows on (S = double). Below it the double Cholesky takes
-  /// little time and the refinement's O(n²) products per solve eat the float factorisation's
-  /// saving (bench/README.md, BM_DenseSolve: measured break-even). Default 1500, valid >= 0.
-  Index mixed_min_size = 1500;
+  /// milliseconds and the refinement's O(n²) products and the float copy eat the float
+  /// factorisation's saving: measured (bench_logreg BM_DenseSize, compute + one solve, mixed ÷
+  /// double in one run) 1.16 at n = 250, 0.94 at 500, 0.55–0.68 at 1,000, 0.53 at 3,000 on 1–2
+  /// threads (bench/README.md). Default 1000, valid >= 0.
+  Index mixed_min_size = 1000;
   /// Mixed: most refinement steps per solve before the fallback (DSPOSV's ITERMAX). Default 30,
   /// valid >= 1.
   int max_refinements = 30;
@@ -190,6 +192,17 @@ class DenseSolver {
     // first-touch page faults per call, as the exact method's workspace intends) and frees the
     // other's.
     if (!mixed) low_factor_ = Matrix<float>();
+    std::string prefix;
+    if constexpr (std::is_same_v<S, double>) {
+      if (mixed) {
+        // The float copy's pass over the lower triangle also checks that it is finite (the part
+        // the solver reads; the double path checks all of H): no separate pass over H.
+        factor_ = Matrix<S>();  // the float factor replaces it
+        std::string reason;
+        if (compute_mixed(H, reason)) return *this;
+        prefix = "mixed precision fell back to double: " + reason + "; ";
+      }
+    }
     if (!H.allFinite()) {
       factor_ = Matrix<S>();
       low_factor_ = Matrix<float>();
@@ -198,16 +211,7 @@ class DenseSolver {
       message_ = "H is not finite";
       return *this;
     }
-    if constexpr (std::is_same_v<S, double>) {
-      if (mixed) {
-        factor_ = Matrix<S>();  // the float factor replaces it
-        std::string reason;
-        if (compute_mixed(H, reason)) return *this;
-        factorise_double(H, "mixed precision fell back to double: " + reason + "; ");
-        return *this;
-      }
-    }
-    factorise_double(H, "");
+    factorise_double(H, prefix);
     return *this;
   }
 
@@ -324,7 +328,7 @@ class DenseSolver {
     h_norm_ = lower_to_float(H, low_factor_, representable);
     if (!representable) {
       low_factor_ = Matrix<float>();
-      reason = "H has entries beyond float's range";
+      reason = "H has entries beyond float's range";  // or non-finite ones: compute() checks
       return false;
     }
     const Index failed = cholesky_in_place(low_factor_);
