@@ -135,6 +135,7 @@ struct Options {
   std::string activation = "tanh";
   bool quiet = false;
   NystromParams nystrom;  // --nystrom-sampling, --rho, --seed
+  DenseParams exact;      // --exact-precision (the reference and the exact rows)
 };
 
 /// Runs the sweep on a problem already at (λ, w*); returns the number of rows written.
@@ -145,8 +146,9 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
   const auto t_total = std::chrono::steady_clock::now();
   const double cpu_total = cpu_seconds();
   const Index ks_max = *std::max_element(ks.begin(), ks.end());
-  const HypergradientResult<double> exact =
-      HypergradientEngine<double>(spec_from_name("exact", 0, 0)).compute(problem);
+  MethodSpec exact_spec = spec_from_name("exact", 0, 0);
+  exact_spec.exact = opt.exact;
+  const HypergradientResult<double> exact = HypergradientEngine<double>(exact_spec).compute(problem);
   const double exact_norm = exact.hypergradient.norm();
   std::printf("exact: ||h|| = %.6e  status %s  (%.1f s)  %s\n", exact_norm, to_string(exact.status),
               exact.seconds, exact.message.c_str());
@@ -190,6 +192,7 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
       s.sampling_seed = opt.common.seed;
     }
     s.nystrom = opt.nystrom;
+    s.exact = opt.exact;
     if (s.method == Method::Neumann) s.neumann.alpha = alpha_for(s.curvature);
     if (s.method == Method::Unrolled) s.neumann.alpha = alpha_for(Curvature::Hessian);
     specs.push_back(s);
@@ -309,7 +312,7 @@ int run(int argc, char** argv) {
   app::OptionSet set("ift-accuracy", usage);
   set.use({"data", "data-dir", "train", "val", "model", "hidden", "activation", "init-log-decay",
            "methods", "steps-list", "inner", "inner-tol", "lbfgs-memory", "out", "quiet", "threads",
-           "seed", "curvature-batch", "nystrom-sampling", "rho"})
+           "seed", "curvature-batch", "nystrom-sampling", "rho", "exact-precision"})
       .add(app::option("", "max-steps", app::ValueKind::Integer, "K",
                        "k runs over 0..K (unless --steps-list)")
                .by_default("50")
@@ -348,6 +351,7 @@ int run(int argc, char** argv) {
   opt.max_steps = v.integer("max-steps");
   opt.kfac_damping = v.real("kfac-damping");
   app::apply_nystrom_options(v, opt.nystrom);
+  app::apply_exact_options(v, opt.exact);
   opt.grad_tol = v.real("inner-tol");
   opt.inner = v.text("inner");
   opt.quiet = v.flag("quiet");

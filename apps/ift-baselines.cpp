@@ -208,6 +208,7 @@ int run(int argc, char** argv) {
   set.use(selection::kData)
       .use({"model", "hidden", "activation", "init-log-decay", "methods"})
       .use(selection::kMethod)
+      .use({"exact-precision"})
       .use({"inner-steps", "batch-size", "inner", "inner-lr", "inner-tol", "outer-optimizer",
             "outer-lr", "on-failure", "quiet"})
       .use(selection::kRun)

@@ -44,6 +44,7 @@ int run(int argc, char** argv) {
   set.use(selection::kData)
       .use({"init-log-decay", "methods"})
       .use(selection::kMethod)
+      .use({"exact-precision"})
       .use(selection::kLoop)
       .use({"warmup-steps", "inner-tol", "tolerance-schedule", "tolerance0", "curvature-sampling",
             "curvature-batch"})

@@ -77,7 +77,7 @@ int run(int argc, char** argv) {
   app::OptionSet set("ift-distill", usage);
   set.use(app::selection::kData)
       .use({"method", "steps", "hyper-steps", "inner", "inner-steps", "inner-lr", "inner-tol",
-            "outer-lr", "checkpoint-every", "resume", "quiet"})
+            "outer-lr", "checkpoint-every", "resume", "quiet", "exact-precision"})
       .use(app::selection::kRun)
       .add(app::option("", "weight-decay", app::ValueKind::Real, "MU",
                        "μ of the fixed inner penalty ½ μ ||w||² (> 0: a unique w*)")
@@ -122,6 +122,7 @@ int run(int argc, char** argv) {
   spec.steps = v.integer("steps");
   spec.cg.tolerance = 1e-10;
   spec.compute_residual = spec.method == Method::Cg;
+  app::apply_exact_options(v, spec.exact);
   const bool progress = !quiet && app::is_root() && isatty(fileno(stderr));
   std::filesystem::create_directories(common.out);
   const auto t0 = std::chrono::steady_clock::now();

@@ -97,6 +97,7 @@ int run(int argc, char** argv) {
   set.use(selection::kData)
       .use({"model", "hidden", "activation", "init-log-decay", "method"})
       .use(selection::kMethod)
+      .use({"exact-precision"})
       .use(selection::kLoop)
       .use({"warmup-steps"})
       .use(selection::kRun)

@@ -476,6 +476,12 @@ inline const std::vector<OptionSpec>& option_table() {
              "--damping is 0 (a positive --damping is ρ)")
           .by_default("0")
           .reals(Interval::closed(0, L::kRate)),
+      option(g::kMethod, "exact-precision", K::Text, "NAME",
+             "exact's factorisation: double, mixed (float Cholesky refined to double accuracy "
+             "in double, falling back to double when that fails; docs/methods.md) or auto "
+             "(mixed from D = 1000 on in double)")
+          .by_default("auto")
+          .one_of({"auto", "double", "mixed"}),
       // Bilevel loop and inner solver
       option(g::kLoop, "hyper-steps", K::Integer, "T", "outer iterations (hyper-steps)")
           .by_default("10")
@@ -843,6 +849,13 @@ inline void apply_nystrom_options(const OptionValues& v, NystromParams& p) {
   if (v.has("seed")) p.seed = v.integer_u64("seed");
 }
 
+/// --exact-precision into DenseParams (where the app has it).
+inline void apply_exact_options(const OptionValues& v, DenseParams& p) {
+  if (v.has("exact-precision"))
+    p.precision = parse_option("exact-precision",
+                               [&] { return parse_dense_precision(v.text("exact-precision")); });
+}
+
 /// The method group as a MethodSpec for `method` (one of --methods, or --method's value, with
 /// its suffixes). --warm-start and --curvature-sampling apply to the methods that support them.
 inline MethodSpec method_spec(const OptionValues& v, const std::string& method) {
@@ -865,6 +878,7 @@ inline MethodSpec method_spec(const OptionValues& v, const std::string& method) 
   apply_nystrom_options(v, spec.nystrom);
   if (v.has("ritz-memory")) spec.ritz.memory = v.integer("ritz-memory");
   if (v.has("ritz-accept")) spec.ritz.accept = v.real("ritz-accept");
+  apply_exact_options(v, spec.exact);
   return spec;
 }
 

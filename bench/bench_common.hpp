@@ -353,12 +353,14 @@ void BM_MixedProduct(benchmark::State& state, Index n, int threads) {
 /// exactly k HVPs.
 template <class Tag, class S>
 void BM_Hypergradient(benchmark::State& state, Index n, Method method, Index k, int threads,
-                      Point point = Point::Init) {
+                      Point point = Point::Init,
+                      DensePrecision exact_precision = DensePrecision::Auto) {
   auto& s = Setup<Tag, S>::get(n, point);
   const double gemm = gemm_gflops<S>(threads);
   MethodSpec spec;
   spec.method = method;
   spec.steps = k;
+  spec.exact.precision = exact_precision;
   if (method == Method::Neumann || method == Method::Unrolled) spec.neumann.alpha = s.neumann_alpha();
   if (method == Method::Kfac) spec.damping = 1e-3;
   HypergradientEngine<S> engine(spec);

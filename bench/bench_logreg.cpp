@@ -51,51 +51,108 @@ void BM_Hessian(benchmark::State& state, Index n, int threads) {
   m.report(state, hessian_flops(n), 0, gemm);
 }
 
-/// Cholesky factorisation and solve (DenseSolver, its factor storage reused between calls as the
-/// exact method's workspace does) of the regularised D × D Hessian.
+/// "converged mixed-cholesky 2 steps": what a dense solve did (the benchmarks' label).
 template <class S>
-void BM_Cholesky(benchmark::State& state, Index n, int threads) {
+std::string dense_label(const DenseSolver<S>& solver, const SolveResult<Vector<S>>& r) {
+  return std::string(to_string(r.status)) + " " + to_string(solver.factorization()) +
+         (solver.factorization() == DenseFactorization::MixedCholesky
+              ? " " + std::to_string(r.iterations) + " steps"
+              : "");
+}
+
+/// Cholesky factorisation and solve (DenseSolver, its factor storage reused between calls as the
+/// exact method's workspace does) of the regularised D × D Hessian, in the precision the exact
+/// method picks by default (auto: mixed for double at this D) or in double throughout.
+template <class S>
+void BM_Cholesky(benchmark::State& state, Index n, int threads, DensePrecision precision) {
   auto& s = Setup<LogRegTag, S>::get(n);
   const double gemm = gemm_gflops<S>(threads);
   const Matrix<S>& H = hessian_of<S>(n);
   set_threads(threads);
   static DenseSolver<S> solver;
-  std::string status;
+  DenseParams params;
+  params.precision = precision;
+  std::string label;
   const CallMeter m = measure(
       state,
       [&] {
-        solver.compute(H);
+        solver.compute(H, params);
         const auto r = solver.solve(s.v);
         benchmark::DoNotOptimize(r.x.data());
-        status = to_string(r.status);
+        label = dense_label(solver, r);
       },
       [&] { s.evaluate_gradient(); });
   m.report(state, cholesky_flops(), 0, gemm);
-  state.SetLabel(status);
+  state.SetLabel(label);
 }
 
-/// The dense path: regularised Hessian build plus Cholesky solve (what `exact` does).
+/// The dense path: regularised Hessian build plus Cholesky solve (what `exact` does), in the
+/// precision as BM_Cholesky.
 template <class S>
-void BM_DensePath(benchmark::State& state, Index n, int threads) {
+void BM_DensePath(benchmark::State& state, Index n, int threads, DensePrecision precision) {
   auto& s = Setup<LogRegTag, S>::get(n);
   const double gemm = gemm_gflops<S>(threads);
   set_threads(threads);
   s.problem->set_point(s.lambda, s.w);
   static Matrix<S> H;
   static DenseSolver<S> solver;
+  DenseParams params;
+  params.precision = precision;
+  std::string label;
   const CallMeter m = measure(
       state,
       [&] {
         s.problem->hessian(H);
-        solver.compute(H);
+        solver.compute(H, params);
         const auto r = solver.solve(s.v);
         benchmark::DoNotOptimize(r.x.data());
+        label = dense_label(solver, r);
       },
       [&] { s.evaluate_gradient(); });
   m.report(state, hessian_flops(n) + cholesky_flops(), 0, gemm);
   // Target (issue): the dense path at >= 50% of the measured GEMM throughput.
   state.counters["meets_target"] =
       (hessian_flops(n) + cholesky_flops()) / m.per_call() * 1e-9 / gemm >= 0.5 ? 1 : 0;
+  state.SetLabel(label);
+}
+
+/// compute + solve of a random SPD matrix of size D (eigenvalues geometric in [1, 1e3], a
+/// P1-like conditioning), mixed against double: where the mixed path starts to pay
+/// (DenseParams::mixed_min_size). Counter x_double = this precision's time / double's, timed
+/// interleaved in the same run.
+void BM_DenseSize(benchmark::State& state, Index D, int threads, DensePrecision precision) {
+  static std::map<Index, Matrix<double>> table;
+  if (!table.count(D)) {
+    Matrix<double> M = Matrix<double>::Random(D, D);
+    const Eigen::HouseholderQR<Matrix<double>> qr(M);
+    const Matrix<double> Q = qr.householderQ() * Matrix<double>::Identity(D, D);
+    Vector<double> e(D);
+    for (Index i = 0; i < D; ++i) e[i] = std::pow(1e3, double(i) / double(std::max<Index>(D - 1, 1)));
+    table[D] = Q * e.asDiagonal() * Q.transpose();
+  }
+  const Matrix<double>& H = table[D];
+  const Vector<double> g = Vector<double>::Ones(D);
+  set_threads(threads);
+  DenseSolver<double> solver, reference;
+  DenseParams params, full;
+  params.precision = precision;
+  full.precision = DensePrecision::Double;
+  std::string label;
+  const CallMeter m = measure(
+      state,
+      [&] {
+        solver.compute(H, params);
+        const auto r = solver.solve(g);
+        benchmark::DoNotOptimize(r.x.data());
+        label = dense_label(solver, r);
+      },
+      [&] {
+        reference.compute(H, full);
+        const auto r = reference.solve(g);
+        benchmark::DoNotOptimize(r.x.data());
+      });
+  m.report(state, std::pow(double(D), 3) / 3.0, 0, gemm_gflops<double>(threads), "x_double");
+  state.SetLabel(label);
 }
 
 /// The kernels before issue 15, kept as the in-run reference of the fused row-block passes: two
@@ -184,12 +241,39 @@ void register_dense(Index n) {
   for (int t : {1, 2}) {
     const std::string suffix = ty + "/n:" + std::to_string(n) + "/threads:" + std::to_string(t);
     add("BM_Hessian_LogReg" + suffix, [=](benchmark::State& st) { BM_Hessian<S>(st, n, t); });
-    add("BM_Cholesky_LogReg" + suffix, [=](benchmark::State& st) { BM_Cholesky<S>(st, n, t); });
-    add("BM_DensePath_LogReg" + suffix, [=](benchmark::State& st) { BM_DensePath<S>(st, n, t); });
+    // The default precision (auto: mixed for double at D = 7,850) and, for double, the double
+    // path beside it as the in-run reference.
+    add("BM_Cholesky_LogReg" + suffix, [=](benchmark::State& st) {
+      BM_Cholesky<S>(st, n, t, DensePrecision::Auto);
+    });
+    add("BM_DensePath_LogReg" + suffix, [=](benchmark::State& st) {
+      BM_DensePath<S>(st, n, t, DensePrecision::Auto);
+    });
     add("BM_Exact_LogReg" + suffix, [=](benchmark::State& st) {
       BM_Hypergradient<LogRegTag, S>(st, n, Method::Exact, 0, t);
     });
+    if constexpr (std::is_same_v<S, double>) {
+      add("BM_CholeskyDouble_LogReg" + suffix, [=](benchmark::State& st) {
+        BM_Cholesky<S>(st, n, t, DensePrecision::Double);
+      });
+      add("BM_DensePathDouble_LogReg" + suffix, [=](benchmark::State& st) {
+        BM_DensePath<S>(st, n, t, DensePrecision::Double);
+      });
+      add("BM_ExactDouble_LogReg" + suffix, [=](benchmark::State& st) {
+        BM_Hypergradient<LogRegTag, S>(st, n, Method::Exact, 0, t, Point::Init,
+                                       DensePrecision::Double);
+      });
+    }
   }
+}
+
+void register_dense_sizes() {
+  for (Index D : {250, 500, 1000, 1500, 2000, 3000})
+    for (int t : {1, 2})
+      for (DensePrecision p : {DensePrecision::Mixed, DensePrecision::Double})
+        add("BM_DenseSize<double>/D:" + std::to_string(D) + "/precision:" + to_string(p) +
+                "/threads:" + std::to_string(t),
+            [=](benchmark::State& st) { BM_DenseSize(st, D, t, p); });
 }
 
 }  // namespace
@@ -233,5 +317,6 @@ int main(int argc, char** argv) {
     register_dense<double>(n);
     register_dense<float>(n);
   }
+  register_dense_sizes();
   return run_main(argc, argv);
 }

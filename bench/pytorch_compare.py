@@ -18,7 +18,9 @@ per call:
                       training gradient graph, validation gradient, k HVPs, the mixed product
                       (ift: BM_Neumann_*/BM_Cg_* = set_point + HypergradientEngine::compute; the
                       same fixed α = 1/|λ_max| from 30 power iterations on both sides)
-  exact               dense Hessian, factorisation, solve, mixed product (ift: BM_Exact_LogReg).
+  exact               dense Hessian, factorisation, solve, mixed product (ift: BM_Exact_LogReg,
+                      the default precision: at D = 7,850 a float Cholesky refined to double
+                      accuracy in double; BM_ExactDouble_LogReg, double throughout, beside it).
                       PyTorch builds the Hessian by the closed form ift uses (Kronecker blocks
                       Xᵀ diag(s) X / n, one GEMM each: autograd's own
                       torch.autograd.functional.hessian(vectorize=True) took 127 s already at
@@ -346,6 +348,7 @@ def rows(threads):
         ("P1 cg(20), n = 10,000", "bench_logreg", f"BM_Cg_LogReg{lr(10000)}/k:20{t}", ("lr", 10000), "cg", 2.5),
         ("P1 exact hypergradient, n = 1,000", "bench_logreg", f"BM_Exact_LogReg{lr(1000)}{t}", ("lr", 1000), "exact", 3.0),
         ("P1 exact, PyTorch with Cholesky instead of LU", "bench_logreg", f"BM_Exact_LogReg{lr(1000)}{t}", ("lr", 1000), "exact_cholesky", None),
+        ("P1 exact, ift in double throughout (--exact-precision double)", "bench_logreg", f"BM_ExactDouble_LogReg{lr(1000)}{t}", ("lr", 1000), "exact", None),
         ("MLP 784-256-10 gradient, n = 1,000", "bench_mlp", f"BM_Gradient_Mlp784x256x10<double>/n:1000{t}", ("mlp", 1000), "gradient", 1.5),
         ("MLP 784-256-10 HVP cached", "bench_mlp", f"BM_HvpCached_Mlp784x256x10<double>/n:1000{t}", ("mlp", 1000), "hvp_cached", 1.5),
         ("MLP 784-256-10 HVP from scratch", "bench_mlp", f"BM_HvpScratch_Mlp784x256x10<double>/n:1000{t}", ("mlp", 1000), "hvp_scratch", 1.5),

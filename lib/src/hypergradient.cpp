@@ -175,6 +175,7 @@ void MethodSpec::check() const {
   check_part(kfac, "kfac");
   check_part(nystrom, "nystrom");
   check_part(ritz, "ritz");
+  check_part(exact, "exact");
   const bool rank_deficient =
       curvature == Curvature::OuterProduct || curvature == Curvature::Fisher;
   require(!(rank_deficient && method != Method::Neumann),

@@ -86,6 +86,19 @@ awk -F, '!/^#/ && $1 == "nystrom" { n++; if ($12 != 40 || $10 != "converged") ba
          END { exit !(n == 2 && !bad) }' "$out/nystrom/compare.csv" ||
   { echo "nystrom rows wrong:" >&2; cat "$out/nystrom/compare.csv" >&2; exit 1; }
 
+# --exact-precision (docs/methods.md): at D = 7,850 mixed runs a float Cholesky refined in
+# double and says so in the message column; double does not take that path.
+for p in mixed double; do
+  "$bin/ift-compare" --data synthetic --train 100 --val 100 --test 100 --hyper-steps 1 \
+    --inner-steps 2 --warmup-steps 5 --methods exact --exact-precision $p --threads 1 \
+    --out "$out/exact-$p" > /dev/null
+done
+grep -q '^exact,1,.*,converged,.*mixed-precision Cholesky' "$out/exact-mixed/compare.csv" ||
+  { echo "--exact-precision mixed: no mixed-precision row" >&2; cat "$out/exact-mixed/compare.csv" >&2; exit 1; }
+grep -q '^exact,1,.*,converged,' "$out/exact-double/compare.csv" &&
+  ! grep -q 'mixed-precision' "$out/exact-double/compare.csv" ||
+  { echo "--exact-precision double: wrong row" >&2; cat "$out/exact-double/compare.csv" >&2; exit 1; }
+
 # Bad input: exit code 2, the option named on stderr, no output directory created.
 check_bad() {
   local option=$1; shift
@@ -105,6 +118,7 @@ check_bad hyper-steps --data synthetic --hyper-steps -1
 check_bad alpha --data synthetic --alpha 0
 check_bad nystrom-sampling --data synthetic --methods nystrom --nystrom-sampling bogus
 check_bad rho --data synthetic --methods nystrom --rho -1
+check_bad exact-precision --data synthetic --methods exact --exact-precision single
 check_bad data --data mnist-digits
 check_bad inner --data synthetic --inner newton
 check_bad inner --data synthetic --methods shine --inner adam   # shine needs the L-BFGS pairs

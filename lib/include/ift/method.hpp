@@ -9,6 +9,7 @@
 
 #include "ift/core.hpp"
 #include "ift/linalg/cg.hpp"
+#include "ift/linalg/dense_solver.hpp"
 #include "ift/linalg/kfac.hpp"
 #include "ift/linalg/neumann.hpp"
 #include "ift/linalg/nystrom.hpp"
@@ -111,6 +112,9 @@ struct MethodSpec {
   NystromParams nystrom;
   /// cg+ritz: the memory m of recycled Ritz pairs and their acceptance test (linalg/ritz.hpp).
   RitzParams ritz;
+  /// exact: the factorisation's precision (auto / double / mixed: a float Cholesky with
+  /// refinement in double, linalg/dense_solver.hpp), the auto threshold, the refinement cap.
+  DenseParams exact;
 
   /// "neumann", "gauss-newton/cg", "outer-product/neumann", "cg+warm", "neumann+fresh+warm",
   /// "cg+kfac+warm", …: the name used in CSV files (suffixes: preconditioner, sampling, then

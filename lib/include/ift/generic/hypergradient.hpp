@@ -627,7 +627,7 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
               "enough steps instead");
         }
         if (spec.damping != 0) ws.matrix.diagonal().array() += static_cast<S>(spec.damping);
-        ws.solver.compute(ws.matrix);
+        ws.solver.compute(ws.matrix, spec.exact);
         copy_diagnostics(ws.solver.solve(g), out);
         return;
       } else {

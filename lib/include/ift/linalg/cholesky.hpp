@@ -17,8 +17,12 @@
 #include <cmath>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include <Eigen/Cholesky>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "ift/core.hpp"
 
@@ -112,19 +116,97 @@ void cholesky_solve_in_place(const Matrix<S>& L, Rhs&& x) {
   L.template triangularView<Eigen::Lower>().adjoint().solveInPlace(x);
 }
 
-/// ‖A‖₁ of the symmetric matrix held in A's lower triangle.
+namespace cholesky_detail {
+#ifdef _OPENMP
+inline int threads_here() { return omp_get_num_threads(); }
+inline int thread_here() { return omp_get_thread_num(); }
+#else
+inline int threads_here() { return 1; }
+inline int thread_here() { return 0; }
+#endif
+
+/// Column j of the lower triangle: Σ_{i>=j} |a_i| into `sum`, max |a_i| into `top`, |a_i| for
+/// i > j into acc[i] (row i's part of column i's sum), and a_i rounded to float into f when
+/// kConvert.
+template <bool kConvert, class S>
+inline void lower_column(const S* a, float* f, double* acc, Index j, Index n, double& sum,
+                         double& top) {
+  if constexpr (kConvert) f[j] = static_cast<float>(a[j]);
+  sum = std::abs(static_cast<double>(a[j]));  // the diagonal belongs to column j alone
+  top = sum;
+  for (Index i = j + 1; i < n; ++i) {
+    const double m = std::abs(static_cast<double>(a[i]));
+    if constexpr (kConvert) f[i] = static_cast<float>(a[i]);
+    sum += m;
+    acc[i] += m;
+    top = m > top ? m : top;
+  }
+}
+
+/// One pass over the lower triangle of the symmetric A, shared among the OpenMP threads:
+/// returns ‖A‖₁ (= ‖A‖∞), the largest |a_ij| in `top`, and, when `low` is given, the lower
+/// triangle rounded to float in it (resized to n × n; its strict upper triangle is left unset).
+/// |a_ik| for i > k also belongs to column i's sum: accumulated per thread (a fixed interleaved
+/// assignment of the columns), then added in thread order, so the result is the same bits on
+/// every run with the same thread count.
+template <class S>
+double lower_pass(const Matrix<S>& A, Matrix<float>* low, double& top) {
+  const Index n = A.rows();
+  if (low) low->resize(n, n);
+  Vector<double> column = Vector<double>::Zero(n);
+  std::vector<Vector<double>> row_parts;
+  std::vector<double> tops;
+#pragma omp parallel if (n >= 256)
+  {
+#pragma omp single
+    {
+      row_parts.assign(static_cast<std::size_t>(threads_here()), Vector<double>::Zero(n));
+      tops.assign(row_parts.size(), 0.0);
+    }
+    const auto t = static_cast<std::size_t>(thread_here());
+    double* acc = row_parts[t].data();
+    double thread_top = 0;
+#pragma omp for schedule(static, 16)
+    for (Index j = 0; j < n; ++j) {
+      double sum = 0, column_top = 0;
+      const S* a = A.data() + j * n;
+      if (low)
+        lower_column<true>(a, low->data() + j * n, acc, j, n, sum, column_top);
+      else
+        lower_column<false>(a, nullptr, acc, j, n, sum, column_top);
+      column[j] = sum;
+      thread_top = column_top > thread_top ? column_top : thread_top;
+    }
+    tops[t] = thread_top;
+  }
+  for (const Vector<double>& part : row_parts) column += part;
+  top = 0;
+  for (const double x : tops) top = x > top ? x : top;
+  // A non-finite entry leaves its column sums non-finite; maxCoeff need not propagate a NaN.
+  if (!column.allFinite()) return std::numeric_limits<double>::quiet_NaN();
+  return n > 0 ? column.maxCoeff() : 0.0;
+}
+}  // namespace cholesky_detail
+
+/// ‖A‖₁ of the symmetric matrix held in A's lower triangle (one parallel pass over it).
 template <class S>
 double symmetric_l1_norm(const Matrix<S>& A) {
-  const Index n = A.rows();
-  Vector<double> column(n);
-  column.setZero();
-  for (Index j = 0; j < n; ++j)
-    for (Index i = j; i < n; ++i) {
-      const double a = std::abs(static_cast<double>(A(i, j)));
-      column(j) += a;
-      if (i != j) column(i) += a;
-    }
-  return n > 0 ? column.maxCoeff() : 0.0;
+  double top = 0;
+  return cholesky_detail::lower_pass(A, nullptr, top);
+}
+
+/// Rounds the lower triangle of the symmetric A to float into `low` (resized to n × n; its strict
+/// upper triangle is left unset) and returns ‖A‖₁ (= ‖A‖∞) in the same pass over A, which is
+/// what the mixed-precision solve needs from A before its float factorisation: one read of the
+/// lower triangle, shared among the OpenMP threads, instead of a copy and a norm loop.
+/// `representable` becomes false when an entry's magnitude exceeds float's largest value, or an
+/// entry is not finite (the norm then is not finite either).
+inline double lower_to_float(const Matrix<double>& A, Matrix<float>& low, bool& representable) {
+  double top = 0;
+  const double norm = cholesky_detail::lower_pass(A, &low, top);
+  representable =
+      std::isfinite(norm) && top <= static_cast<double>(std::numeric_limits<float>::max());
+  return norm;
 }
 
 /// Reciprocal condition number 1 / (‖A‖₁ ‖A⁻¹‖₁) with ‖A⁻¹‖₁ estimated from the factor by

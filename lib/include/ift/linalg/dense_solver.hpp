@@ -2,10 +2,13 @@
 // reused for any number of right-hand sides.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include <Eigen/Cholesky>
@@ -16,8 +19,83 @@
 
 namespace ift {
 
-/// Which factorisation DenseSolver ended up using.
-enum class DenseFactorization { None, Cholesky, LDLT };
+/// Which factorisation DenseSolver ended up using. MixedCholesky: a float Cholesky factor of H
+/// with iterative refinement in double (DensePrecision::Mixed, below).
+enum class DenseFactorization { None, Cholesky, LDLT, MixedCholesky };
+
+inline const char* to_string(DenseFactorization f) {
+  switch (f) {
+    case DenseFactorization::None: return "none";
+    case DenseFactorization::Cholesky: return "cholesky";
+    case DenseFactorization::LDLT: return "ldlt";
+    case DenseFactorization::MixedCholesky: return "mixed-cholesky";
+  }
+  return "?";
+}
+
+/// The precision of the exact method's factorisation (MethodSpec::exact, --exact-precision).
+///  - Double: the working precision S throughout (for S = float that is float).
+///  - Mixed (S = double): LAPACK's DSPOSV scheme. The lower triangle of H is rounded to float and
+///    factorised there (cholesky_in_place: spotrf under IFT_USE_BLAS), about twice the speed of
+///    the double factorisation; each solve then refines x_{k+1} = x_k + L⁻ᵀL⁻¹(g − H x_k) with
+///    the residual in double from the double H, while a step still halves ‖g − H x‖∞, down to
+///    ‖g − H x‖∞ <= eps·‖H‖∞·‖x‖∞ (eps of double: what a double Cholesky solve attains), and
+///    accepts no x that fails DSPOSV's test ‖g − H x‖∞ <= √n·eps·‖H‖∞·‖x‖∞; so x is the double
+///    solution to double accuracy. It falls back to the double path (Cholesky, then LDLT's
+///    classification) when H does not fit float's range, the float factorisation fails (H not
+///    positive definite in float, or κ(H) beyond 1/eps_float), or the refinement stops short of
+///    DSPOSV's test (it stagnates, or max_refinements steps: κ(H)·eps_float too large); the
+///    message says which. For S = float, Mixed is the plain float path.
+///  - Auto: Mixed for S = double from mixed_min_size rows on, Double otherwise.
+enum class DensePrecision { Auto, Double, Mixed };
+
+inline const char* to_string(DensePrecision p) {
+  switch (p) {
+    case DensePrecision::Auto: return "auto";
+    case DensePrecision::Double: return "double";
+    case DensePrecision::Mixed: return "mixed";
+  }
+  return "?";
+}
+
+inline DensePrecision parse_dense_precision(const std::string& name) {
+  if (name == "auto") return DensePrecision::Auto;
+  if (name == "double") return DensePrecision::Double;
+  if (name == "mixed") return DensePrecision::Mixed;
+  throw std::invalid_argument("unknown exact precision '" + name +
+                              "' (expected auto, double or mixed)");
+}
+
+/// The exact method's parameters (MethodSpec::exact).
+struct DenseParams {
+  /// Default Auto.
+  DensePrecision precision = DensePrecision::Auto;
+  /// Auto: Mixed from this many rows on (S = double). Below it the double Cholesky takes
+  /// milliseconds and the refinement's O(n²) products and the float copy eat the float
+  /// factorisation's saving: measured (bench_logreg BM_DenseSize, compute + one solve, mixed ÷
+  /// double in one run) 1.16 at n = 250, 0.94 at 500, 0.55–0.68 at 1,000, 0.53 at 3,000 on 1–2
+  /// threads (bench/README.md). Default 1000, valid >= 0.
+  Index mixed_min_size = 1000;
+  /// Mixed: most refinement steps per solve before the fallback (DSPOSV's ITERMAX). Default 30,
+  /// valid >= 1.
+  int max_refinements = 30;
+
+  void check() const {
+    require(mixed_min_size >= 0, "DenseParams::mixed_min_size must be >= 0");
+    require(max_refinements >= 1, "DenseParams::max_refinements must be >= 1");
+  }
+  /// Whether a solver of scalar S factorises an n × n matrix in mixed precision.
+  template <class S>
+  bool mixed_for(Index n) const {
+    if constexpr (!std::is_same_v<S, double>) {
+      (void)n;
+      return false;
+    } else {
+      return precision == DensePrecision::Mixed ||
+             (precision == DensePrecision::Auto && n >= mixed_min_size);
+    }
+  }
+};
 
 /// Dense symmetric solve. Cholesky (cholesky_in_place: LAPACK's potrf from OpenBLAS under
 /// IFT_USE_BLAS, else a blocked algorithm whose tiles are shared among the OpenMP threads) first;
@@ -34,9 +112,22 @@ enum class DenseFactorization { None, Cholesky, LDLT };
 ///    eventually fails numerically, and this reports it instead of hiding it.
 /// Only the lower triangle of H is read (Eigen's convention), also for the residual.
 ///
+/// Mixed precision (DenseParams, DensePrecision::Mixed): a float Cholesky factor and refinement
+/// in double; factorization() is MixedCholesky while it holds, and a result's `iterations` are
+/// its refinement steps (corrections after the first float solve), its relative residual the
+/// last refinement residual's (no extra product). The classification above is unchanged: a
+/// singular, indefinite or too ill-conditioned H fails in float and falls back to the double
+/// path, which classifies it as above; the message starts with the fallback's reason. A
+/// fallback found by a solve (refinement stagnated) replaces the float factor by the double
+/// factorisation for that and every later solve, so solve() and apply_inverse() change the
+/// solver's (mutable) factorisation then: do not call them concurrently on one solver. rcond()
+/// is 0 on the mixed path (not estimated: a refinement that converges to double accuracy
+/// implies κ(H) below about 1/eps_float, far from the rcond <= eps verdict).
+///
 /// Memory: the solver keeps a *reference* to H (no copy: at D = 7850 a copy is 490 MB) for the
-/// relative residual ||H x − g|| / ||g||, plus one n×n factor. H must outlive the solver and not
-/// change between compute() and solve(); binding to a temporary is refused at compile time.
+/// relative residual ||H x − g|| / ||g||, plus one n×n factor (float on the mixed path: half).
+/// H must outlive the solver and not change between compute() and solve(); binding to a
+/// temporary is refused at compile time.
 ///
 /// Copy and move: a copy owns a copy of the factor and reads the same H (the reference is the
 /// contract above). A move takes the factor and leaves the source as if default-constructed, so
@@ -46,15 +137,18 @@ template <class S>
 class DenseSolver {
  public:
   DenseSolver() = default;
-  explicit DenseSolver(const Matrix<S>& H) { compute(H); }
-  explicit DenseSolver(Matrix<S>&&) = delete;
+  explicit DenseSolver(const Matrix<S>& H, const DenseParams& params = {}) { compute(H, params); }
+  explicit DenseSolver(Matrix<S>&&, const DenseParams& = {}) = delete;
 
   DenseSolver(const DenseSolver&) = default;
   DenseSolver& operator=(const DenseSolver&) = default;
   DenseSolver(DenseSolver&& other)
       : H_(other.H_),
         n_(other.n_),
+        params_(other.params_),
+        h_norm_(other.h_norm_),
         factor_(std::move(other.factor_)),
+        low_factor_(std::move(other.low_factor_)),
         ldlt_(std::move(other.ldlt_)),
         factorization_(other.factorization_),
         status_(other.status_),
@@ -66,7 +160,10 @@ class DenseSolver {
     if (this != &other) {
       H_ = other.H_;
       n_ = other.n_;
+      params_ = other.params_;
+      h_norm_ = other.h_norm_;
       factor_ = std::move(other.factor_);
+      low_factor_ = std::move(other.low_factor_);
       ldlt_ = std::move(other.ldlt_);
       factorization_ = other.factorization_;
       status_ = other.status_;
@@ -77,72 +174,61 @@ class DenseSolver {
     return *this;
   }
 
-  /// Factorises H (O(n³/3)). Throws std::invalid_argument if H is not square.
-  DenseSolver& compute(const Matrix<S>& H) {
+  /// Factorises H (O(n³/3)) in the precision `params` selects. Throws std::invalid_argument if
+  /// H is not square or params are invalid.
+  DenseSolver& compute(const Matrix<S>& H, const DenseParams& params = {}) {
     require(H.rows() == H.cols(), "DenseSolver::compute: H must be square (" +
                                       std::to_string(H.rows()) + "x" + std::to_string(H.cols()) + ")");
+    params.check();
     H_ = &H;
     n_ = H.rows();
+    params_ = params;
+    h_norm_ = 0;
     ldlt_.reset();
     message_.clear();
     rcond_ = 0;
+    const bool mixed = params.mixed_for<S>(n_);
+    // Each path keeps its own factor's storage from the last compute() (no D² allocation and
+    // first-touch page faults per call, as the exact method's workspace intends) and frees the
+    // other's.
+    if (!mixed) low_factor_ = Matrix<float>();
+    std::string prefix;
+    if constexpr (std::is_same_v<S, double>) {
+      if (mixed) {
+        // The float copy's pass over the lower triangle also checks that it is finite (the part
+        // the solver reads; the double path checks all of H): no separate pass over H.
+        factor_ = Matrix<S>();  // the float factor replaces it
+        std::string reason;
+        if (compute_mixed(H, reason)) return *this;
+        prefix = "mixed precision fell back to double: " + reason + "; ";
+      }
+    }
     if (!H.allFinite()) {
+      factor_ = Matrix<S>();
+      low_factor_ = Matrix<float>();
       factorization_ = DenseFactorization::None;
       status_ = SolverStatus::NumericalIssue;
       message_ = "H is not finite";
       return *this;
     }
-    const S eps = std::numeric_limits<S>::epsilon();
-    factor_.resize(H.rows(), H.cols());
-    factor_.template triangularView<Eigen::Lower>() = H;
-    if (cholesky_in_place(factor_) < 0) {
-      factorization_ = DenseFactorization::Cholesky;
-      rcond_ = cholesky_rcond(factor_, symmetric_l1_norm(H));
-      if (!(rcond_ > eps)) {
-        status_ = SolverStatus::NumericalIssue;
-        message_ = "Cholesky succeeded but H is numerically singular (rcond ≈ " +
-                   std::to_string(rcond_) + " <= eps): the solution is not trustworthy";
-      } else {
-        status_ = SolverStatus::Converged;
-        message_ = "Cholesky (rcond ≈ " + std::to_string(rcond_) + ")";
-      }
-      return *this;
-    }
-    factor_ = Matrix<S>();  // release the failed factor before allocating LDLT's
-    ldlt_.emplace(H);
-    factorization_ = DenseFactorization::LDLT;
-    const Vector<S> d = ldlt_->vectorD();
-    const S scale = d.size() > 0 ? d.cwiseAbs().maxCoeff() : S(0);
-    const S tiny = static_cast<S>(H.rows()) * eps * scale;
-    Index zero_pivots = 0, negative_pivots = 0;
-    for (Index i = 0; i < d.size(); ++i) {
-      if (!(std::abs(d[i]) > tiny)) {
-        ++zero_pivots;
-      } else if (d[i] < 0) {
-        ++negative_pivots;
-      }
-    }
-    if (!d.allFinite()) {
-      status_ = SolverStatus::NumericalIssue;
-      message_ = "LDLT produced non-finite pivots";
-    } else if (zero_pivots > 0) {
-      status_ = SolverStatus::NumericalIssue;
-      message_ = "H is singular: LDLT found " + std::to_string(zero_pivots) +
-                 " zero pivot(s) (and " + std::to_string(negative_pivots) +
-                 " negative); x drops the zero pivots, it is not H⁻¹g";
-    } else {
-      status_ = SolverStatus::NotPositiveDefinite;
-      message_ = "H is indefinite: LDLT found " + std::to_string(negative_pivots) +
-                 " negative pivot(s); x = H⁻¹g from LDLT";
-    }
+    factorise_double(H, prefix);
     return *this;
   }
 
   /// x = H⁻¹ g from the stored factorisation, nothing else (no residual, no checks beyond sizes):
   /// the operator x ↦ H⁻¹ x for inverse iteration or Lanczos on H⁻¹. Requires a factorisation.
+  /// On the mixed path x is refined to double accuracy as in solve() (and a stagnating
+  /// refinement switches the solver to the double factorisation, see the class comment).
   void apply_inverse(const Vector<S>& g, Vector<S>& x) const {
     require(factorization_ != DenseFactorization::None && g.size() == n_,
             "DenseSolver::apply_inverse: no factorisation, or g has the wrong size");
+    if (factorization_ == DenseFactorization::MixedCholesky) {
+      SolveResult<Vector<S>> r;
+      if (refine(g, r)) {
+        x = std::move(r.x);
+        return;
+      }
+    }
     if (factorization_ == DenseFactorization::Cholesky) {
       x = g;
       cholesky_solve_in_place(factor_, x);
@@ -152,7 +238,7 @@ class DenseSolver {
   }
 
   /// x = H⁻¹ g from the stored factorisation (O(n²)), with the relative residual (one more
-  /// O(n²) product with H). hvps = 0, iterations = 0.
+  /// O(n²) product with H). hvps = 0; iterations = 0, or the refinement steps on the mixed path.
   SolveResult<Vector<S>> solve(const Vector<S>& g) const {
     require(H_ != nullptr, "DenseSolver::solve: compute(H) was not called");
     require(g.size() == n_, "DenseSolver::solve: g has size " + std::to_string(g.size()) +
@@ -166,6 +252,12 @@ class DenseSolver {
       result.status = SolverStatus::NumericalIssue;
       result.message = "g is not finite; x = 0";
       return result;
+    }
+    if (factorization_ == DenseFactorization::MixedCholesky) {
+      if (refine(g, result)) return result;
+      result = SolveResult<Vector<S>>();  // fell back: the double path below, from scratch
+      result.status = status_;
+      result.message = message_;
     }
     if (factorization_ == DenseFactorization::Cholesky) {
       result.x = g;
@@ -190,8 +282,10 @@ class DenseSolver {
   /// Status of the factorisation (what solve() reports for finite right-hand sides).
   SolverStatus status() const { return status_; }
   const std::string& message() const { return message_; }
-  /// Cholesky's reciprocal condition estimate in the 1-norm (0 when LDLT was used).
+  /// Cholesky's reciprocal condition estimate in the 1-norm (0 when LDLT or the mixed path ran).
   double rcond() const { return rcond_; }
+  /// The parameters of the last compute().
+  const DenseParams& params() const { return params_; }
   Index rows() const { return n_; }
   Index cols() const { return rows(); }
 
@@ -216,7 +310,10 @@ class DenseSolver {
   void reset() {
     H_ = nullptr;
     n_ = 0;
+    params_ = DenseParams();
+    h_norm_ = 0;
     factor_ = Matrix<S>();
+    low_factor_ = Matrix<float>();
     ldlt_.reset();
     factorization_ = DenseFactorization::None;
     status_ = SolverStatus::NumericalIssue;
@@ -224,17 +321,167 @@ class DenseSolver {
     message_ = "compute(H) was not called";
   }
 
+  /// The float factor of H (S = double). False, with the reason and nothing kept, when H does
+  /// not fit float's range or the float Cholesky fails.
+  bool compute_mixed(const Matrix<S>& H, std::string& reason) {
+    bool representable = true;
+    h_norm_ = lower_to_float(H, low_factor_, representable);
+    if (!representable) {
+      low_factor_ = Matrix<float>();
+      reason = "H has entries beyond float's range";  // or non-finite ones: compute() checks
+      return false;
+    }
+    const Index failed = cholesky_in_place(low_factor_);
+    if (failed >= 0) {
+      low_factor_ = Matrix<float>();
+      reason = "the float Cholesky found a non-positive pivot at column " + std::to_string(failed);
+      return false;
+    }
+    factorization_ = DenseFactorization::MixedCholesky;
+    status_ = SolverStatus::Converged;
+    message_ = "mixed-precision Cholesky (float factor, refinement in double)";
+    return true;
+  }
+
+  /// Solves H x = g on the mixed path (the class comment). True with x, iterations, relative
+  /// residual and message in `result` when it reached double accuracy; false after switching
+  /// the solver to the double factorisation (the fallback) otherwise.
+  ///
+  /// Stopping rule: DSPOSV's acceptance test ‖r‖∞ <= √n·eps·‖H‖∞·‖x‖∞ (eps of double), with
+  /// LAPACK's xPORFS continuation: while a step still halves ‖r‖∞ the refinement goes on to
+  /// ‖r‖∞ <= eps·‖H‖∞·‖x‖∞, the residual a double Cholesky solve attains, so x is as accurate as
+  /// the double path's and not only within DSPOSV's bound (at most one step more). A step that
+  /// does not halve ‖r‖∞ ends it: the best x so far is accepted if it meets DSPOSV's test, else
+  /// the solver falls back (κ(H)·eps_float too large); so does max_refinements steps without it.
+  bool refine(const Vector<S>& g, SolveResult<Vector<S>>& result) const {
+    if constexpr (std::is_same_v<S, double>) {
+      const Index n = n_;
+      const double eps = std::numeric_limits<double>::epsilon();
+      const double tight = eps * h_norm_, loose = std::sqrt(static_cast<double>(n)) * tight;
+      Vector<float> d(n);
+      Vector<double> x = Vector<double>::Zero(n), r = g, best_x, best_r;
+      double best_r_norm = std::numeric_limits<double>::infinity(), best_x_norm = 0;
+      Index best_step = 0;
+      std::string reason;
+      auto accept = [&](const Vector<double>& x_ok, const Vector<double>& r_ok, Index step) {
+        const double g_norm = g.norm();
+        result.x = x_ok;
+        result.relative_residual = g_norm > 0 ? r_ok.norm() / g_norm : 0.0;
+        result.iterations = step;
+        result.status = SolverStatus::Converged;
+        const double scale = h_norm_ * x_ok.template lpNorm<Eigen::Infinity>() * eps;
+        result.message = message_ + ": " + std::to_string(step) +
+                         " refinement step(s), ||g - H x||_inf = " +
+                         std::to_string(scale > 0 ? r_ok.template lpNorm<Eigen::Infinity>() / scale
+                                                  : 0.0) +
+                         " eps ||H||_inf ||x||_inf";
+        return true;
+      };
+      for (Index step = 0;; ++step) {
+        d = r.cast<float>();
+        cholesky_solve_in_place(low_factor_, d);
+        x += d.cast<double>();
+        r = g;
+        r.noalias() -= H_->template selfadjointView<Eigen::Lower>() * x;
+        const double r_norm = r.template lpNorm<Eigen::Infinity>();
+        const double x_norm = x.template lpNorm<Eigen::Infinity>();
+        if (!std::isfinite(r_norm) || !std::isfinite(x_norm)) {
+          reason = "the float solve gave a non-finite x";
+          break;
+        }
+        if (r_norm <= tight * x_norm) return accept(x, r, step);
+        const bool contracting = step == 0 || r_norm <= 0.5 * best_r_norm;
+        if (r_norm < best_r_norm) {
+          best_x = x;
+          best_r = r;
+          best_r_norm = r_norm;
+          best_x_norm = x_norm;
+          best_step = step;
+        }
+        if (!contracting || step >= params_.max_refinements) {
+          if (best_r_norm <= loose * best_x_norm) return accept(best_x, best_r, best_step);
+          reason = contracting ? "the refinement did not reach double accuracy in " +
+                                     std::to_string(params_.max_refinements) + " steps"
+                               : "the refinement stagnated at step " + std::to_string(step) +
+                                     " (||r||_inf " + std::to_string(r_norm) + ", best " +
+                                     std::to_string(best_r_norm) +
+                                     ": kappa(H) eps_float too large)";
+          break;
+        }
+      }
+      low_factor_ = Matrix<float>();
+      factorise_double(*H_, "mixed precision fell back to double: " + reason + "; ");
+      return false;
+    } else {
+      (void)g, (void)result;
+      return false;
+    }
+  }
+
+  /// The double path (Cholesky, else LDLT's classification; the class comment), its message
+  /// prefixed by `prefix`.
+  void factorise_double(const Matrix<S>& H, const std::string& prefix) const {
+    const S eps = std::numeric_limits<S>::epsilon();
+    factor_.resize(H.rows(), H.cols());
+    factor_.template triangularView<Eigen::Lower>() = H;
+    if (cholesky_in_place(factor_) < 0) {
+      factorization_ = DenseFactorization::Cholesky;
+      rcond_ = cholesky_rcond(factor_, symmetric_l1_norm(H));
+      if (!(rcond_ > eps)) {
+        status_ = SolverStatus::NumericalIssue;
+        message_ = prefix + "Cholesky succeeded but H is numerically singular (rcond ≈ " +
+                   std::to_string(rcond_) + " <= eps): the solution is not trustworthy";
+      } else {
+        status_ = SolverStatus::Converged;
+        message_ = prefix + "Cholesky (rcond ≈ " + std::to_string(rcond_) + ")";
+      }
+      return;
+    }
+    factor_ = Matrix<S>();  // release the failed factor before allocating LDLT's
+    ldlt_.emplace(H);
+    factorization_ = DenseFactorization::LDLT;
+    const Vector<S> d = ldlt_->vectorD();
+    const S scale = d.size() > 0 ? d.cwiseAbs().maxCoeff() : S(0);
+    const S tiny = static_cast<S>(H.rows()) * eps * scale;
+    Index zero_pivots = 0, negative_pivots = 0;
+    for (Index i = 0; i < d.size(); ++i) {
+      if (!(std::abs(d[i]) > tiny)) {
+        ++zero_pivots;
+      } else if (d[i] < 0) {
+        ++negative_pivots;
+      }
+    }
+    if (!d.allFinite()) {
+      status_ = SolverStatus::NumericalIssue;
+      message_ = prefix + "LDLT produced non-finite pivots";
+    } else if (zero_pivots > 0) {
+      status_ = SolverStatus::NumericalIssue;
+      message_ = prefix + "H is singular: LDLT found " + std::to_string(zero_pivots) +
+                 " zero pivot(s) (and " + std::to_string(negative_pivots) +
+                 " negative); x drops the zero pivots, it is not H⁻¹g";
+    } else {
+      status_ = SolverStatus::NotPositiveDefinite;
+      message_ = prefix + "H is indefinite: LDLT found " + std::to_string(negative_pivots) +
+                 " negative pivot(s); x = H⁻¹g from LDLT";
+    }
+  }
+
   const Matrix<S>* H_ = nullptr;
   Index n_ = 0;  ///< size of the factorised matrix
-  Matrix<S> factor_;  ///< L in the lower triangle (Cholesky)
+  DenseParams params_;
+  double h_norm_ = 0;  ///< ‖H‖∞ (mixed path: the refinement's stopping rule)
+  // The factorisation is mutable: a solve on the mixed path that finds the refinement stagnating
+  // replaces the float factor by the double one (the class comment).
+  mutable Matrix<S> factor_;  ///< L in the lower triangle (Cholesky)
+  mutable Matrix<float> low_factor_;  ///< float L in the lower triangle (MixedCholesky)
   // Empty until a factorisation needs it: Eigen's default-constructed LDLT leaves its status
   // (m_info) uninitialised, so copying or moving one reads an indeterminate enum (UBSan, the
   // sanitizer suite); an empty optional copies nothing.
-  std::optional<Eigen::LDLT<Matrix<S>>> ldlt_;
-  DenseFactorization factorization_ = DenseFactorization::None;
-  SolverStatus status_ = SolverStatus::NumericalIssue;
-  double rcond_ = 0;
-  std::string message_ = "compute(H) was not called";
+  mutable std::optional<Eigen::LDLT<Matrix<S>>> ldlt_;
+  mutable DenseFactorization factorization_ = DenseFactorization::None;
+  mutable SolverStatus status_ = SolverStatus::NumericalIssue;
+  mutable double rcond_ = 0;
+  mutable std::string message_ = "compute(H) was not called";
 };
 
 }  // namespace ift

@@ -1,0 +1,283 @@
+// The exact method's mixed-precision path (DenseSolver with DensePrecision::Mixed: a float
+// Cholesky factor, iterative refinement in double, LAPACK's DSPOSV scheme) against the double
+// Cholesky solve, the residual it must reach, its fallback to the double path and the statuses
+// that path keeps (linalg/dense_solver.hpp).
+#include <gtest/gtest.h>
+
+#include <Eigen/Dense>
+#include <cmath>
+#include <limits>
+#include <memory>
+
+#include "fixtures.hpp"
+#include "ift/hypergradient.hpp"
+#include "ift/linalg/dense_solver.hpp"
+#include "ift/models/softmax_regression.hpp"
+#include "ift/problems/regularized.hpp"
+
+namespace ift {
+namespace {
+
+/// Q diag(eigenvalues) Qᵀ with a seeded random orthogonal Q (built in double).
+Matrix<double> with_spectrum(const Vector<double>& eigenvalues, std::uint64_t seed) {
+  const Index n = eigenvalues.size();
+  Matrix<double> M(n, n);
+  for (Index j = 0; j < n; ++j) M.col(j) = testing::random_vector<double>(n, seed * 1000 + j);
+  const Eigen::HouseholderQR<Matrix<double>> qr(M);
+  const Matrix<double> Q = qr.householderQ() * Matrix<double>::Identity(n, n);
+  Matrix<double> H = Q * eigenvalues.asDiagonal() * Q.transpose();
+  return 0.5 * (H + H.transpose());
+}
+
+/// SPD with eigenvalues spaced geometrically in [1, kappa] (2-norm condition number kappa).
+Matrix<double> spd(Index n, double kappa, std::uint64_t seed) {
+  Vector<double> d(n);
+  for (Index i = 0; i < n; ++i)
+    d[i] = std::pow(kappa, n > 1 ? double(i) / double(n - 1) : 0.0);
+  return with_spectrum(d, seed);
+}
+
+DenseParams precision(DensePrecision p) {
+  DenseParams params;
+  params.precision = p;
+  return params;
+}
+
+double relative(const Vector<double>& x, const Vector<double>& ref) {
+  return (x - ref).norm() / ref.norm();
+}
+
+/// ‖H x − g‖ / ‖g‖ from the full symmetric H, independently of the solver.
+double residual(const Matrix<double>& H, const Vector<double>& x, const Vector<double>& g) {
+  return (H * x - g).norm() / g.norm();
+}
+
+/// ‖g − H x‖∞ / (√n·eps·‖H‖∞·‖x‖∞): at most 1 is DSPOSV's acceptance test (a backward error
+/// of √n·eps), computed here from the full H independently of the solver.
+double dsposv_ratio(const Matrix<double>& H, const Vector<double>& x, const Vector<double>& g) {
+  const double h_norm = H.cwiseAbs().rowwise().sum().maxCoeff();
+  return (g - H * x).lpNorm<Eigen::Infinity>() /
+         (std::sqrt(double(H.rows())) * std::numeric_limits<double>::epsilon() * h_norm *
+          x.lpNorm<Eigen::Infinity>());
+}
+
+TEST(DenseMixed, EqualsTheDoubleCholeskySolveOnAWellConditionedSpd) {
+  // κ = 10, n = 300: two backward-stable double solves agree to about κ·√n·eps ≈ 4e-14.
+  const Index n = 300;
+  const Matrix<double> H = spd(n, 10.0, 1);
+  const DenseSolver<double> mixed(H, precision(DensePrecision::Mixed));
+  const DenseSolver<double> full(H, precision(DensePrecision::Double));
+  ASSERT_EQ(mixed.factorization(), DenseFactorization::MixedCholesky) << mixed.message();
+  ASSERT_EQ(full.factorization(), DenseFactorization::Cholesky);
+  EXPECT_EQ(mixed.status(), SolverStatus::Converged);
+  for (std::uint64_t seed : {2, 3, 4}) {  // one factor, several right-hand sides
+    const Vector<double> g = testing::random_vector<double>(n, seed);
+    const auto m = mixed.solve(g);
+    const auto d = full.solve(g);
+    EXPECT_EQ(m.status, SolverStatus::Converged) << m.message;
+    EXPECT_NE(m.message.find("refinement step"), std::string::npos) << m.message;
+    EXPECT_LE(relative(m.x, d.x), 1e-13);
+    // Double accuracy, not float's: the float solve alone leaves about κ·eps_float ≈ 1e-6,
+    // so at least one refinement step ran; each contracts the error by about n·κ·eps_float.
+    EXPECT_GE(m.iterations, 1);
+    EXPECT_LE(m.iterations, 5);
+    EXPECT_EQ(m.hvps, 0);
+    ASSERT_TRUE(m.relative_residual.has_value());
+    // Residual at double level: DSPOSV's test, and the double Cholesky solve's own residual
+    // (a few eps) rather than float's.
+    EXPECT_LE(dsposv_ratio(H, m.x, g), 1.0);
+    EXPECT_LE(residual(H, m.x, g), 1e-14);
+    EXPECT_NEAR(*m.relative_residual, residual(H, m.x, g), 1e-15);
+    // The operator form gives the same x.
+    Vector<double> x;
+    mixed.apply_inverse(g, x);
+    EXPECT_EQ(x, m.x);
+  }
+  EXPECT_EQ(mixed.rcond(), 0.0);  // not estimated on the mixed path
+  EXPECT_EQ(mixed.factorization(), DenseFactorization::MixedCholesky);  // no fallback happened
+}
+
+TEST(DenseMixed, AutoIsMixedFromTheThresholdOnAndDoubleBelow) {
+  const Matrix<double> H = spd(120, 10.0, 5);
+  DenseParams params;  // auto
+  params.mixed_min_size = 121;
+  EXPECT_EQ(DenseSolver<double>(H, params).factorization(), DenseFactorization::Cholesky);
+  params.mixed_min_size = 120;
+  EXPECT_EQ(DenseSolver<double>(H, params).factorization(), DenseFactorization::MixedCholesky);
+  EXPECT_EQ(DenseSolver<double>(H, precision(DensePrecision::Double)).factorization(),
+            DenseFactorization::Cholesky);
+  params.max_refinements = 0;
+  EXPECT_THROW(DenseSolver<double>(H, params), std::invalid_argument);
+}
+
+TEST(DenseMixed, IllConditionedFallsBackToDoubleAndSaysSo) {
+  // κ = 1e9: κ·eps_float ≈ 60, so the float factor is no preconditioner of H (its Cholesky
+  // fails, or the refinement cannot contract); the double path is still accurate (rcond ≫ eps).
+  const Index n = 200;
+  const Matrix<double> H = spd(n, 1e9, 6);
+  const Vector<double> g = testing::random_vector<double>(n, 7);
+  const DenseSolver<double> mixed(H, precision(DensePrecision::Mixed));
+  const auto m = mixed.solve(g);
+  EXPECT_EQ(mixed.factorization(), DenseFactorization::Cholesky) << m.message;
+  EXPECT_EQ(m.status, SolverStatus::Converged) << m.message;
+  EXPECT_NE(m.message.find("fell back to double"), std::string::npos) << m.message;
+  EXPECT_GT(mixed.rcond(), 0.0);  // the double path's estimate
+  const auto d = DenseSolver<double>(H, precision(DensePrecision::Double)).solve(g);
+  EXPECT_LE(relative(m.x, d.x), 1e-14);  // the same double path
+  EXPECT_EQ(m.iterations, 0);
+  ASSERT_TRUE(m.relative_residual.has_value());
+  EXPECT_EQ(*m.relative_residual, *d.relative_residual);
+}
+
+TEST(DenseMixed, TheRefinementCapFallsBackInTheSolve) {
+  // κ = 1e4: the float factor succeeds and contracts the error by about κ·eps_float ≈ 1e-3
+  // per step, so one step cannot reach double accuracy: the solve falls back to double.
+  const Index n = 200;
+  const Matrix<double> H = spd(n, 1e4, 8);
+  const Vector<double> g = testing::random_vector<double>(n, 9);
+  DenseParams params = precision(DensePrecision::Mixed);
+  params.max_refinements = 1;
+  const DenseSolver<double> capped(H, params);
+  ASSERT_EQ(capped.factorization(), DenseFactorization::MixedCholesky) << capped.message();
+  const auto r = capped.solve(g);
+  EXPECT_EQ(capped.factorization(), DenseFactorization::Cholesky);  // replaced for good
+  EXPECT_EQ(r.status, SolverStatus::Converged) << r.message;
+  EXPECT_NE(r.message.find("did not reach double accuracy in 1 steps"), std::string::npos)
+      << r.message;
+  const auto d = DenseSolver<double>(H, precision(DensePrecision::Double)).solve(g);
+  EXPECT_LE(relative(r.x, d.x), 1e-14);
+  // The uncapped refinement converges on the same matrix, to the double solution.
+  const auto u = DenseSolver<double>(H, precision(DensePrecision::Mixed)).solve(g);
+  EXPECT_EQ(u.status, SolverStatus::Converged) << u.message;
+  EXPECT_GE(u.iterations, 2);
+  EXPECT_LE(dsposv_ratio(H, u.x, g), 1.0);
+  EXPECT_LE(relative(u.x, d.x), 1e4 * 1e-14);  // both within κ·(backward error) of H⁻¹g
+}
+
+TEST(DenseMixed, SingularAndIndefiniteKeepTheirStatuses) {
+  const Index n = 40;
+  const Vector<double> g = testing::random_vector<double>(n, 10);
+  Vector<double> d(n);
+  for (Index i = 0; i < n; ++i) d[i] = 1.0 + i;
+  d[0] = -2.0;
+  d[5] = -0.5;
+  const Matrix<double> indefinite = with_spectrum(d, 11);
+  for (const DensePrecision p : {DensePrecision::Double, DensePrecision::Mixed}) {
+    const DenseSolver<double> solver(indefinite, precision(p));
+    EXPECT_EQ(solver.factorization(), DenseFactorization::LDLT);
+    const auto r = solver.solve(g);
+    EXPECT_EQ(r.status, SolverStatus::NotPositiveDefinite) << r.message;
+    EXPECT_NE(r.message.find("indefinite"), std::string::npos);
+    EXPECT_EQ(p == DensePrecision::Mixed, r.message.find("fell back") != std::string::npos);
+    EXPECT_LE(residual(indefinite, r.x, g), 1e-12);
+  }
+  Matrix<double> singular = spd(n, 10.0, 12);
+  singular.row(4).setZero();
+  singular.col(4).setZero();
+  for (const DensePrecision p : {DensePrecision::Double, DensePrecision::Mixed}) {
+    const auto r = DenseSolver<double>(singular, precision(p)).solve(g);
+    EXPECT_EQ(r.status, SolverStatus::NumericalIssue) << r.message;
+    EXPECT_NE(r.message.find("singular"), std::string::npos);
+    EXPECT_TRUE(r.x.allFinite());
+  }
+  // A non-finite entry in the lower triangle (the part read): the mixed path's float copy
+  // finds it and H is reported as not finite, as by the double path.
+  Matrix<double> nan = spd(n, 10.0, 14);
+  nan(9, 3) = std::numeric_limits<double>::quiet_NaN();
+  for (const DensePrecision p : {DensePrecision::Double, DensePrecision::Mixed}) {
+    const DenseSolver<double> solver(nan, precision(p));
+    EXPECT_EQ(solver.factorization(), DenseFactorization::None);
+    const auto r = solver.solve(g);
+    EXPECT_EQ(r.status, SolverStatus::NumericalIssue);
+    EXPECT_EQ(r.message, "H is not finite");
+    EXPECT_TRUE(r.x.allFinite());
+  }
+  // Beyond float's range: the float copy cannot hold H; the double path solves it.
+  const Matrix<double> huge = 1e300 * spd(n, 10.0, 13);
+  const auto h = DenseSolver<double>(huge, precision(DensePrecision::Mixed)).solve(g);
+  EXPECT_EQ(h.status, SolverStatus::Converged) << h.message;
+  EXPECT_NE(h.message.find("beyond float's range"), std::string::npos) << h.message;
+}
+
+TEST(DenseMixed, FloatScalarsTakeThePlainFloatPath) {
+  const Matrix<float> H = spd(60, 10.0, 14).cast<float>();
+  const Vector<float> g = testing::random_vector<float>(60, 15);
+  const DenseSolver<float> mixed(H, precision(DensePrecision::Mixed));
+  const DenseSolver<float> plain(H, precision(DensePrecision::Double));
+  EXPECT_EQ(mixed.factorization(), DenseFactorization::Cholesky);
+  const auto m = mixed.solve(g), p = plain.solve(g);
+  EXPECT_EQ(m.status, SolverStatus::Converged);
+  EXPECT_EQ(m.x, p.x);  // the same computation
+  EXPECT_LE(*m.relative_residual, 1e-5);
+}
+
+TEST(DenseMixed, LowerToFloatRoundsAndMeasuresTheNorm) {
+  const Index n = 300;  // above the parallel threshold
+  Matrix<double> A = spd(n, 50.0, 16);
+  A.triangularView<Eigen::StrictlyUpper>().setConstant(1e40);  // not read: upper triangle
+  Matrix<float> low;
+  bool representable = false;
+  const double norm = lower_to_float(A, low, representable);
+  EXPECT_TRUE(representable);
+  const Matrix<double> sym = A.selfadjointView<Eigen::Lower>();
+  EXPECT_NEAR(norm, sym.cwiseAbs().colwise().sum().maxCoeff(), 1e-13 * norm);
+  EXPECT_NEAR(norm, symmetric_l1_norm(A), 1e-13 * norm);
+  for (Index j = 0; j < n; ++j)
+    for (Index i = j; i < n; ++i) ASSERT_EQ(low(i, j), static_cast<float>(A(i, j)));
+  A(7, 3) = 1e39;
+  lower_to_float(A, low, representable);
+  EXPECT_FALSE(representable);
+}
+
+TEST(DenseMixed, CopiesAndMovesKeepTheFloatFactor) {
+  const Matrix<double> H = spd(100, 10.0, 17);
+  const Vector<double> g = testing::random_vector<double>(100, 18);
+  DenseSolver<double> source(H, precision(DensePrecision::Mixed));
+  const auto reference = source.solve(g);
+  const DenseSolver<double> copy(source);
+  EXPECT_EQ(copy.factorization(), DenseFactorization::MixedCholesky);
+  EXPECT_EQ(copy.solve(g).x, reference.x);
+  const DenseSolver<double> moved(std::move(source));
+  EXPECT_EQ(moved.solve(g).x, reference.x);
+  EXPECT_EQ(source.factorization(), DenseFactorization::None);  // NOLINT(bugprone-use-after-move)
+}
+
+std::shared_ptr<const Dataset<double>> shared(Dataset<double> d) {
+  return std::make_shared<const Dataset<double>>(std::move(d));
+}
+
+TEST(DenseMixed, SmallP1HessianAndItsHypergradient) {
+  // Softmax regression with per-weight decay (P1's structure): 30 features + bias, 5 classes,
+  // D = 155, at a point with decay 1 (κ(H) about 10: two double solves agree to ~1e-14).
+  SoftmaxRegression<double> model(31, 5);
+  RegularizedProblem problem(model, WeightDecay<double>(DecayKind::PerWeight, model.num_params()),
+                             shared(testing::random_classification<double>(200, 30, 5, 19)),
+                             shared(testing::random_classification<double>(100, 30, 5, 20)));
+  const Index D = model.num_params();
+  problem.set_point(Vector<double>::Zero(D), testing::random_vector<double>(D, 21, 0.1));
+  Matrix<double> H;
+  problem.hessian(H);
+  const Vector<double> g = testing::random_vector<double>(D, 22);
+  const auto m = DenseSolver<double>(H, precision(DensePrecision::Mixed)).solve(g);
+  const auto d = DenseSolver<double>(H, precision(DensePrecision::Double)).solve(g);
+  EXPECT_EQ(m.status, SolverStatus::Converged) << m.message;
+  EXPECT_NE(m.message.find("mixed-precision"), std::string::npos) << m.message;
+  EXPECT_LE(relative(m.x, d.x), 1e-13);
+  EXPECT_LE(dsposv_ratio(H, m.x, g), 1.0);
+  EXPECT_LE(residual(H, m.x, g), 1e-14);
+
+  // The whole exact hypergradient, mixed against double.
+  MethodSpec spec;
+  spec.exact.precision = DensePrecision::Mixed;
+  const auto hm = generic::hypergradient(problem, spec);
+  spec.exact.precision = DensePrecision::Double;
+  const auto hd = generic::hypergradient(problem, spec);
+  EXPECT_EQ(hm.status, SolverStatus::Converged) << hm.message;
+  EXPECT_NE(hm.message.find("mixed-precision"), std::string::npos) << hm.message;
+  EXPECT_EQ(hd.message.find("mixed-precision"), std::string::npos) << hd.message;
+  EXPECT_LE(relative(hm.hypergradient, hd.hypergradient), 1e-13);
+  EXPECT_LE(*hm.relative_residual, 1e-14);
+}
+
+}  // namespace
+}  // namespace ift
