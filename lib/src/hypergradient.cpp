@@ -154,15 +154,19 @@ void check_part(const Params& params, const char* field) {
 template <class T>
 void require_mapped(const T& value, const T& default_value, const T& mapped, const char* field,
                     const char* from) {
-  require(value == default_value || value == mapped,
-          std::string("MethodSpec::") + field + " is set from MethodSpec::" + from +
-              " at solve time: set " + from + " instead");
+  require(value == default_value || value == mapped, [&] {
+    return std::string("MethodSpec::") + field + " is set from MethodSpec::" + from +
+           " at solve time: set " + from + " instead";
+  });
 }
 
 }  // namespace
 
 void MethodSpec::check() const {
-  require(steps >= 0, "MethodSpec::steps must be >= 0 (got " + std::to_string(steps) + ")");
+  // Messages are built only on failure (check() runs once per hypergradient: no allocation).
+  require(steps >= 0, [&] {
+    return std::string("MethodSpec::steps must be >= 0 (got ") + std::to_string(steps) + ")";
+  });
   require(std::isfinite(damping) && damping >= 0, "MethodSpec::damping must be finite and >= 0");
   require_mapped(cg.max_iterations, CgParams{}.max_iterations, steps, "cg.max_iterations", "steps");
   require_mapped(cg.true_residual, CgParams{}.true_residual, compute_residual, "cg.true_residual",
@@ -178,20 +182,23 @@ void MethodSpec::check() const {
   check_part(exact, "exact");
   const bool rank_deficient =
       curvature == Curvature::OuterProduct || curvature == Curvature::Fisher;
-  require(!(rank_deficient && method != Method::Neumann),
-          std::string("curvature ") + to_string(curvature) +
-              " is defined for neumann only (DESIGN.md §1), not for " + to_string(method));
+  require(!(rank_deficient && method != Method::Neumann), [&] {
+    return std::string("curvature ") + to_string(curvature) +
+           " is defined for neumann only (DESIGN.md §1), not for " + to_string(method);
+  });
   require(!(curvature != Curvature::Hessian &&
             (method == Method::Kfac || method == Method::Unrolled || method == Method::Shine)),
-          std::string(to_string(method)) + " takes no --curvature (it defines its own)");
-  require(!warm_start || supports_warm_start(method),
-          std::string("MethodSpec::warm_start: ") + to_string(method) +
-              " cannot warm start (only cg and neumann carry v across hyper-steps)");
+          [&] { return std::string(to_string(method)) + " takes no --curvature (it defines its own)"; });
+  require(!warm_start || supports_warm_start(method), [&] {
+    return std::string("MethodSpec::warm_start: ") + to_string(method) +
+           " cannot warm start (only cg and neumann carry v across hyper-steps)";
+  });
   require(curvature_batch >= 0, "MethodSpec::curvature_batch must be >= 0");
   if (preconditioner != Preconditioner::None) {
-    require(supports_preconditioner(method),
-            std::string("MethodSpec::preconditioner: ") + to_string(method) +
-                " takes no preconditioner (only cg)");
+    require(supports_preconditioner(method), [&] {
+      return std::string("MethodSpec::preconditioner: ") + to_string(method) +
+             " takes no preconditioner (only cg)";
+    });
     require(curvature == Curvature::Hessian || curvature == Curvature::GaussNewton,
             "MethodSpec::preconditioner: needs the Hessian or Gauss-Newton curvature");
     require(!uses_ritz(preconditioner) || cg.reorthogonalize,
@@ -199,14 +206,18 @@ void MethodSpec::check() const {
             "(cg.reorthogonalize = true), whose Lanczos relation gives the Ritz pairs");
   }
   if (sampling != CurvatureSampling::Full) {
-    require(supports_curvature_sampling(method),
-            std::string("MethodSpec::sampling ") + to_string(sampling) + ": " +
-                to_string(method) + " has no minibatch curvature (only cg and neumann)");
-    require(curvature == Curvature::Hessian,
-            std::string("MethodSpec::sampling ") + to_string(sampling) +
-                " needs the Hessian curvature (minibatch Hessian-vector products)");
-    require(curvature_batch >= 1, std::string("MethodSpec::curvature_batch must be >= 1 with "
-                                              "sampling ") + to_string(sampling));
+    require(supports_curvature_sampling(method), [&] {
+      return std::string("MethodSpec::sampling ") + to_string(sampling) + ": " +
+             to_string(method) + " has no minibatch curvature (only cg and neumann)";
+    });
+    require(curvature == Curvature::Hessian, [&] {
+      return std::string("MethodSpec::sampling ") + to_string(sampling) +
+             " needs the Hessian curvature (minibatch Hessian-vector products)";
+    });
+    require(curvature_batch >= 1, [&] {
+      return std::string("MethodSpec::curvature_batch must be >= 1 with sampling ") +
+             to_string(sampling);
+    });
   }
   require(!(method == Method::Shine && damping != 0),
           "shine takes no --damping (its estimate is L-BFGS's of the undamped L_T; use cg)");
