@@ -230,11 +230,14 @@ struct CurvatureRows {
       : mode(spec.sampling), n(num_rows), batch(spec.curvature_batch),
         engine(seeded_engine(spec.sampling_seed, stream)) {
     if (mode == CurvatureSampling::Full) return;
-    require(n > 0, std::string("curvature sampling ") + to_string(mode) +
-                       ": this problem has no training rows to sample");
-    require(batch >= 1 && batch <= n,
-            "MethodSpec::curvature_batch (" + std::to_string(batch) +
-                ") must lie in [1, " + std::to_string(n) + "] (the training rows)");
+    require(n > 0, [this] {
+      return std::string("curvature sampling ") + to_string(mode) +
+             ": this problem has no training rows to sample";
+    });
+    require(batch >= 1 && batch <= n, [this] {
+      return "MethodSpec::curvature_batch (" + std::to_string(batch) + ") must lie in [1, " +
+             std::to_string(n) + "] (the training rows)";
+    });
     if (mode == CurvatureSampling::Fixed) rows = sample_rows(engine, n, batch);
   }
   /// The rows of the next product.
@@ -941,7 +944,9 @@ std::vector<Result<ProblemVector<P>>> hypergradient_sweep(
   spec.check();
   require(!ks.empty(), "hypergradient_sweep: no step count requested");
   for (Index k : ks)
-    require(k >= 0, "hypergradient_sweep: step counts must be >= 0 (got " + std::to_string(k) + ")");
+    require(k >= 0, [k] {
+      return "hypergradient_sweep: step counts must be >= 0 (got " + std::to_string(k) + ")";
+    });
   std::vector<Index> sorted = ks;
   std::sort(sorted.begin(), sorted.end());
   sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());

@@ -69,13 +69,15 @@ template <LinearOperator Op, class V>
 void cg_check_dimensions(const Op& A, const V& b, const V* x0, const char* who) {
   using VS = VectorSpace<V>;
   const Index n = VS::size(b);
-  require(A.rows() == n && A.cols() == n,
-          std::string(who) + ": operator must be square with the size of the right-hand side (" +
-              std::to_string(A.rows()) + "x" + std::to_string(A.cols()) + " vs " +
-              std::to_string(n) + ")");
+  // Messages built only on failure: this runs once per solve.
+  require(A.rows() == n && A.cols() == n, [&] {
+    return std::string(who) + ": operator must be square with the size of the right-hand side (" +
+           std::to_string(A.rows()) + "x" + std::to_string(A.cols()) + " vs " +
+           std::to_string(n) + ")";
+  });
   if (x0 != nullptr) {
-    require(VS::size(*x0) == n, std::string(who) + ": warm start x0 has the wrong size");
-    require(VS::all_finite(*x0), std::string(who) + ": warm start x0 is not finite");
+    require(VS::size(*x0) == n, [who] { return std::string(who) + ": warm start x0 has the wrong size"; });
+    require(VS::all_finite(*x0), [who] { return std::string(who) + ": warm start x0 is not finite"; });
   }
 }
 
@@ -98,6 +100,23 @@ SolveResult<V> conjugate_gradient_lanczos(const Op& A, const V& b, const CgParam
                                           const LanczosObserver<V>& lanczos);
 
 /// "stopped after k iterations ...": the message of a run that used its whole budget.
+/// Both CG forms' test of the starting residual (relative to ||b||): not finite ends the solve
+/// with NumericalIssue, within the tolerance with Converged (x0 returned); else the solve runs.
+template <class V>
+bool cg_stops_at_start(double rel, double tolerance, SolveResult<V>& result) {
+  if (!std::isfinite(rel)) {
+    result.status = SolverStatus::NumericalIssue;
+    result.message = "initial residual is not finite";
+    return true;
+  }
+  if (rel <= tolerance) {
+    result.status = SolverStatus::Converged;
+    result.message = "initial guess already meets the tolerance";
+    return true;
+  }
+  return false;
+}
+
 inline std::string cg_budget_message(Index iterations, double rel) {
   return "stopped after " + std::to_string(iterations) + " iterations with relative residual " +
          format_number(rel) + " > tolerance";
@@ -186,17 +205,7 @@ SolveResult<V> conjugate_gradient_plain(const Op& A, const V& b, const CgParams&
   if (params.record_history) result.residual_history.push_back(rel);
   VS::assign(best, x);
   double best_rel = rel;
-  bool stopped = false;
-
-  if (!std::isfinite(rel)) {
-    result.status = SolverStatus::NumericalIssue;
-    result.message = "initial residual is not finite";
-    stopped = true;
-  } else if (rel <= params.tolerance) {
-    result.status = SolverStatus::Converged;
-    result.message = "initial guess already meets the tolerance";
-    stopped = true;
-  }
+  bool stopped = detail::cg_stops_at_start(rel, params.tolerance, result);
   VS::assign(p, r);
   bool keep_last = true;  // false: return `best` instead of the last iterate
 
@@ -340,17 +349,8 @@ SolveResult<V> conjugate_gradient_lanczos(const Op& A, const V& b, const CgParam
   Index best_k = 0;
   double best_rel = rel;
   Index final_k = 0;  // number of Lanczos vectors in the returned iterate
-  bool stopped = false;
-
-  if (!std::isfinite(rel)) {
-    result.status = SolverStatus::NumericalIssue;
-    result.message = "initial residual is not finite";
-    stopped = true;
-  } else if (rel <= params.tolerance) {
-    result.status = SolverStatus::Converged;
-    result.message = "initial guess already meets the tolerance";
-    stopped = true;
-  } else {
+  bool stopped = detail::cg_stops_at_start(rel, params.tolerance, result);
+  if (!stopped) {
     VS::scale(static_cast<S>(1.0 / beta0), basis[0]);
   }
 

@@ -63,32 +63,37 @@ template <class V>
 void check_kronecker_blocks(Index dimension, const std::vector<KfacBlock<V>>& blocks,
                             const char* who) {
   using MS = MatrixSpace<V>;
-  require(dimension >= 0, std::string(who) + ": dimension must be >= 0");
+  require(dimension >= 0, [who] { return std::string(who) + ": dimension must be >= 0"; });
   std::vector<std::pair<Index, Index>> ranges;
   for (std::size_t b = 0; b < blocks.size(); ++b) {
     const KfacBlock<V>& k = blocks[b];
-    const std::string name = std::string(who) + ": block " + std::to_string(b);
+    // Messages built only on failure (this runs for every KFAC inverse, once per hypergradient).
+    const auto name = [who, b] { return std::string(who) + ": block " + std::to_string(b); };
     require(MS::rows(k.A) == MS::cols(k.A) && MS::rows(k.A) > 0,
-            name + ": A must be square and non-empty");
+            [&] { return name() + ": A must be square and non-empty"; });
     require(MS::rows(k.G) == MS::cols(k.G) && MS::rows(k.G) > 0,
-            name + ": G must be square and non-empty");
+            [&] { return name() + ": G must be square and non-empty"; });
     const BlockLayout layout = k.layout();
     const Index leading = layout.leading_size();
-    require(k.offset >= 0 && k.offset + leading <= dimension,
-            name + (layout.last_row_apart() ? ": parameters [offset, offset + in·out)"
-                                            : ": parameters [offset, offset + (in+1)·out)") +
-                " exceed the dimension " + std::to_string(dimension));
+    require(k.offset >= 0 && k.offset + leading <= dimension, [&] {
+      return name() +
+             (layout.last_row_apart() ? ": parameters [offset, offset + in·out)"
+                                      : ": parameters [offset, offset + (in+1)·out)") +
+             " exceed the dimension " + std::to_string(dimension);
+    });
     if (leading > 0) ranges.emplace_back(k.offset, k.offset + leading);
     if (layout.last_row_apart()) {
-      require(k.bias_offset + k.outputs() <= dimension,
-              name + ": bias parameters [bias_offset, bias_offset + out) exceed the dimension " +
-                  std::to_string(dimension));
+      require(k.bias_offset + k.outputs() <= dimension, [&] {
+        return name() + ": bias parameters [bias_offset, bias_offset + out) exceed the dimension " +
+               std::to_string(dimension);
+      });
       ranges.emplace_back(k.bias_offset, k.bias_offset + k.outputs());
     }
   }
   std::sort(ranges.begin(), ranges.end());
   for (std::size_t i = 1; i < ranges.size(); ++i)
-    require(ranges[i].first >= ranges[i - 1].second, std::string(who) + ": blocks overlap");
+    require(ranges[i].first >= ranges[i - 1].second,
+            [who] { return std::string(who) + ": blocks overlap"; });
 }
 
 template <class V>

@@ -50,9 +50,10 @@ class PartialReporter {
     std::sort(ks_.begin(), ks_.end());
     ks_.erase(std::unique(ks_.begin(), ks_.end()), ks_.end());
     for (Index k : ks_)
-      require(k >= 0 && k <= budget, std::string(who) + ": partial result requested at k = " +
-                                         std::to_string(k) + ", outside [0, " +
-                                         std::to_string(budget) + "] (the step budget)");
+      require(k >= 0 && k <= budget, [&] {
+        return std::string(who) + ": partial result requested at k = " + std::to_string(k) +
+               ", outside [0, " + std::to_string(budget) + "] (the step budget)";
+      });
   }
 
   /// True when k is the next step count to report.

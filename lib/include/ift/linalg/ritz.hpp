@@ -37,7 +37,9 @@ struct RitzParams {
   double accept = 0.1;
 
   void check() const {
-    require(memory >= 1, "RitzParams::memory must be >= 1 (got " + std::to_string(memory) + ")");
+    require(memory >= 1, [this] {
+      return "RitzParams::memory must be >= 1 (got " + std::to_string(memory) + ")";
+    });
     require(accept > 0 && accept <= 1, "RitzParams::accept must lie in (0, 1]");
   }
 };
