@@ -315,6 +315,36 @@ TEST(Mlp, RejectsBadInput) {
                std::invalid_argument);
 }
 
+// Dataset::gather into a reused data set (the minibatch products' storage) equals a fresh gather,
+// row by row, for every shape change: a smaller batch, a larger one, and from regression rows.
+TEST(Dataset, GatherIntoReusedStorageEqualsFreshGather) {
+  const auto data = testing::random_classification<double>(9, 3, 4, 5);
+  Dataset<double> reused;
+  for (const std::vector<Index>& rows :
+       {std::vector<Index>{4, 0, 8, 4}, std::vector<Index>{2}, std::vector<Index>{1, 3, 5, 7, 6, 0}}) {
+    data.gather(rows, reused);
+    ASSERT_EQ(reused.size(), static_cast<Index>(rows.size()));
+    EXPECT_EQ(reused.num_classes, data.num_classes);
+    EXPECT_EQ(reused.targets.size(), 0);
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      EXPECT_EQ(reused.X.row(static_cast<Index>(i)), data.X.row(rows[i]));
+      EXPECT_EQ(reused.labels(static_cast<Index>(i)), data.labels(rows[i]));
+    }
+    const Dataset<double> fresh = data.gather(rows);
+    EXPECT_EQ(fresh.X, reused.X);
+    EXPECT_EQ(fresh.labels, reused.labels);
+  }
+  Dataset<double> regression;
+  regression.X = data.X;
+  regression.targets = data.X.leftCols(2) * 2.0;
+  regression.gather({3, 1}, reused);  // from a classification batch to regression rows
+  EXPECT_EQ(reused.labels.size(), 0);
+  EXPECT_EQ(reused.num_classes, 0);
+  ASSERT_EQ(reused.targets.rows(), 2);
+  EXPECT_EQ(reused.targets.row(0), regression.targets.row(3));
+  EXPECT_EQ(reused.targets.row(1), regression.targets.row(1));
+}
+
 // Issue 14, point 7: a label outside the classes names its row and the range, in both models.
 TEST(Models, LabelsOutsideTheClassesNameTheirRow) {
   auto data = testing::random_classification<double>(6, 4, 3, 2);  // 4 features + bias: 5

@@ -42,19 +42,25 @@ struct Dataset {
     return out;
   }
 
-  /// The rows listed in `rows`, in that order (minibatches).
-  Dataset gather(const std::vector<Index>& rows) const {
-    Dataset out;
-    out.X.resize(static_cast<Index>(rows.size()), X.cols());
-    if (labels.size()) out.labels.resize(static_cast<Index>(rows.size()));
-    if (targets.size()) out.targets.resize(static_cast<Index>(rows.size()), targets.cols());
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-      const Index r = rows[i];
-      out.X.row(static_cast<Index>(i)) = X.row(r);
-      if (labels.size()) out.labels(static_cast<Index>(i)) = labels(r);
-      if (targets.size()) out.targets.row(static_cast<Index>(i)) = targets.row(r);
+  /// The rows listed in `rows`, in that order (minibatches), into `out`: its storage is reused
+  /// when it already has the batch's shape (a loop's minibatches of one size allocate once).
+  void gather(const std::vector<Index>& rows, Dataset& out) const {
+    const auto m = static_cast<Index>(rows.size());
+    out.X.resize(m, X.cols());
+    out.labels.resize(labels.size() ? m : 0);
+    out.targets.resize(targets.size() ? m : 0, targets.size() ? targets.cols() : 0);
+    for (Index i = 0; i < m; ++i) {
+      const Index r = rows[static_cast<std::size_t>(i)];
+      out.X.row(i) = X.row(r);
+      if (labels.size()) out.labels(i) = labels(r);
+      if (targets.size()) out.targets.row(i) = targets.row(r);
     }
     out.num_classes = num_classes;
+  }
+  /// The rows listed in `rows`, in that order, as a new data set.
+  Dataset gather(const std::vector<Index>& rows) const {
+    Dataset out;
+    gather(rows, out);
     return out;
   }
 

@@ -62,9 +62,7 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
     train_shard_ = train;
     val_shard_ = val;
     test_shard_ = test;
-    val_valid_ = false;
-    train_gradient_valid_ = false;
-    point_valid_ = false;  // the data terms are now sums over the ranks
+    drop_data_terms();  // they are now sums over the ranks
   }
   /// The communicator of a distributed problem; null for a single process.
   const std::shared_ptr<parallel::Communicator>& communicator() const { return comm_; }
@@ -87,6 +85,7 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
     require(w.size() == num_params(), "RegularizedProblem::set_point: w has the wrong size");
     lambda_ = lambda;
     if (!same_point(w)) {
+      drop_data_terms();
       w_ = w;
       // The forward pass (and an MLP's backpropagated δ) that every curvature product reuses;
       // the weight gradient itself (half of a logistic-regression gradient's flops, 40% of a
@@ -94,9 +93,6 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
       // cg/neumann/identity/kfac never needs it.
       data_loss_ = reduced(model_.evaluate(*train_, w_, train_cache_, nullptr), train_shard_);
       point_valid_ = true;
-      data_gradient_valid_ = false;
-      val_valid_ = false;
-      hvp_rows_.clear();  // the minibatch forward pass belongs to the old point
     }
     train_loss_ = data_loss_ + decay_.penalty(lambda_, w_);
     decay_.hessian_diagonal(lambda_, penalty_curvature_);  // exp(λ) once, not in every product
@@ -203,30 +199,16 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
   S batch_train_gradient(const Vector<S>& lambda, const Vector<S>& w,
                          const std::vector<Index>& rows, Vector<S>& gradient) override {
     require(!rows.empty(), "RegularizedProblem::batch_train_gradient: empty batch");
-    for (const Index r : rows)
-      require(r >= 0 && r < num_train_examples(), [r] {  // built only on failure: no allocation
-        return "RegularizedProblem::batch_train_gradient: row " + std::to_string(r) +
-               " outside the training set";
-      });
+    const parallel::Shard share = local_rows(rows, "batch_train_gradient", batch_rows_);
     S data_loss = 0;
-    if (!comm_) {
-      batch_ = train_->gather(rows);
-      data_loss = model_.evaluate(batch_, w, batch_cache_, &gradient);
+    if (share.count == 0) {
+      gradient.setZero(num_params());
     } else {
-      std::vector<Index> local;
-      for (const Index r : rows)
-        if (r >= train_shard_.begin && r < train_shard_.begin + train_shard_.count)
-          local.push_back(r - train_shard_.begin);
-      const parallel::Shard share{0, static_cast<Index>(local.size()), static_cast<Index>(rows.size())};
-      if (local.empty()) {
-        gradient.setZero(num_params());
-      } else {
-        batch_ = train_->gather(local);
-        data_loss = model_.evaluate(batch_, w, batch_cache_, &gradient);
-      }
-      data_loss = reduced(data_loss, share);
-      reduce(gradient, share);
+      train_->gather(batch_rows_, batch_);
+      data_loss = model_.evaluate(batch_, w, batch_cache_, &gradient);
     }
+    data_loss = reduced(data_loss, share);
+    reduce(gradient, share);
     const S loss = data_loss + decay_.penalty(lambda, w);
     decay_.add_gradient(lambda, w, gradient);
     return loss;
@@ -237,21 +219,9 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
   void batch_hvp(const std::vector<Index>& rows, const Vector<S>& v, Vector<S>& out) override {
     require(!rows.empty(), "RegularizedProblem::batch_hvp: empty batch");
     if (rows != hvp_rows_) {  // a new batch: its forward pass once (fixed sampling reuses it)
-      for (const Index r : rows)
-        require(r >= 0 && r < num_train_examples(), [r] {
-          return "RegularizedProblem::batch_hvp: row " + std::to_string(r) +
-                 " outside the training set";
-        });
-      std::vector<Index> local = rows;
-      if (comm_) {
-        local.clear();
-        for (const Index r : rows)
-          if (r >= train_shard_.begin && r < train_shard_.begin + train_shard_.count)
-            local.push_back(r - train_shard_.begin);
-      }
-      hvp_share_ = parallel::Shard{0, static_cast<Index>(local.size()), static_cast<Index>(rows.size())};
-      if (!local.empty()) {
-        hvp_batch_ = train_->gather(local);
+      hvp_share_ = local_rows(rows, "batch_hvp", batch_rows_);
+      if (hvp_share_.count > 0) {
+        train_->gather(batch_rows_, hvp_batch_);
         model_.evaluate(hvp_batch_, w_, hvp_batch_cache_, nullptr);
       }
       hvp_rows_ = rows;
@@ -292,6 +262,33 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
             "RegularizedProblem: curvature product of the wrong size (call set_point first)");
     out.array() += penalty_curvature_.array() * v.array();
   }
+  /// Forgets every term computed from the data at w_ (a new point, or a new distribution).
+  void drop_data_terms() {
+    point_valid_ = false;
+    data_gradient_valid_ = false;
+    train_gradient_valid_ = false;
+    val_valid_ = false;
+    hvp_rows_.clear();  // the minibatch forward pass belongs to the old point
+  }
+  /// The rows of a minibatch (indices into the whole training set, each checked) that this
+  /// process holds, as indices into its own rows, in `local`; the returned share weights them:
+  /// {0, local rows, batch size}. A single process holds every row (local = rows, bitwise the
+  /// undistributed mean).
+  parallel::Shard local_rows(const std::vector<Index>& rows, const char* who,
+                             std::vector<Index>& local) const {
+    local.clear();
+    for (const Index r : rows) {
+      require(r >= 0 && r < num_train_examples(), [r, who] {  // built only on failure
+        return std::string("RegularizedProblem::") + who + ": row " + std::to_string(r) +
+               " outside the training set";
+      });
+      if (!comm_)
+        local.push_back(r);
+      else if (r >= train_shard_.begin && r < train_shard_.begin + train_shard_.count)
+        local.push_back(r - train_shard_.begin);
+    }
+    return {0, static_cast<Index>(local.size()), static_cast<Index>(rows.size())};
+  }
   /// w is bitwise the point whose forward pass train_cache_ holds.
   bool same_point(const Vector<S>& w) const {
     return point_valid_ && w.size() == w_.size() &&
@@ -318,6 +315,7 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
   WeightDecay<S> decay_;
   std::shared_ptr<const Dataset<S>> train_, val_, test_;
   Vector<S> lambda_, w_, val_gradient_;
+  std::vector<Index> batch_rows_;  // local_rows' output, kept to reuse its storage
   mutable Vector<S> train_gradient_;  // formed on demand from train_cache_ (see set_point)
   mutable Vector<S> data_gradient_;   // its data term, kept while w stays (a new λ only)
   Vector<S> penalty_curvature_;       // exp(λ) per weight, the penalty's Hessian diagonal
