@@ -116,6 +116,50 @@ void BM_DensePath(benchmark::State& state, Index n, int threads, DensePrecision 
   state.SetLabel(label);
 }
 
+/// The regularised Hessian built in float by the problem (capability::FloatCurvature: what the
+/// exact method's mixed path factorises for double), against BM_Hessian's double data term.
+void BM_HessianFloat(benchmark::State& state, Index n, int threads) {
+  auto& s = Setup<LogRegTag, double>::get(n);
+  const double gemm = gemm_gflops<float>(threads);
+  set_threads(threads);
+  s.problem->set_point(s.lambda, s.w);
+  static Matrix<float> H;
+  const CallMeter m = measure(
+      state,
+      [&] {
+        s.problem->hessian_float(H);
+        benchmark::DoNotOptimize(H.data());
+      },
+      [&] { s.evaluate_gradient(); });
+  m.report(state, hessian_flops(n), 0, gemm);
+}
+
+/// The exact method's dense part as generic::detail::solve runs it (its workspace reused between
+/// calls, as the engine's): for double at this D, H built in float, spotrf, and the refinement's
+/// residual by the matrix-free HVP (DenseSolver::compute_mixed); BM_DensePath's counterpart.
+void BM_DensePathFloatH(benchmark::State& state, Index n, int threads) {
+  auto& s = Setup<LogRegTag, double>::get(n);
+  const double gemm = gemm_gflops<double>(threads);
+  set_threads(threads);
+  s.problem->set_point(s.lambda, s.w);
+  static generic::DenseWorkspace<double> workspace;
+  const MethodSpec spec;  // exact, --exact-precision auto
+  generic::Result<Vector<double>> out;
+  std::string label;
+  const CallMeter m = measure(
+      state,
+      [&] {
+        generic::detail::solve(*s.problem, spec, s.v, out, &workspace, nullptr);
+        benchmark::DoNotOptimize(out.v.data());
+        label = std::string(to_string(out.status)) + " " +
+                to_string(workspace.solver.factorization()) + " " +
+                std::to_string(out.iterations) + " steps " + std::to_string(out.hvps) + " hvps";
+      },
+      [&] { s.evaluate_gradient(); });
+  m.report(state, hessian_flops(n) + cholesky_flops(), 0, gemm);
+  state.SetLabel(label);
+}
+
 /// compute + solve of a random SPD matrix of size D (eigenvalues geometric in [1, 1e3], a
 /// P1-like conditioning), mixed against double: where the mixed path starts to pay
 /// (DenseParams::mixed_min_size). Counter x_double = this precision's time / double's, timed
@@ -259,6 +303,10 @@ void register_dense(Index n) {
       add("BM_DensePathDouble_LogReg" + suffix, [=](benchmark::State& st) {
         BM_DensePath<S>(st, n, t, DensePrecision::Double);
       });
+      add("BM_HessianFloat_LogReg" + suffix,
+          [=](benchmark::State& st) { BM_HessianFloat(st, n, t); });
+      add("BM_DensePathFloatH_LogReg" + suffix,
+          [=](benchmark::State& st) { BM_DensePathFloatH(st, n, t); });
       add("BM_ExactDouble_LogReg" + suffix, [=](benchmark::State& st) {
         BM_Hypergradient<LogRegTag, S>(st, n, Method::Exact, 0, t, Point::Init,
                                        DensePrecision::Double);

@@ -12,6 +12,7 @@
 #include "fixtures.hpp"
 #include "ift/hypergradient.hpp"
 #include "ift/linalg/dense_solver.hpp"
+#include "ift/models/logistic_regression.hpp"
 #include "ift/models/softmax_regression.hpp"
 #include "ift/problems/regularized.hpp"
 
@@ -277,6 +278,268 @@ TEST(DenseMixed, SmallP1HessianAndItsHypergradient) {
   EXPECT_EQ(hd.message.find("mixed-precision"), std::string::npos) << hd.message;
   EXPECT_LE(relative(hm.hypergradient, hd.hypergradient), 1e-13);
   EXPECT_LE(*hm.relative_residual, 1e-14);
+}
+
+
+// ---- H built in float (capability::FloatCurvature, DenseSolver::compute_mixed) ----
+
+/// γ_m = m·u / (1 − m·u) with u = eps_float / 2: the bound on the relative error of m chained
+/// float roundings (Higham, Accuracy and Stability, §3.1).
+double gamma_float(Index m) {
+  const double u = std::numeric_limits<float>::epsilon() / 2.0;
+  return double(m) * u / (1.0 - double(m) * u);
+}
+
+/// Softmax probabilities of the rows of X at w (w[c·F + j] = W[c, j]), in double.
+Matrix<double> softmax_probs(const Matrix<double>& X, const Vector<double>& w, Index C) {
+  const Index F = X.cols();
+  Matrix<double> Z = X * Eigen::Map<const Matrix<double>>(w.data(), F, C);
+  for (Index i = 0; i < Z.rows(); ++i) {
+    Z.row(i).array() -= Z.row(i).maxCoeff();
+    Z.row(i) = Z.row(i).array().exp().matrix();
+    Z.row(i) /= Z.row(i).sum();
+  }
+  return Z;
+}
+
+/// P1's structure at a small size: softmax regression, per-weight decay with λ_i drawn around
+/// `log_decay` (spread 0.5), at a random point.
+struct SmallP1 {
+  SoftmaxRegression<double> model;
+  RegularizedProblem<SoftmaxRegression<double>> problem;
+  Vector<double> lambda;
+
+  SmallP1(Index n, Index features, Index classes, double log_decay, std::uint64_t seed)
+      : model(features + 1, classes),
+        problem(model, WeightDecay<double>(DecayKind::PerWeight, model.num_params()),
+                shared(testing::random_classification<double>(n, features, classes, seed)),
+                shared(testing::random_classification<double>(n / 2, features, classes, seed + 1))) {
+    const Index D = model.num_params();
+    lambda = testing::random_vector<double>(D, seed + 2, 0.5).array() + log_decay;
+    problem.set_point(lambda, testing::random_vector<double>(D, seed + 3, 0.1));
+  }
+};
+
+TEST(DenseMixedFloatH, SoftmaxFloatHessianEqualsTheDoubleOneToFloatRounding) {
+  // Entry (c·F + a, c'·F + b) of the data term is Σ_k s_k x_ka x_kb, s_k = (δ_cc' p_kc −
+  // p_kc p_kc') / n, formed in float as ±Σ_k y_ka y_kb with y_k = fl(fl(√|s_k|)·fl(x_k)): each term
+  // carries at most 7 roundings (x twice, √|s| twice — one for its double evaluation, far below
+  // u —, the two y products, their product) and the n-term sum at most n, whatever its order;
+  // the penalty's diagonal adds 2 (e^λ rounded, the sum rounded). So, entrywise,
+  //   |H_float − H| <= γ_(n+10) · (|X|ᵀ|S_cc'||X| + diag(e^λ)),
+  // the double H's own error (γ_n in double) being 2^29 times smaller.
+  const Index n = 120, C = 4;
+  SmallP1 p1(n, 20, C, 0.0, 31);
+  Matrix<double> H;
+  p1.problem.hessian(H);
+  Matrix<float> Hf;
+  p1.problem.hessian_float(Hf);
+  ASSERT_EQ(Hf.rows(), H.rows());
+  ASSERT_EQ(Hf.cols(), H.cols());
+  const Matrix<double>& X = p1.problem.train_data().X;
+  const Index F = X.cols();
+  const Matrix<double> P = softmax_probs(X, p1.problem.w(), C);
+  const Matrix<double> absX = X.cwiseAbs();
+  Matrix<double> bound(H.rows(), H.cols());
+  for (Index c = 0; c < C; ++c)
+    for (Index c2 = 0; c2 < C; ++c2) {
+      Vector<double> s = -P.col(c).cwiseProduct(P.col(c2)) / double(n);
+      if (c == c2) s += P.col(c) / double(n);
+      bound.block(c * F, c2 * F, F, F) = absX.transpose() * s.cwiseAbs().asDiagonal() * absX;
+    }
+  bound.diagonal() += p1.lambda.array().exp().matrix();
+  bound *= gamma_float(n + 10);
+  const Matrix<double> error = (Hf.cast<double>() - H).cwiseAbs();
+  double worst = 0;
+  for (Index j = 0; j < H.cols(); ++j)
+    for (Index i = 0; i < H.rows(); ++i) {
+      ASSERT_LE(error(i, j), bound(i, j)) << "entry (" << i << ", " << j << ")";
+      worst = std::max(worst, error(i, j) / bound(i, j));
+    }
+  EXPECT_GT(worst, 0.0);  // formed in float: rounding is visible
+  EXPECT_EQ(Matrix<float>(Hf.transpose()), Hf);  // symmetric, as the double one
+}
+
+TEST(DenseMixedFloatH, LogisticFloatHessianEqualsTheDoubleOneToFloatRounding) {
+  // H_ab = Σ_k x_ka (x_kb·p_k(1 − p_k)/n) formed in float: x twice, the weight twice (double
+  // evaluation, then float), the scaled row, the product: 6 roundings a term, n for the sum, 2
+  // for the penalty: |H_float − H| <= γ_(n+8) · (|X|ᵀ diag(p(1 − p)/n) |X| + diag(e^λ)).
+  const Index n = 150;
+  const LogisticRegression<double> model(16);
+  RegularizedProblem problem(model, WeightDecay<double>(DecayKind::PerWeight, model.num_params()),
+                             shared(testing::random_classification<double>(n, 15, 2, 41)),
+                             shared(testing::random_classification<double>(60, 15, 2, 42)));
+  const Vector<double> lambda = testing::random_vector<double>(16, 43, 0.5);
+  problem.set_point(lambda, testing::random_vector<double>(16, 44, 0.3));
+  Matrix<double> H;
+  problem.hessian(H);
+  Matrix<float> Hf;
+  problem.hessian_float(Hf);
+  const Matrix<double>& X = problem.train_data().X;
+  const Vector<double> p = (1.0 + (-(X * problem.w())).array().exp()).inverse().matrix();
+  const Vector<double> weight = (p.array() * (1.0 - p.array()) / double(n)).matrix();
+  Matrix<double> bound = X.cwiseAbs().transpose() * weight.asDiagonal() * X.cwiseAbs();
+  bound.diagonal() += lambda.array().exp().matrix();
+  bound *= gamma_float(n + 8);
+  const Matrix<double> error = (Hf.cast<double>() - H).cwiseAbs();
+  for (Index j = 0; j < H.cols(); ++j)
+    for (Index i = 0; i < H.rows(); ++i)
+      ASSERT_LE(error(i, j), bound(i, j)) << "entry (" << i << ", " << j << ")";
+  EXPECT_GT(error.maxCoeff(), 0.0);
+}
+
+TEST(DenseMixedFloatH, ExactThroughTheFloatHessianEqualsTheDoublePath) {
+  // D = 51 · 6 = 306, κ(H) of order 10–100: two double solves agree to about κ·√D·eps, far
+  // below 1e-13. Auto with mixed_min_size = 100 takes the float-built path (D >= 100).
+  SmallP1 p1(300, 50, 6, 0.0, 51);
+  auto& problem = p1.problem;
+  const Index D = p1.model.num_params();
+  for (const Curvature curvature : {Curvature::Hessian, Curvature::GaussNewton})
+    for (const double damping : {0.0, 0.25}) {
+      SCOPED_TRACE(std::string(to_string(curvature)) + ", damping " + std::to_string(damping));
+      MethodSpec spec;
+      spec.curvature = curvature;
+      spec.damping = damping;
+      spec.exact.mixed_min_size = 100;
+      const auto hm = generic::hypergradient(problem, spec);
+      spec.exact.precision = DensePrecision::Double;
+      const auto hd = generic::hypergradient(problem, spec);
+      ASSERT_EQ(hm.status, SolverStatus::Converged) << hm.message;
+      EXPECT_NE(hm.message.find("H built in float"), std::string::npos) << hm.message;
+      EXPECT_EQ(hm.message.find("fell back"), std::string::npos) << hm.message;
+      EXPECT_EQ(hd.message.find("mixed-precision"), std::string::npos) << hd.message;
+      EXPECT_LE(relative(hm.hypergradient, hd.hypergradient), 1e-13);
+      EXPECT_LE(relative(hm.v, hd.v), 1e-13);
+      // One matrix-free product per refinement residual: at least one per step.
+      EXPECT_GE(hm.hvps, hm.iterations + 1);
+      EXPECT_GE(hm.iterations, 1);  // the float solve alone is float-accurate
+      // The residual at double level, measured independently from the dense double (damped) H.
+      Matrix<double> H;
+      problem.hessian(H);  // = Gauss-Newton matrix for softmax regression
+      H.diagonal().array() += damping;
+      const Vector<double>& g = problem.val_gradient();
+      EXPECT_LE(dsposv_ratio(H, hm.v, g), 1.0);
+      ASSERT_TRUE(hm.relative_residual.has_value());
+      EXPECT_NEAR(*hm.relative_residual, residual(H, hm.v, g), 1e-15);
+      EXPECT_EQ(D, hm.v.size());
+    }
+  // The same through the BilevelProblem interface (the capability found at run time).
+  BilevelProblem<double>& base = problem;
+  MethodSpec spec;
+  spec.exact.mixed_min_size = 100;
+  const auto hb = generic::hypergradient(base, spec);
+  EXPECT_NE(hb.message.find("H built in float"), std::string::npos) << hb.message;
+  EXPECT_EQ(hb.hypergradient, generic::hypergradient(problem, spec).hypergradient);
+}
+
+TEST(DenseMixedFloatH, IllConditionedFallsBackAndBuildsTheDoubleH) {
+  // n = 30 rows, D = 21 · 4 = 84: the data term has rank <= n(C − 1) = 90 minus softmax's F-dim
+  // null space, so H's smallest eigenvalues are the decay e^λ ≈ e^-25 ≈ 1e-11 against a largest
+  // of order 0.1: κ ≈ 1e10 ≫ 1/eps_float. The float path cannot solve it (a non-positive float
+  // pivot, or a refinement that does not contract); the double path can (rcond ≈ 1e-10 ≫ eps).
+  SmallP1 p1(30, 20, 4, -25.0, 61);
+  MethodSpec spec;
+  spec.exact.mixed_min_size = 10;
+  const auto hm = generic::hypergradient(p1.problem, spec);
+  spec.exact.precision = DensePrecision::Double;
+  const auto hd = generic::hypergradient(p1.problem, spec);
+  EXPECT_EQ(hm.status, SolverStatus::Converged) << hm.message;
+  EXPECT_EQ(hd.status, SolverStatus::Converged) << hd.message;
+  EXPECT_NE(hm.message.find("fell back to double"), std::string::npos) << hm.message;
+  EXPECT_NE(hm.message.find("the double H was built"), std::string::npos) << hm.message;
+  // The same double matrix and factorisation as the double path: the same numbers.
+  EXPECT_LE(relative(hm.hypergradient, hd.hypergradient), 1e-14);
+}
+
+TEST(DenseMixedFloatH, SingularKeepsItsStatusThroughTheFloatPath) {
+  // e^-800 underflows to 0: no penalty, and softmax's data Hessian is singular (shifting every
+  // class's weights by one vector leaves the probabilities unchanged).
+  SmallP1 p1(100, 10, 3, -800.0, 71);
+  MethodSpec spec;
+  spec.exact.mixed_min_size = 10;
+  const auto hm = generic::hypergradient(p1.problem, spec);
+  spec.exact.precision = DensePrecision::Double;
+  const auto hd = generic::hypergradient(p1.problem, spec);
+  EXPECT_EQ(hd.status, SolverStatus::NumericalIssue) << hd.message;
+  EXPECT_EQ(hm.status, hd.status) << hm.message;
+  EXPECT_NE(hm.message.find("singular"), std::string::npos) << hm.message;
+  EXPECT_NE(hm.message.find("the double H was built"), std::string::npos) << hm.message;
+  EXPECT_TRUE(hm.hypergradient.allFinite());
+}
+
+/// compute_mixed on a given matrix: the float H is A rounded, the product A x, the builder A.
+DenseSolver<double> float_built(const Matrix<double>& A, DenseParams params = {}) {
+  DenseSolver<double> solver;
+  solver.compute_mixed([&A](Matrix<float>& L) { L = A.cast<float>(); },
+                       [&A](const Vector<double>& x, Vector<double>& y) { y = A * x; },
+                       [&A]() -> const Matrix<double>& { return A; }, params);
+  return solver;
+}
+
+TEST(DenseMixedFloatH, ComputeMixedClassifiesLikeTheDoublePath) {
+  const Index n = 40;
+  const Vector<double> g = testing::random_vector<double>(n, 80);
+  // Well conditioned: the float path, the double solution, one product per step, no dense H.
+  const Matrix<double> good = spd(n, 10.0, 81);
+  const DenseSolver<double> solver = float_built(good);
+  ASSERT_EQ(solver.factorization(), DenseFactorization::MixedCholesky) << solver.message();
+  EXPECT_EQ(solver.matrix(), nullptr);
+  const auto r = solver.solve(g);
+  const auto d = DenseSolver<double>(good, precision(DensePrecision::Double)).solve(g);
+  EXPECT_EQ(r.status, SolverStatus::Converged) << r.message;
+  EXPECT_LE(relative(r.x, d.x), 1e-13);
+  EXPECT_LE(dsposv_ratio(good, r.x, g), 1.0);
+  EXPECT_EQ(r.hvps, r.iterations + 1);  // converged at its last step here: each step one product
+  // Indefinite and singular: the float Cholesky fails, the double H is built and LDLT
+  // classifies it as the double path does.
+  Vector<double> spectrum(n);
+  for (Index i = 0; i < n; ++i) spectrum[i] = 1.0 + i;
+  spectrum[3] = -1.5;
+  const Matrix<double> indefinite = with_spectrum(spectrum, 82);
+  const auto ri = float_built(indefinite).solve(g);
+  EXPECT_EQ(ri.status, SolverStatus::NotPositiveDefinite) << ri.message;
+  EXPECT_NE(ri.message.find("indefinite"), std::string::npos) << ri.message;
+  EXPECT_NE(ri.message.find("the double H was built"), std::string::npos) << ri.message;
+  EXPECT_LE(residual(indefinite, ri.x, g), 1e-12);
+  Matrix<double> singular = spd(n, 10.0, 83);
+  singular.row(6).setZero();
+  singular.col(6).setZero();
+  const auto rs = float_built(singular).solve(g);
+  EXPECT_EQ(rs.status, SolverStatus::NumericalIssue) << rs.message;
+  EXPECT_NE(rs.message.find("singular"), std::string::npos) << rs.message;
+  // Beyond float's range: the float H is infinite, the double path solves it.
+  const Matrix<double> huge = 1e300 * good;
+  const DenseSolver<double> big = float_built(huge);
+  EXPECT_EQ(big.factorization(), DenseFactorization::Cholesky) << big.message();
+  EXPECT_NE(big.message().find("the float H is not finite"), std::string::npos) << big.message();
+  // The refinement cap: the fallback happens in the solve, which builds the double H then.
+  DenseParams capped;
+  capped.max_refinements = 1;
+  const Matrix<double> harder = spd(n, 1e4, 84);
+  const DenseSolver<double> solver_capped = float_built(harder, capped);
+  ASSERT_EQ(solver_capped.factorization(), DenseFactorization::MixedCholesky);
+  const auto rc = solver_capped.solve(g);
+  EXPECT_EQ(solver_capped.factorization(), DenseFactorization::Cholesky);
+  EXPECT_EQ(solver_capped.matrix(), &harder);
+  EXPECT_NE(rc.message.find("the double H was built"), std::string::npos) << rc.message;
+  EXPECT_LE(relative(rc.x, DenseSolver<double>(harder, precision(DensePrecision::Double)).solve(g).x),
+            1e-14);
+}
+
+TEST(DenseMixedFloatH, FloatProblemsKeepThePlainFloatPath) {
+  SoftmaxRegression<float> model(11, 3);
+  RegularizedProblem problem(model, WeightDecay<float>(DecayKind::PerWeight, model.num_params()),
+                             testing::shared(testing::random_classification<float>(80, 10, 3, 91)),
+                             testing::shared(testing::random_classification<float>(40, 10, 3, 92)));
+  problem.set_point(Vector<float>::Zero(33), testing::random_vector<float>(33, 93, 0.1));
+  MethodSpec spec;
+  spec.exact.precision = DensePrecision::Mixed;
+  const auto hm = generic::hypergradient(problem, spec);
+  spec.exact.precision = DensePrecision::Double;
+  const auto hd = generic::hypergradient(problem, spec);
+  EXPECT_EQ(hm.status, SolverStatus::Converged) << hm.message;
+  EXPECT_EQ(hm.message.find("mixed-precision"), std::string::npos) << hm.message;
+  EXPECT_EQ(hm.hypergradient, hd.hypergradient);  // the same computation
 }
 
 }  // namespace

@@ -123,6 +123,22 @@ class DenseGaussNewton {
   virtual void gauss_newton_matrix(Matrix<S>& G) = 0;
 };
 
+/// The dense training curvature formed directly in float (the exact method's mixed path for
+/// S = double, DenseSolver::compute_mixed): the Hessian ∇²_w L_T, and the Gauss-Newton matrix plus
+/// the penalty's curvature, each equal to hessian() / gauss_newton_matrix() to float rounding.
+/// Offered only where both are formed in float (for the linear-logit models they coincide).
+template <class S>
+class FloatCurvature {
+ public:
+  virtual ~FloatCurvature() = default;
+  virtual void hessian_float(Matrix<float>& H) = 0;
+  virtual void gauss_newton_matrix_float(Matrix<float>& G) = 0;
+};
+
+/// No capability: the base a problem derives from where a capability is conditional.
+template <class S>
+class Nothing {};
+
 /// KFAC factors of the data term plus the penalty's curvature folded into a per-block shift
 /// (returned in `shift`, one entry per block: the mean of the penalty's Hessian diagonal over
 /// the block; exact for global decay).

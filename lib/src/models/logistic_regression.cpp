@@ -131,16 +131,39 @@ void LogisticRegression<S>::fisher_product(const Dataset<S>& data, const Vector<
   curvature_product(data, cache, v.data(), 1, out.data(), true);
 }
 
+namespace {
+
+/// H = Xᵀ diag(p(1 − p)/n) X formed in precision T from X in T and p in S (hessian: T = S;
+/// hessian_float: T = float); each row weight is formed in S and rounded to T once.
+template <class T, class S>
+void logistic_hessian(const Matrix<T>& X, const Vector<S>& probs, Matrix<T>& work, Matrix<T>& H) {
+  const Index n = X.rows();
+  work = X;
+  for (Index i = 0; i < n; ++i)
+    work.row(i) *= static_cast<T>(probs(i) * (S(1) - probs(i)) / S(n));
+  H.resize(X.cols(), X.cols());
+  H.noalias() = X.transpose() * work;
+}
+
+}  // namespace
+
 template <class S>
 void LogisticRegression<S>::hessian(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
                                     Matrix<S>& H) const {
   check_data(data, w);
-  const Index n = data.size();
-  cache.work_x = data.X;
-  for (Index i = 0; i < n; ++i)
-    cache.work_x.row(i) *= cache.probs(i) * (S(1) - cache.probs(i)) / S(n);
-  H.resize(num_params(), num_params());
-  H.noalias() = data.X.transpose() * cache.work_x;
+  logistic_hessian(data.X, cache.probs, cache.work_x, H);
+}
+
+template <class S>
+void LogisticRegression<S>::hessian_float(const Dataset<S>& data, const Matrix<float>& X_float,
+                                          const Vector<S>& w, Cache& cache,
+                                          Matrix<float>& H) const {
+  check_data(data, w);
+  require(cache.probs.size() == data.size(),
+          "LogisticRegression::hessian_float: call evaluate() first");
+  require(X_float.rows() == data.X.rows() && X_float.cols() == data.X.cols(),
+          "LogisticRegression::hessian_float: X_float is not the data's design matrix");
+  logistic_hessian(X_float, cache.probs, cache.work_x_float, H);
 }
 
 template <class S>

@@ -1,6 +1,7 @@
 #include "ift/models/softmax_regression.hpp"
 
 #include <cmath>
+#include <type_traits>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -173,24 +174,26 @@ void SoftmaxRegression<S>::fisher_product(const Dataset<S>& data, const Vector<S
   curvature_product(data, cache, num_classes_, v.data(), 1, out.data(), true);
 }
 
-template <class S>
-void SoftmaxRegression<S>::hessian(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
-                                   Matrix<S>& H) const {
-  check_data(data, w);
-  const Index n = data.size(), C = num_classes_, F = num_features_;
-  require(cache.probs.rows() == n, "SoftmaxRegression::hessian: call evaluate() first");
-  H.resize(num_params(), num_params());
-  // Block (c, c') = Xᵀ diag(s) X with s_i = (δ_cc' p_ic − p_ic p_ic') / n is symmetric and of one
-  // sign (s ≥ 0 on the diagonal, s ≤ 0 off it), so it is a symmetric rank-n update (SYRK) of
-  // Y = diag(√|s|) X: half the flops of a GEMM. The C(C+1)/2 lower blocks are shared among the
-  // OpenMP threads (Eigen runs sequentially inside a parallel region: one thread pool, DESIGN.md
-  // §5); each thread mirrors its own block into the upper triangle.
+namespace {
+
+/// H = (1/n) Σ_n S_n ⊗ x_n x_nᵀ formed in precision T from X in T and the probabilities in S
+/// (hessian: T = S; hessian_float: T = float). Block (c, c') = Xᵀ diag(s) X with
+/// s_i = (δ_cc' p_ic − p_ic p_ic') / n is symmetric and of one sign (s ≥ 0 on the diagonal, s ≤ 0
+/// off it), so it is a symmetric rank-n update (SYRK) of Y = diag(√|s|) X: half the flops of a
+/// GEMM. The C(C+1)/2 lower blocks are shared among the OpenMP threads (Eigen runs sequentially
+/// inside a parallel region: one thread pool, DESIGN.md §5); each thread mirrors its own block
+/// into the upper triangle. √|s| is formed in S and rounded to T once.
+template <class T, class S>
+void softmax_hessian(const Matrix<T>& X, const Matrix<S>& probs, Index C, Matrix<T>& work,
+                     Matrix<T>& H) {
+  const Index n = X.rows(), F = X.cols();
+  H.resize(F * C, F * C);
   const Index pairs = C * (C + 1) / 2;
   int threads = 1;
 #ifdef _OPENMP
   threads = omp_get_max_threads();
 #endif
-  cache.work_x.resize(n, F * threads);
+  work.resize(n, F * threads);
   const S inv_n = S(1) / S(n);
 #pragma omp parallel num_threads(threads)
   {
@@ -198,7 +201,7 @@ void SoftmaxRegression<S>::hessian(const Dataset<S>& data, const Vector<S>& w, C
 #ifdef _OPENMP
     tid = omp_get_thread_num();
 #endif
-    auto Y = cache.work_x.middleCols(static_cast<Index>(tid) * F, F);
+    auto Y = work.middleCols(static_cast<Index>(tid) * F, F);
     Vector<S> scale(n);
 #pragma omp for schedule(dynamic, 1)
     for (Index pair = 0; pair < pairs; ++pair) {
@@ -209,20 +212,44 @@ void SoftmaxRegression<S>::hessian(const Dataset<S>& data, const Vector<S>& w, C
       }
       c2 += c;
       if (c == c2)
-        scale.array() =
-            (cache.probs.col(c).array() * (S(1) - cache.probs.col(c).array()) * inv_n).sqrt();
+        scale.array() = (probs.col(c).array() * (S(1) - probs.col(c).array()) * inv_n).sqrt();
       else
-        scale.array() = (cache.probs.col(c).array() * cache.probs.col(c2).array() * inv_n).sqrt();
-      Y.noalias() = scale.asDiagonal() * data.X;
+        scale.array() = (probs.col(c).array() * probs.col(c2).array() * inv_n).sqrt();
+      if constexpr (std::is_same_v<T, S>)
+        Y.noalias() = scale.asDiagonal() * X;
+      else
+        Y.noalias() = scale.template cast<T>().asDiagonal() * X;
       auto block = H.block(c2 * F, c * F, F, F);  // lower block triangle (c2 ≥ c)
       block.setZero();
       block.template selfadjointView<Eigen::Lower>().rankUpdate(Y.transpose(),
-                                                                c == c2 ? S(1) : S(-1));
+                                                                c == c2 ? T(1) : T(-1));
       for (Index j = 1; j < F; ++j)
         for (Index i = 0; i < j; ++i) block(i, j) = block(j, i);
       if (c2 != c) H.block(c * F, c2 * F, F, F) = block.transpose();
     }
   }
+}
+
+}  // namespace
+
+template <class S>
+void SoftmaxRegression<S>::hessian(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
+                                   Matrix<S>& H) const {
+  check_data(data, w);
+  require(cache.probs.rows() == data.size(), "SoftmaxRegression::hessian: call evaluate() first");
+  softmax_hessian(data.X, cache.probs, num_classes_, cache.work_x, H);
+}
+
+template <class S>
+void SoftmaxRegression<S>::hessian_float(const Dataset<S>& data, const Matrix<float>& X_float,
+                                         const Vector<S>& w, Cache& cache,
+                                         Matrix<float>& H) const {
+  check_data(data, w);
+  require(cache.probs.rows() == data.size(),
+          "SoftmaxRegression::hessian_float: call evaluate() first");
+  require(X_float.rows() == data.X.rows() && X_float.cols() == data.X.cols(),
+          "SoftmaxRegression::hessian_float: X_float is not the data's design matrix");
+  softmax_hessian(X_float, cache.probs, num_classes_, cache.work_x_float, H);
 }
 
 template <class S>

@@ -108,6 +108,13 @@ concept HasDenseGaussNewton =
     requires(P& p, Matrix<typename VectorSpace<ProblemVector<P>>::Scalar>& G) {
       p.gauss_newton_matrix(G);
     };
+/// The dense curvature formed in float (capability::FloatCurvature; exact's mixed path, S =
+/// double). Statically only through the interface itself (RegularizedProblem derives from it
+/// only for the models that form it).
+template <class P>
+concept HasFloatCurvature =
+    std::same_as<ProblemVector<P>, Vector<double>> &&
+    std::derived_from<P, capability::FloatCurvature<double>>;
 /// Problems that support KFAC export their Kronecker factors at the current point (on the
 /// matrices of MatrixSpace<V>) and, in `shift`, one entry per block: the mean of the penalty's
 /// Hessian diagonal over the block. The one KFAC inverse (linalg/kfac.hpp) is built here.
@@ -618,19 +625,50 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
         using S = typename VectorSpace<V>::Scalar;
         DenseWorkspace<S> local;
         DenseWorkspace<S>& ws = workspace ? *workspace : local;
-        if (spec.curvature == Curvature::GaussNewton) {
-          if (!with_capability<capability::DenseGaussNewton, HasDenseGaussNewton<P>>(
-                  problem, [&ws](auto& c) { c.gauss_newton_matrix(ws.matrix); }))
+        const bool gauss_newton = spec.curvature == Curvature::GaussNewton;
+        // The dense curvature in S, damped: the double path, and the mixed path's fallback.
+        const double damping = spec.damping;
+        auto build = [&problem, &ws, gauss_newton, damping]() -> const Matrix<S>& {
+          if (gauss_newton) {
+            if (!with_capability<capability::DenseGaussNewton, HasDenseGaussNewton<P>>(
+                    problem, [&ws](auto& c) { c.gauss_newton_matrix(ws.matrix); }))
+              throw std::invalid_argument("exact: this problem forms no dense Gauss-Newton "
+                                          "matrix (capability::DenseGaussNewton)");
+          } else if (!with_capability<capability::DenseHessian, HasDenseHessian<P>>(
+                         problem, [&ws](auto& c) { c.hessian(ws.matrix); })) {
             throw std::invalid_argument(
-                "exact: this problem forms no dense Gauss-Newton matrix (capability::DenseGaussNewton)");
-        } else if (!with_capability<capability::DenseHessian, HasDenseHessian<P>>(
-                       problem, [&ws](auto& c) { c.hessian(ws.matrix); })) {
-          throw std::invalid_argument(
-              "exact: this problem forms no dense Hessian (capability::DenseHessian); use cg with "
-              "enough steps instead");
+                "exact: this problem forms no dense Hessian (capability::DenseHessian); use cg "
+                "with enough steps instead");
+          }
+          if (damping != 0) ws.matrix.diagonal().array() += static_cast<S>(damping);
+          return ws.matrix;
+        };
+        // Mixed precision (S = double) on a problem that forms its curvature in float: H built
+        // in float straight into the float factor's storage, the refinement's residual by the
+        // spec's matrix-free curvature product (the same damped H to rounding), the double H
+        // built only on a fallback (DenseSolver::compute_mixed).
+        if constexpr (std::same_as<S, double>) {
+          if (spec.exact.mixed_for<S>(problem.num_params()) &&
+              with_capability<capability::FloatCurvature, HasFloatCurvature<P>>(
+                  problem, [&](auto& c) {
+                    ws.matrix = Matrix<S>();  // not formed: free a previous call's D²
+                    ws.solver.compute_mixed(
+                        [&c, gauss_newton, damping](Matrix<float>& H) {
+                          if (gauss_newton)
+                            c.gauss_newton_matrix_float(H);
+                          else
+                            c.hessian_float(H);
+                          if (damping != 0) H.diagonal().array() += static_cast<float>(damping);
+                        },
+                        [op = curvature_operator(problem, spec)](const Vector<S>& x,
+                                                                 Vector<S>& y) { op.apply(x, y); },
+                        build, spec.exact);
+                  })) {
+            copy_diagnostics(ws.solver.solve(g), out);
+            return;
+          }
         }
-        if (spec.damping != 0) ws.matrix.diagonal().array() += static_cast<S>(spec.damping);
-        ws.solver.compute(ws.matrix, spec.exact);
+        ws.solver.compute(build(), spec.exact);
         copy_diagnostics(ws.solver.solve(g), out);
         return;
       } else {

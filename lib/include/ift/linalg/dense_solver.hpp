@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <stdexcept>
@@ -124,8 +125,18 @@ struct DenseParams {
 /// is 0 on the mixed path (not estimated: a refinement that converges to double accuracy
 /// implies κ(H) below about 1/eps_float, far from the rcond <= eps verdict).
 ///
-/// Memory: the solver keeps a *reference* to H (no copy: at D = 7850 a copy is 490 MB) for the
-/// relative residual ||H x − g|| / ||g||, plus one n×n factor (float on the mixed path: half).
+/// H built in float (compute_mixed, S = double): the owner writes H directly into the float
+/// factor's storage (no double H, no rounding pass over it), gives the matrix-free product
+/// x ↦ H x in double (the same H to rounding: the refinement's residual, one product per step,
+/// counted in `hvps`) and a builder of the double H. The solver then reads no dense H until a
+/// fallback (H not finite in float, a non-positive float pivot, a refinement that stagnates or
+/// reaches max_refinements), which builds the double H by the builder, says so in the message
+/// ("the double H was built") and classifies it as above. The product and the builder are kept
+/// (by value) until the next compute: what they capture must outlive the solves.
+///
+/// Memory: the solver keeps a *reference* to H (no copy: at D = 7850 a copy is 490 MB; after
+/// compute_mixed only from a fallback on) for the relative residual ||H x − g|| / ||g||, plus one
+/// n×n factor (float on the mixed path: half).
 /// H must outlive the solver and not change between compute() and solve(); binding to a
 /// temporary is refused at compile time.
 ///
@@ -136,6 +147,11 @@ struct DenseParams {
 template <class S>
 class DenseSolver {
  public:
+  /// y = H x in S, matrix-free (compute_mixed's residual).
+  using Product = std::function<void(const Vector<S>&, Vector<S>&)>;
+  /// Forms the double H and returns it (compute_mixed's fallback).
+  using Builder = std::function<const Matrix<S>&()>;
+
   DenseSolver() = default;
   explicit DenseSolver(const Matrix<S>& H, const DenseParams& params = {}) { compute(H, params); }
   explicit DenseSolver(Matrix<S>&&, const DenseParams& = {}) = delete;
@@ -147,6 +163,8 @@ class DenseSolver {
         n_(other.n_),
         params_(other.params_),
         h_norm_(other.h_norm_),
+        product_(std::move(other.product_)),
+        build_(std::move(other.build_)),
         factor_(std::move(other.factor_)),
         low_factor_(std::move(other.low_factor_)),
         ldlt_(std::move(other.ldlt_)),
@@ -162,6 +180,8 @@ class DenseSolver {
       n_ = other.n_;
       params_ = other.params_;
       h_norm_ = other.h_norm_;
+      product_ = std::move(other.product_);
+      build_ = std::move(other.build_);
       factor_ = std::move(other.factor_);
       low_factor_ = std::move(other.low_factor_);
       ldlt_ = std::move(other.ldlt_);
@@ -177,41 +197,65 @@ class DenseSolver {
   /// Factorises H (O(n³/3)) in the precision `params` selects. Throws std::invalid_argument if
   /// H is not square or params are invalid.
   DenseSolver& compute(const Matrix<S>& H, const DenseParams& params = {}) {
-    require(H.rows() == H.cols(), "DenseSolver::compute: H must be square (" +
-                                      std::to_string(H.rows()) + "x" + std::to_string(H.cols()) + ")");
-    params.check();
+    require(H.rows() == H.cols(), [&] {
+      return "DenseSolver::compute: H must be square (" + std::to_string(H.rows()) + "x" +
+             std::to_string(H.cols()) + ")";
+    });
+    start(params, H.rows());
     H_ = &H;
-    n_ = H.rows();
-    params_ = params;
-    h_norm_ = 0;
-    ldlt_.reset();
-    message_.clear();
-    rcond_ = 0;
     const bool mixed = params.mixed_for<S>(n_);
     // Each path keeps its own factor's storage from the last compute() (no D² allocation and
     // first-touch page faults per call, as the exact method's workspace intends) and frees the
     // other's.
     if (!mixed) low_factor_ = Matrix<float>();
-    std::string prefix;
     if constexpr (std::is_same_v<S, double>) {
       if (mixed) {
         // The float copy's pass over the lower triangle also checks that it is finite (the part
         // the solver reads; the double path checks all of H): no separate pass over H.
         factor_ = Matrix<S>();  // the float factor replaces it
         std::string reason;
-        if (compute_mixed(H, reason)) return *this;
-        prefix = "mixed precision fell back to double: " + reason + "; ";
+        if (!lower_to_float_factor(H, reason)) fall_back(reason);
+        return *this;
       }
     }
-    if (!H.allFinite()) {
-      factor_ = Matrix<S>();
+    factorise_checked(H, "");
+    return *this;
+  }
+
+  /// The mixed path with H formed in float by the caller (S = double; the class comment):
+  /// `fill(L)` writes the symmetric H (at least its lower triangle) into L, the float factor's
+  /// storage, kept from the last call; `product(x, y)` sets y = H x in double, matrix-free;
+  /// `build()` forms the double H and returns it, called only on a fallback (the returned matrix
+  /// must then outlive the solver's use, as compute()'s H). DenseParams::precision is not
+  /// consulted: the caller chose this path. Throws std::invalid_argument when L is not square,
+  /// a callback is empty or params are invalid.
+  DenseSolver& compute_mixed(const std::function<void(Matrix<float>&)>& fill, Product product,
+                             Builder build, const DenseParams& params = {})
+    requires std::is_same_v<S, double>
+  {
+    require(fill && product && build, "DenseSolver::compute_mixed: a callback is empty");
+    start(params, 0);  // no factorisation while H is being formed (fill may throw)
+    factor_ = Matrix<S>();  // the float factor replaces it
+    fill(low_factor_);
+    require(low_factor_.rows() == low_factor_.cols(), [&] {
+      return "DenseSolver::compute_mixed: the float H is " + std::to_string(low_factor_.rows()) +
+             "x" + std::to_string(low_factor_.cols()) + ", not square";
+    });
+    n_ = low_factor_.rows();
+    product_ = std::move(product);
+    build_ = std::move(build);
+    // One pass over the lower triangle: ‖H‖∞ for the refinement's stopping rule (of the float H:
+    // within float rounding of the double H's, which moves the threshold by ~1e-7 of itself)
+    // and whether H is finite (a float overflow shows as inf).
+    h_norm_ = symmetric_l1_norm(low_factor_);
+    std::string reason = "the float H is not finite (beyond float's range, or not finite)";
+    if (!std::isfinite(h_norm_)) {
       low_factor_ = Matrix<float>();
-      factorization_ = DenseFactorization::None;
-      status_ = SolverStatus::NumericalIssue;
-      message_ = "H is not finite";
-      return *this;
+      fall_back(reason);
+    } else if (!factorise_float(reason, "mixed-precision Cholesky (H built in float, "
+                                        "refinement in double by the matrix-free product)")) {
+      fall_back(reason);
     }
-    factorise_double(H, prefix);
     return *this;
   }
 
@@ -238,11 +282,14 @@ class DenseSolver {
   }
 
   /// x = H⁻¹ g from the stored factorisation (O(n²)), with the relative residual (one more
-  /// O(n²) product with H). hvps = 0; iterations = 0, or the refinement steps on the mixed path.
+  /// O(n²) product with H). iterations = 0, or the refinement steps on the mixed path; hvps = the
+  /// matrix-free products of compute_mixed's refinement (one per step), else 0.
   SolveResult<Vector<S>> solve(const Vector<S>& g) const {
-    require(H_ != nullptr, "DenseSolver::solve: compute(H) was not called");
-    require(g.size() == n_, "DenseSolver::solve: g has size " + std::to_string(g.size()) +
-                                ", expected " + std::to_string(n_));
+    require(H_ != nullptr || product_, "DenseSolver::solve: compute(H) was not called");
+    require(g.size() == n_, [&] {
+      return "DenseSolver::solve: g has size " + std::to_string(g.size()) + ", expected " +
+             std::to_string(n_);
+    });
     SolveResult<Vector<S>> result;
     result.status = status_;
     result.message = message_;
@@ -271,10 +318,8 @@ class DenseSolver {
       result.message += "; the solution is not finite, x = 0";
       return result;
     }
-    const double g_norm = static_cast<double>(g.norm());
-    Vector<S> r = g;
-    r.noalias() -= H_->template selfadjointView<Eigen::Lower>() * result.x;
-    result.relative_residual = g_norm > 0 ? static_cast<double>(r.norm()) / g_norm : 0.0;
+    Vector<S> r;
+    result.relative_residual = residual(g, result.x, r);
     return result;
   }
 
@@ -289,7 +334,8 @@ class DenseSolver {
   Index rows() const { return n_; }
   Index cols() const { return rows(); }
 
-  /// The matrix the residual reads (the one given to compute()); null before compute().
+  /// The matrix the residual reads (the one given to compute(), or compute_mixed's built on a
+  /// fallback); null before compute() and on compute_mixed's float path.
   const Matrix<S>* matrix() const { return H_; }
   /// Reads H from now on, keeping the factorisation: for an owner whose copy of the factorised
   /// matrix moved (a copy of it, or the same values at a new address; the old one need not exist
@@ -297,10 +343,11 @@ class DenseSolver {
   /// Throws before compute().
   void rebind(const Matrix<S>& H) {
     require(H_ != nullptr, "DenseSolver::rebind: compute(H) was not called");
-    require(H.rows() == n_ && H.cols() == n_,
-            "DenseSolver::rebind: H has size " + std::to_string(H.rows()) + "x" +
-                std::to_string(H.cols()) + ", the factorised matrix " + std::to_string(n_) +
-                "x" + std::to_string(n_));
+    require(H.rows() == n_ && H.cols() == n_, [&] {
+      return "DenseSolver::rebind: H has size " + std::to_string(H.rows()) + "x" +
+             std::to_string(H.cols()) + ", the factorised matrix " + std::to_string(n_) + "x" +
+             std::to_string(n_);
+    });
     H_ = &H;
   }
   void rebind(Matrix<S>&&) = delete;
@@ -312,6 +359,8 @@ class DenseSolver {
     n_ = 0;
     params_ = DenseParams();
     h_norm_ = 0;
+    product_ = nullptr;
+    build_ = nullptr;
     factor_ = Matrix<S>();
     low_factor_ = Matrix<float>();
     ldlt_.reset();
@@ -321,16 +370,38 @@ class DenseSolver {
     message_ = "compute(H) was not called";
   }
 
-  /// The float factor of H (S = double). False, with the reason and nothing kept, when H does
-  /// not fit float's range or the float Cholesky fails.
-  bool compute_mixed(const Matrix<S>& H, std::string& reason) {
+  /// What every compute starts from: no factorisation, no product, the size and parameters.
+  void start(const DenseParams& params, Index n) {
+    params.check();
+    H_ = nullptr;
+    n_ = n;
+    params_ = params;
+    h_norm_ = 0;
+    product_ = nullptr;
+    build_ = nullptr;
+    ldlt_.reset();
+    factorization_ = DenseFactorization::None;
+    status_ = SolverStatus::NumericalIssue;
+    message_.clear();
+    rcond_ = 0;
+  }
+
+  /// The float factor of H (S = double) from H rounded to float. False, with the reason and
+  /// nothing kept, when H does not fit float's range or the float Cholesky fails.
+  bool lower_to_float_factor(const Matrix<S>& H, std::string& reason) {
     bool representable = true;
     h_norm_ = lower_to_float(H, low_factor_, representable);
     if (!representable) {
       low_factor_ = Matrix<float>();
-      reason = "H has entries beyond float's range";  // or non-finite ones: compute() checks
+      reason = "H has entries beyond float's range";  // or non-finite ones: the fallback checks
       return false;
     }
+    return factorise_float(reason, "mixed-precision Cholesky (float factor, refinement in double)");
+  }
+
+  /// Factorises the float H in low_factor_ in place: the mixed path with `message`, or false with
+  /// the reason and nothing kept when the float Cholesky fails.
+  bool factorise_float(std::string& reason, const char* message) {
     const Index failed = cholesky_in_place(low_factor_);
     if (failed >= 0) {
       low_factor_ = Matrix<float>();
@@ -339,8 +410,52 @@ class DenseSolver {
     }
     factorization_ = DenseFactorization::MixedCholesky;
     status_ = SolverStatus::Converged;
-    message_ = "mixed-precision Cholesky (float factor, refinement in double)";
+    message_ = message;
     return true;
+  }
+
+  /// Leaves the mixed path for the double one (the float factor is dropped): builds the double
+  /// H first when the solver has none (compute_mixed), then factorises it (factorise_checked),
+  /// the message saying why.
+  void fall_back(const std::string& reason) const {
+    low_factor_ = Matrix<float>();
+    std::string prefix = "mixed precision fell back to double: " + reason + "; ";
+    if (H_ == nullptr) {
+      const Matrix<S>& H = build_();
+      require(H.rows() == n_ && H.cols() == n_,
+              "DenseSolver::compute_mixed: the built double H has the wrong size");
+      H_ = &H;
+      prefix += "the double H was built; ";
+    }
+    factorise_checked(*H_, prefix);
+  }
+
+  /// The double path on a finite H (factorise_double); a non-finite H leaves no factorisation
+  /// and status NumericalIssue.
+  void factorise_checked(const Matrix<S>& H, const std::string& prefix) const {
+    if (!H.allFinite()) {
+      factor_ = Matrix<S>();
+      low_factor_ = Matrix<float>();
+      factorization_ = DenseFactorization::None;
+      status_ = SolverStatus::NumericalIssue;
+      message_ = "H is not finite";
+      return;
+    }
+    factorise_double(H, prefix);
+  }
+
+  /// r = g − H x, from the dense H when the solver reads one, else by compute_mixed's matrix-free
+  /// product (the one place either is formed); returns ‖r‖₂ / ‖g‖₂ (0 for g = 0).
+  double residual(const Vector<S>& g, const Vector<S>& x, Vector<S>& r) const {
+    if (H_ != nullptr) {
+      r = g;
+      r.noalias() -= H_->template selfadjointView<Eigen::Lower>() * x;
+    } else {
+      product_(x, r);
+      r = g - r;
+    }
+    const double g_norm = static_cast<double>(g.norm());
+    return g_norm > 0 ? static_cast<double>(r.norm()) / g_norm : 0.0;
   }
 
   /// Solves H x = g on the mixed path (the class comment). True with x, iterations, relative
@@ -361,13 +476,15 @@ class DenseSolver {
       Vector<float> d(n);
       Vector<double> x = Vector<double>::Zero(n), r = g, best_x, best_r;
       double best_r_norm = std::numeric_limits<double>::infinity(), best_x_norm = 0;
-      Index best_step = 0;
+      double relative = 0, best_relative = 0;
+      Index best_step = 0, products = 0;
       std::string reason;
-      auto accept = [&](const Vector<double>& x_ok, const Vector<double>& r_ok, Index step) {
-        const double g_norm = g.norm();
+      auto accept = [&](const Vector<double>& x_ok, const Vector<double>& r_ok, double rel,
+                        Index step) {
         result.x = x_ok;
-        result.relative_residual = g_norm > 0 ? r_ok.norm() / g_norm : 0.0;
+        result.relative_residual = rel;
         result.iterations = step;
+        result.hvps = products;
         result.status = SolverStatus::Converged;
         const double scale = h_norm_ * x_ok.template lpNorm<Eigen::Infinity>() * eps;
         result.message = message_ + ": " + std::to_string(step) +
@@ -381,25 +498,27 @@ class DenseSolver {
         d = r.cast<float>();
         cholesky_solve_in_place(low_factor_, d);
         x += d.cast<double>();
-        r = g;
-        r.noalias() -= H_->template selfadjointView<Eigen::Lower>() * x;
+        if (H_ == nullptr) ++products;
+        relative = residual(g, x, r);
         const double r_norm = r.template lpNorm<Eigen::Infinity>();
         const double x_norm = x.template lpNorm<Eigen::Infinity>();
         if (!std::isfinite(r_norm) || !std::isfinite(x_norm)) {
           reason = "the float solve gave a non-finite x";
           break;
         }
-        if (r_norm <= tight * x_norm) return accept(x, r, step);
+        if (r_norm <= tight * x_norm) return accept(x, r, relative, step);
         const bool contracting = step == 0 || r_norm <= 0.5 * best_r_norm;
         if (r_norm < best_r_norm) {
           best_x = x;
           best_r = r;
           best_r_norm = r_norm;
           best_x_norm = x_norm;
+          best_relative = relative;
           best_step = step;
         }
         if (!contracting || step >= params_.max_refinements) {
-          if (best_r_norm <= loose * best_x_norm) return accept(best_x, best_r, best_step);
+          if (best_r_norm <= loose * best_x_norm)
+            return accept(best_x, best_r, best_relative, best_step);
           reason = contracting ? "the refinement did not reach double accuracy in " +
                                      std::to_string(params_.max_refinements) + " steps"
                                : "the refinement stagnated at step " + std::to_string(step) +
@@ -409,8 +528,7 @@ class DenseSolver {
           break;
         }
       }
-      low_factor_ = Matrix<float>();
-      factorise_double(*H_, "mixed precision fell back to double: " + reason + "; ");
+      fall_back(reason);
       return false;
     } else {
       (void)g, (void)result;
@@ -466,10 +584,13 @@ class DenseSolver {
     }
   }
 
-  const Matrix<S>* H_ = nullptr;
+  // The matrix the residual reads; compute_mixed sets it on a fallback (hence mutable).
+  mutable const Matrix<S>* H_ = nullptr;
   Index n_ = 0;  ///< size of the factorised matrix
   DenseParams params_;
   double h_norm_ = 0;  ///< ‖H‖∞ (mixed path: the refinement's stopping rule)
+  Product product_;  ///< compute_mixed: y = H x, matrix-free (the residual while H_ is null)
+  Builder build_;    ///< compute_mixed: forms the double H (the fallback)
   // The factorisation is mutable: a solve on the mixed path that finds the refinement stagnating
   // replaces the float factor by the double one (the class comment).
   mutable Matrix<S> factor_;  ///< L in the lower triangle (Cholesky)

@@ -20,6 +20,7 @@ class LogisticRegression {
     Vector<S> probs;     ///< n, σ(x_i · w).
     Vector<S> residual;  ///< n, (p − y) / n.
     Matrix<S> work_x;    ///< n × F scratch for the dense Hessian.
+    Matrix<float> work_x_float;  ///< the same for hessian_float.
     /// Buffers of the fused row-block passes (row_block.hpp), sized on the first call.
     mutable row_block::Workspace<S> blocks;
   };
@@ -42,6 +43,10 @@ class LogisticRegression {
   void fisher_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
                       Vector<S>& out) const;
   void hessian(const Dataset<S>& data, const Vector<S>& w, Cache& cache, Matrix<S>& H) const;
+  /// The same formula in float (ModelWithFloatHessian): X_float is data.X rounded to float (the
+  /// caller's copy, made once), the row weights p(1 − p)/n are formed in S and rounded once.
+  void hessian_float(const Dataset<S>& data, const Matrix<float>& X_float, const Vector<S>& w,
+                     Cache& cache, Matrix<float>& H) const;
   std::vector<KroneckerFactors<S>> kfac_factors(const Dataset<S>& data, const Vector<S>& w,
                                                 Cache& cache) const;
   double accuracy(const Dataset<S>& data, const Cache& cache) const;
@@ -53,7 +58,8 @@ class LogisticRegression {
 
 static_assert(FullModel<LogisticRegression<float>> && FullModel<LogisticRegression<double>> &&
                   ModelWithBlockHvp<LogisticRegression<float>> &&
-                  ModelWithBlockHvp<LogisticRegression<double>>,
+                  ModelWithBlockHvp<LogisticRegression<double>> &&
+                  ModelWithFloatHessian<LogisticRegression<double>>,
               "LogisticRegression must provide every model capability (ift/models/model.hpp)");
 
 }  // namespace ift

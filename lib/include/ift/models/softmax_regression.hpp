@@ -26,6 +26,7 @@ class SoftmaxRegression {
     Matrix<S> probs;     ///< n × C softmax probabilities.
     Matrix<S> residual;  ///< n × C, (P − Y) / n: the gradient of the mean loss w.r.t. the logits.
     Matrix<S> work_x;    ///< n × F scratch for the dense Hessian build.
+    Matrix<float> work_x_float;  ///< the same for hessian_float.
     /// Buffers of the fused row-block passes (row_block.hpp), sized on the first call.
     mutable row_block::Workspace<S> blocks;
   };
@@ -57,6 +58,11 @@ class SoftmaxRegression {
                       Vector<S>& out) const;
   /// Dense Hessian by its Kronecker-block formula (one GEMM per block pair c ≤ c', symmetric fill).
   void hessian(const Dataset<S>& data, const Vector<S>& w, Cache& cache, Matrix<S>& H) const;
+  /// The same formula in float (ModelWithFloatHessian): X_float is data.X rounded to float (the
+  /// caller's copy, made once), the per-row weights come from the cache's probabilities in S and
+  /// are rounded once; the products accumulate in float.
+  void hessian_float(const Dataset<S>& data, const Matrix<float>& X_float, const Vector<S>& w,
+                     Cache& cache, Matrix<float>& H) const;
   /// KFAC factors: one block, A = XᵀX / n (F × F, the bias is already a feature), G = mean S_n.
   std::vector<KroneckerFactors<S>> kfac_factors(const Dataset<S>& data, const Vector<S>& w,
                                                 Cache& cache) const;
@@ -71,7 +77,8 @@ class SoftmaxRegression {
 
 static_assert(FullModel<SoftmaxRegression<float>> && FullModel<SoftmaxRegression<double>> &&
                   ModelWithBlockHvp<SoftmaxRegression<float>> &&
-                  ModelWithBlockHvp<SoftmaxRegression<double>>,
+                  ModelWithBlockHvp<SoftmaxRegression<double>> &&
+                  ModelWithFloatHessian<SoftmaxRegression<double>>,
               "SoftmaxRegression must provide every model capability (ift/models/model.hpp)");
 
 }  // namespace ift

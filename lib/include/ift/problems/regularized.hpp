@@ -11,7 +11,9 @@
 
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "ift/core.hpp"
@@ -25,10 +27,21 @@ namespace ift {
 
 /// L_T = mean loss(train) + weight-decay penalty; L_V = mean loss(val); optional test set for
 /// metrics. Works for any model with the evaluate/hvp/... interface of SoftmaxRegression.
+/// Whether RegularizedProblem<Model> forms its curvature in float (capability::FloatCurvature):
+/// a model with hessian_float and no Gauss-Newton matrix of its own (linear logits: the
+/// Gauss-Newton matrix is the Hessian, as gauss_newton_matrix() uses).
 template <class Model>
-class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
-                                 public capability::All<typename Model::Scalar>,
-                                 public capability::BlockHvp<typename Model::Scalar> {
+inline constexpr bool kFloatCurvature =
+    ModelWithFloatHessian<Model> && !ModelWithGaussNewtonMatrix<Model>;
+
+template <class Model>
+class RegularizedProblem final
+    : public BilevelProblem<typename Model::Scalar>,
+      public capability::All<typename Model::Scalar>,
+      public capability::BlockHvp<typename Model::Scalar>,
+      public std::conditional_t<kFloatCurvature<Model>,
+                                capability::FloatCurvature<typename Model::Scalar>,
+                                capability::Nothing<typename Model::Scalar>> {
   static_assert(FullModel<Model>,
                 "RegularizedProblem needs a model with every capability of ift/models/model.hpp "
                 "(evaluate, gradient_from_cache, hvp, Gauss-Newton and Fisher products, dense "
@@ -171,6 +184,24 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
     reduce(G, train_shard_);
     decay_.add_hessian(lambda_, G);
   }
+  /// capability::FloatCurvature when kFloatCurvature<Model> (else it throws; the problem does not
+  /// offer the capability then): the data term from a float copy of the training X (made on the
+  /// first call and kept: the training rows never change), the penalty's diagonal exp(λ) added
+  /// in float. Equal to hessian() to float rounding.
+  void hessian_float(Matrix<float>& H) {
+    if constexpr (kFloatCurvature<Model>) {
+      if (train_x_float_.rows() != train_->X.rows() || train_x_float_.cols() != train_->X.cols())
+        train_x_float_ = train_->X.template cast<float>();
+      model_.hessian_float(*train_, train_x_float_, w_, train_cache_, H);
+      reduce(H, train_shard_);
+      H.diagonal().array() += penalty_curvature_.array().template cast<float>();
+    } else {
+      (void)H;
+      throw std::invalid_argument("RegularizedProblem: this model forms no float Hessian");
+    }
+  }
+  /// The Gauss-Newton matrix in float: the Hessian (linear logits; see kFloatCurvature).
+  void gauss_newton_matrix_float(Matrix<float>& G) { hessian_float(G); }
   std::vector<KroneckerFactors<S>> kfac_factors(std::vector<S>& shift) override {
     auto factors = model_.kfac_factors(*train_, w_, train_cache_);
     for (auto& f : factors) {  // each factor is a mean over the rows
@@ -326,6 +357,7 @@ class RegularizedProblem final : public BilevelProblem<typename Model::Scalar>,
   bool point_valid_ = false;  // train_cache_ and data_loss_ hold the forward pass at w_
   S data_loss_ = 0;
   typename Model::Cache train_cache_, val_cache_, scratch_cache_, batch_cache_;
+  Matrix<float> train_x_float_;  // the training X rounded to float (hessian_float), made once
   std::shared_ptr<parallel::Communicator> comm_;  // null: one process
   parallel::Shard train_shard_, val_shard_, test_shard_;
   Dataset<S> batch_;
