@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <utility>
 
 #include "fixtures.hpp"
 #include "ift/hypergradient.hpp"
@@ -247,6 +248,24 @@ std::shared_ptr<const Dataset<double>> shared(Dataset<double> d) {
   return std::make_shared<const Dataset<double>>(std::move(d));
 }
 
+/// Precision auto, mixed from D = 10 on (so for every problem below).
+DenseParams auto_from_10() {
+  DenseParams params;
+  params.mixed_min_size = 10;
+  return params;
+}
+
+/// exact's hypergradient with `params`, and with double throughout.
+template <class Problem, class V = Vector<typename Problem::Scalar>>
+std::pair<generic::Result<V>, generic::Result<V>> mixed_and_double(
+    Problem& problem, const DenseParams& params = auto_from_10()) {
+  MethodSpec spec;
+  spec.exact = params;
+  auto mixed = generic::hypergradient(problem, spec);
+  spec.exact.precision = DensePrecision::Double;
+  return {std::move(mixed), generic::hypergradient(problem, spec)};
+}
+
 TEST(DenseMixed, SmallP1HessianAndItsHypergradient) {
   // Softmax regression with per-weight decay (P1's structure): 30 features + bias, 5 classes,
   // D = 155, at a point with decay 1 (κ(H) about 10: two double solves agree to ~1e-14).
@@ -268,11 +287,7 @@ TEST(DenseMixed, SmallP1HessianAndItsHypergradient) {
   EXPECT_LE(residual(H, m.x, g), 1e-14);
 
   // The whole exact hypergradient, mixed against double.
-  MethodSpec spec;
-  spec.exact.precision = DensePrecision::Mixed;
-  const auto hm = generic::hypergradient(problem, spec);
-  spec.exact.precision = DensePrecision::Double;
-  const auto hd = generic::hypergradient(problem, spec);
+  const auto [hm, hd] = mixed_and_double(problem, precision(DensePrecision::Mixed));
   EXPECT_EQ(hm.status, SolverStatus::Converged) << hm.message;
   EXPECT_NE(hm.message.find("mixed-precision"), std::string::npos) << hm.message;
   EXPECT_EQ(hd.message.find("mixed-precision"), std::string::npos) << hd.message;
@@ -438,11 +453,7 @@ TEST(DenseMixedFloatH, IllConditionedFallsBackAndBuildsTheDoubleH) {
   // of order 0.1: κ ≈ 1e10 ≫ 1/eps_float. The float path cannot solve it (a non-positive float
   // pivot, or a refinement that does not contract); the double path can (rcond ≈ 1e-10 ≫ eps).
   SmallP1 p1(30, 20, 4, -25.0, 61);
-  MethodSpec spec;
-  spec.exact.mixed_min_size = 10;
-  const auto hm = generic::hypergradient(p1.problem, spec);
-  spec.exact.precision = DensePrecision::Double;
-  const auto hd = generic::hypergradient(p1.problem, spec);
+  const auto [hm, hd] = mixed_and_double(p1.problem);
   EXPECT_EQ(hm.status, SolverStatus::Converged) << hm.message;
   EXPECT_EQ(hd.status, SolverStatus::Converged) << hd.message;
   EXPECT_NE(hm.message.find("fell back to double"), std::string::npos) << hm.message;
@@ -455,11 +466,7 @@ TEST(DenseMixedFloatH, SingularKeepsItsStatusThroughTheFloatPath) {
   // e^-800 underflows to 0: no penalty, and softmax's data Hessian is singular (shifting every
   // class's weights by one vector leaves the probabilities unchanged).
   SmallP1 p1(100, 10, 3, -800.0, 71);
-  MethodSpec spec;
-  spec.exact.mixed_min_size = 10;
-  const auto hm = generic::hypergradient(p1.problem, spec);
-  spec.exact.precision = DensePrecision::Double;
-  const auto hd = generic::hypergradient(p1.problem, spec);
+  const auto [hm, hd] = mixed_and_double(p1.problem);
   EXPECT_EQ(hd.status, SolverStatus::NumericalIssue) << hd.message;
   EXPECT_EQ(hm.status, hd.status) << hm.message;
   EXPECT_NE(hm.message.find("singular"), std::string::npos) << hm.message;
@@ -532,11 +539,7 @@ TEST(DenseMixedFloatH, FloatProblemsKeepThePlainFloatPath) {
                              testing::shared(testing::random_classification<float>(80, 10, 3, 91)),
                              testing::shared(testing::random_classification<float>(40, 10, 3, 92)));
   problem.set_point(Vector<float>::Zero(33), testing::random_vector<float>(33, 93, 0.1));
-  MethodSpec spec;
-  spec.exact.precision = DensePrecision::Mixed;
-  const auto hm = generic::hypergradient(problem, spec);
-  spec.exact.precision = DensePrecision::Double;
-  const auto hd = generic::hypergradient(problem, spec);
+  const auto [hm, hd] = mixed_and_double(problem, precision(DensePrecision::Mixed));
   EXPECT_EQ(hm.status, SolverStatus::Converged) << hm.message;
   EXPECT_EQ(hm.message.find("mixed-precision"), std::string::npos) << hm.message;
   EXPECT_EQ(hm.hypergradient, hd.hypergradient);  // the same computation

@@ -139,6 +139,9 @@ concept HasHvpBlock =
 /// memberwise copy would read the source's matrix and a memberwise move a moved-from one. Copy
 /// and move therefore rebind the solver to this workspace's own matrix; a solver that was given
 /// some other matrix keeps reading that one. A moved-from workspace is empty (no factorisation).
+/// On exact's float-H path (DenseSolver::compute_mixed) `matrix` stays empty unless a fallback
+/// builds it, and the solver's product and builder refer to the problem and to the workspace
+/// that ran the call: solve with it within that call only (as generic::detail::solve does).
 template <class S>
 struct DenseWorkspace {
   Matrix<S> matrix;
