@@ -46,11 +46,11 @@ class SoftmaxRegression {
   /// Hessian-vector product H v from a cache filled by evaluate() at the same w (R-operator).
   void hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
            Vector<S>& out) const;
-  /// Gauss-Newton product Jᵀ H_out J v; identical to hvp() for this model.
   /// H V for a D × m block (column j of out = hvp of V.col(j)) in one fused pass over X (row_block.hpp)
   /// instead of m passes. Equal to m hvp calls to rounding.
   void hvp_block(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Matrix<S>& V,
                  Matrix<S>& out) const;
+  /// Gauss-Newton product Jᵀ H_out J v; identical to hvp() for this model.
   void gauss_newton_product(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
                             const Vector<S>& v, Vector<S>& out) const;
   /// Empirical Fisher product (1/n) Σ_n g_n g_nᵀ v from per-example gradients, matrix-free.

@@ -25,8 +25,6 @@
 
 namespace ift {
 
-/// L_T = mean loss(train) + weight-decay penalty; L_V = mean loss(val); optional test set for
-/// metrics. Works for any model with the evaluate/hvp/... interface of SoftmaxRegression.
 /// Whether RegularizedProblem<Model> forms its curvature in float (capability::FloatCurvature):
 /// a model with hessian_float and no Gauss-Newton matrix of its own (linear logits: the
 /// Gauss-Newton matrix is the Hessian, as gauss_newton_matrix() uses).
@@ -34,6 +32,8 @@ template <class Model>
 inline constexpr bool kFloatCurvature =
     ModelWithFloatHessian<Model> && !ModelWithGaussNewtonMatrix<Model>;
 
+/// L_T = mean loss(train) + weight-decay penalty; L_V = mean loss(val); optional test set for
+/// metrics. Works for any model with the evaluate/hvp/... interface of SoftmaxRegression.
 template <class Model>
 class RegularizedProblem final
     : public BilevelProblem<typename Model::Scalar>,
