@@ -37,8 +37,8 @@ double relative_error(const A& a, const B& b) {
 /// Row counts around the plan's block size for F features and C output columns.
 template <class S>
 std::vector<Index> row_counts(Index F, Index C) {
-  const row_block::Plan p = row_block::make_plan<S>(1, F, C);
-  const Index b = p.block;
+  (void)C;
+  const Index b = row_block::max_block_rows<S>(F);
   // The last: more than 16 blocks, where each block is streamed in before its forward pass.
   return {1, 7, b - 3, 2 * b, 3 * b + 5, (row_block::kMaxGroups + 3) * b + 11, 17 * b + 5};
 }
@@ -262,7 +262,28 @@ TEST(FusedKernels, PlanCoversEveryRowOnce) {
       EXPECT_EQ(p.first_block(0), 0);
       EXPECT_EQ(p.first_block(p.groups), p.blocks);
       for (Index g = 0; g < p.groups; ++g) EXPECT_LT(p.first_block(g), p.first_block(g + 1));
+      EXPECT_LE(p.block, row_block::max_block_rows<double>(F));
     }
+}
+
+/// The blocks are balanced for the threads, which take the groups round-robin: several blocks
+/// come in an even number, and the last one (the only one that can be shorter) is short by less
+/// than a packet of rows per block (the P1 case, n = 1,000 at F = 785: 4 blocks of 256 and 232
+/// rows, not 320, 320, 320 and 40).
+TEST(FusedKernels, PlanBalancesBlocks) {
+  constexpr Index PS = Eigen::internal::packet_traits<double>::size;
+  for (const Index F : {1, 131, 785, 3000})
+    for (const Index n : {65, 1000, 1001, 4097, 10000, 12345}) {
+      const row_block::Plan p = row_block::make_plan<double>(n, F, 10);
+      if (p.blocks == 1) continue;
+      const Index last = n - p.block * (p.blocks - 1);
+      EXPECT_GT(last, p.block - PS * p.blocks) << "n = " << n << ", F = " << F;
+      if (p.blocks <= row_block::kMaxGroups) EXPECT_EQ(p.blocks % 2, 0) << "n = " << n << ", F = " << F;
+    }
+  const row_block::Plan p1 = row_block::make_plan<double>(1000, 785, 10);
+  EXPECT_EQ(p1.blocks, 4);
+  EXPECT_EQ(p1.groups, 4);
+  EXPECT_LT(p1.block - (1000 - 3 * p1.block), PS * 4);
 }
 
 }  // namespace
