@@ -354,13 +354,15 @@ void BM_MixedProduct(benchmark::State& state, Index n, int threads) {
 template <class Tag, class S>
 void BM_Hypergradient(benchmark::State& state, Index n, Method method, Index k, int threads,
                       Point point = Point::Init,
-                      DensePrecision exact_precision = DensePrecision::Auto) {
+                      DensePrecision exact_precision = DensePrecision::Auto,
+                      bool cg_reorthogonalize = true) {
   auto& s = Setup<Tag, S>::get(n, point);
   const double gemm = gemm_gflops<S>(threads);
   MethodSpec spec;
   spec.method = method;
   spec.steps = k;
   spec.exact.precision = exact_precision;
+  spec.cg.reorthogonalize = cg_reorthogonalize;
   if (method == Method::Neumann || method == Method::Unrolled) spec.neumann.alpha = s.neumann_alpha();
   if (method == Method::Kfac) spec.damping = 1e-3;
   HypergradientEngine<S> engine(spec);
@@ -559,6 +561,15 @@ void register_model(const std::vector<Index>& sizes, const std::vector<Index>& k
             add("BM_" + mname + "_" + model + ty + nt + "/k:" + std::to_string(k) + th + pt,
                 [=](benchmark::State& st) { BM_Hypergradient<Tag, S>(st, n, method, k, t, point); });
           }
+        // cg's plain three-term recurrence (MethodSpec::cg.reorthogonalize = false), the algorithm of
+        // bench/pytorch_compare.py's PyTorch twin; BM_Cg_* run the default Lanczos form with full
+        // reorthogonalisation (the same iterates in exact arithmetic, O(D·k²) more work).
+        for (Index k : ks)
+          add("BM_CgPlain_" + model + ty + nt + "/k:" + std::to_string(k) + th + pt,
+              [=](benchmark::State& st) {
+                BM_Hypergradient<Tag, S>(st, n, Method::Cg, k, t, point, DensePrecision::Auto,
+                                         /*cg_reorthogonalize=*/false);
+              });
         add("BM_Identity_" + model + ty + nt + th + pt, [=](benchmark::State& st) {
           BM_Hypergradient<Tag, S>(st, n, Method::Identity, 0, t, point);
         });

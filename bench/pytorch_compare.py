@@ -17,7 +17,11 @@ per call:
   neumann(k), cg(k)   one hypergradient at a new point, per-weight decay exp(λ)·w²/2 in L_T:
                       training gradient graph, validation gradient, k HVPs, the mixed product
                       (ift: BM_Neumann_*/BM_Cg_* = set_point + HypergradientEngine::compute; the
-                      same fixed α = 1/|λ_max| from 30 power iterations on both sides)
+                      same fixed α = 1/|λ_max| from 30 power iterations on both sides).
+                      PyTorch's cg is the plain three-term recurrence; ift's cg by default the
+                      Lanczos form with full reorthogonalisation (BM_Cg_*, the same iterates in
+                      exact arithmetic, O(D·k²) more work), and its plain recurrence beside it
+                      (BM_CgPlain_*: the same algorithm on both sides)
   exact               dense Hessian, factorisation, solve, mixed product (ift: BM_Exact_LogReg,
                       the default precision: at D = 7,850 a float Cholesky refined to double
                       accuracy in double; BM_ExactDouble_LogReg, double throughout, beside it).
@@ -344,6 +348,7 @@ def rows(threads):
         ("P1 gradient, n = 1,000", "bench_logreg", f"BM_Gradient_LogReg{lr(1000)}{t}", ("lr", 1000), "gradient", None),
         ("P1 neumann(20) hypergradient, n = 1,000", "bench_logreg", f"BM_Neumann_LogReg{lr(1000)}/k:20{t}", ("lr", 1000), "neumann", 5.0),
         ("P1 cg(20) hypergradient, n = 1,000", "bench_logreg", f"BM_Cg_LogReg{lr(1000)}/k:20{t}", ("lr", 1000), "cg", 5.0),
+        ("P1 cg(20), n = 1,000, ift's plain recurrence (PyTorch's algorithm)", "bench_logreg", f"BM_CgPlain_LogReg{lr(1000)}/k:20{t}", ("lr", 1000), "cg", 5.0),
         ("P1 neumann(20), n = 10,000", "bench_logreg", f"BM_Neumann_LogReg{lr(10000)}/k:20{t}", ("lr", 10000), "neumann", 2.5),
         ("P1 cg(20), n = 10,000", "bench_logreg", f"BM_Cg_LogReg{lr(10000)}/k:20{t}", ("lr", 10000), "cg", 2.5),
         ("P1 exact hypergradient, n = 1,000", "bench_logreg", f"BM_Exact_LogReg{lr(1000)}{t}", ("lr", 1000), "exact", 3.0),
