@@ -1,7 +1,7 @@
 // Timing, allocation counting and the GEMM and STREAM-copy yardsticks shared by every ift
-// benchmark binary;
-// depends on Eigen, Google Benchmark and OpenMP only (plus the header-only ift/core.hpp), so a
-// binary that must not link the library (bench_openblas) can use it too.
+// benchmark binary; depends on Eigen, Google Benchmark and OpenMP only (plus the header-only
+// ift/core.hpp and linalg/parallel_gemm.hpp), so a binary that must not link the library
+// (bench_openblas) can use it too.
 //
 // Allocation counting: bench/memory_meter.cpp (one object per binary) replaces malloc and free,
 // counts allocations and live bytes, and registers them with Google Benchmark's memory-manager
@@ -27,6 +27,7 @@
 #endif
 
 #include "ift/core.hpp"
+#include "ift/linalg/parallel_gemm.hpp"
 
 #include "memory_meter.hpp"
 
@@ -71,7 +72,10 @@ struct GemmOperands {
                           Matrix<S>::Zero(kGemmSize, kGemmSize)};
     return g;
   }
-  void run() { C.noalias() = A * B; }
+  /// The library's GEMM (ift::gemm: its own packed kernel on the OpenMP pool), the yardstick.
+  void run() { ift::gemm(C, A, B); }
+  /// Eigen's product: Eigen's kernels, or OpenBLAS's under EIGEN_USE_BLAS (reported beside).
+  void run_eigen() { C.noalias() = A * B; }
 };
 
 /// The machine's GEMM throughput for this type and thread count: the best of 5 square products
@@ -95,23 +99,31 @@ double gemm_gflops(int threads) {
   return best;
 }
 
-/// C = A B for square N = 2000 (Eigen's GEMM, or OpenBLAS's under EIGEN_USE_BLAS): GFLOPs is the
-/// best iteration's throughput, the yardstick of gemm_fraction everywhere (register with 5+
-/// iterations).
-template <class S>
+/// C = A B for square N = 2000: GFLOPs is the best iteration's throughput. BM_Gemm times the
+/// library's GEMM (ift::gemm), the binary's fastest and the yardstick of gemm_fraction everywhere;
+/// BM_GemmEigen times Eigen's product (OpenBLAS's dgemm under EIGEN_USE_BLAS: its AVX2 kernels on
+/// Zen 5), the library's other dense products (Hessians, Cholesky), for comparison only. Register
+/// with 5+ iterations.
+template <class S, bool kLibrary = true>
 void BM_Gemm(benchmark::State& state, int threads) {
   set_threads(threads);
   auto& g = GemmOperands<S>::get();
-  g.run();
+  const auto run = [&] {
+    if constexpr (kLibrary)
+      g.run();
+    else
+      g.run_eigen();
+  };
+  run();
   double best = 0;
   for (auto _ : state) {
     const auto t0 = Clock::now();
-    g.run();
+    run();
     benchmark::DoNotOptimize(g.C.data());
     benchmark::ClobberMemory();
     best = std::max(best, 2.0 * std::pow(static_cast<double>(kGemmSize), 3) / seconds_since(t0) * 1e-9);
   }
-  gemm_table()[gemm_key(type_name<S>(), threads)] = best;
+  if constexpr (kLibrary) gemm_table()[gemm_key(type_name<S>(), threads)] = best;
   state.counters["GFLOPs"] = best;
 }
 
@@ -217,6 +229,12 @@ inline void register_gemm() {
         ->Iterations(5);
     add("BM_Gemm<float>/N:2000/threads:" + std::to_string(t),
         [t](benchmark::State& s) { BM_Gemm<float>(s, t); })
+        ->Iterations(5);
+    add("BM_GemmEigen<double>/N:2000/threads:" + std::to_string(t),
+        [t](benchmark::State& s) { BM_Gemm<double, false>(s, t); })
+        ->Iterations(5);
+    add("BM_GemmEigen<float>/N:2000/threads:" + std::to_string(t),
+        [t](benchmark::State& s) { BM_Gemm<float, false>(s, t); })
         ->Iterations(5);
   }
 }

@@ -1,25 +1,27 @@
 // C = A B or C += A B on the library's one OpenMP pool, allocation-free.
 //
-// Eigen's (or OpenBLAS's) own multi-threaded GEMM allocates per call: OpenBLAS's threaded driver
-// mallocs its job table, Eigen's parallel GEMM its shared packing block. Inside an OpenMP
-// parallel region both run single-threaded (Eigen checks omp_get_num_threads(); OpenBLAS's
-// OpenMP build, the one the library links, checks omp_in_parallel()), and OpenBLAS's
-// single-threaded GEMM packs into buffers it owns. So this splits C into one contiguous slab per
-// thread (along its larger dimension, so the operand read by every thread is the smaller one)
-// and lets each thread multiply its slab sequentially: no allocation on 1 or 2 threads with the
-// OpenBLAS build. With Eigen's own kernels (IFT_USE_BLAS=OFF) each sequential product still
-// allocates its packing buffers (Eigen's, beyond EIGEN_STACK_ALLOCATION_LIMIT).
+// Multi-threaded GEMMs allocate per call (OpenBLAS's threaded driver its job table, Eigen's
+// parallel GEMM its shared packing block) and would bring their own threading. So this splits C
+// into one contiguous slab per thread (along its larger dimension, so the operand read by every
+// thread is the smaller one) and lets each thread multiply its slab sequentially with ift's own
+// packed kernel (gemm_kernel.hpp: AVX-512 where the build targets it, 1.7–1.9× OpenBLAS 0.3.21's
+// AVX2 dgemm on Zen 5), whose packing buffers are per thread and kept: no allocation after the
+// first call. Scalars other than float and double, and operands without direct access, go to
+// Eigen's product (or OpenBLAS's under EIGEN_USE_BLAS).
 //
 // A and B may be any Eigen matrix expressions with direct access (matrices, Maps, blocks,
 // transposes of those); C a writable matrix, Map or block of the right size.
 #pragma once
 
 #include <Eigen/Core>
+#include <type_traits>
+#include <utility>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 #include "ift/core.hpp"
+#include "ift/linalg/gemm_kernel.hpp"
 
 namespace ift {
 
@@ -35,15 +37,59 @@ inline int gemm_threads(double madds) {
 #endif
 }
 
+namespace detail {
+
+/// (row stride, column stride) of an expression with direct access.
+template <class X>
+std::pair<Index, Index> strides(const X& x) {
+  if constexpr (std::remove_cvref_t<X>::IsRowMajor)
+    return {x.outerStride(), x.innerStride()};
+  else
+    return {x.innerStride(), x.outerStride()};
+}
+
+template <class X>
+inline constexpr bool kDirect =
+    (int(std::remove_cvref_t<X>::Flags) & Eigen::DirectAccessBit) != 0;
+
+/// c (+)= a b, sequentially: ift's packed kernel for float and double with direct access, else
+/// Eigen's product.
+template <class Dst, class Lhs, class Rhs>
+void sequential_product(Dst&& c, const Lhs& a, const Rhs& b, bool accumulate) {
+  using S = typename std::remove_cvref_t<Dst>::Scalar;
+  constexpr bool kernel = (std::is_same_v<S, double> || std::is_same_v<S, float>) &&
+                          kDirect<Dst> && kDirect<Lhs> && kDirect<Rhs> &&
+                          std::is_same_v<typename Lhs::Scalar, S> &&
+                          std::is_same_v<typename Rhs::Scalar, S>;
+  if constexpr (kernel) {
+    const auto [a_rs, a_cs] = strides(a);
+    const auto [b_rs, b_cs] = strides(b);
+    const auto [c_rs, c_cs] = strides(c);
+    if (c_rs == 1) {
+      gemm_kernel::gemm<S>(a.rows(), b.cols(), a.cols(), a.data(), a_rs, a_cs, b.data(), b_rs,
+                           b_cs, c.data(), c_cs, accumulate);
+      return;
+    }
+    if (c_cs == 1) {  // row-major C: Cᵀ = Bᵀ Aᵀ, column-major with leading dimension c_rs
+      gemm_kernel::gemm<S>(b.cols(), a.rows(), a.cols(), b.data(), b_cs, b_rs, a.data(), a_cs,
+                           a_rs, c.data(), c_rs, accumulate);
+      return;
+    }
+  }
+  if (accumulate)
+    c.noalias() += a * b;
+  else
+    c.noalias() = a * b;
+}
+
+}  // namespace detail
+
 /// C = A B (accumulate = false) or C += A B (accumulate = true).
 template <class Dst, class Lhs, class Rhs>
 void gemm(Dst&& C, const Lhs& A, const Rhs& B, bool accumulate = false) {
   const Index m = A.rows(), k = A.cols(), n = B.cols();
   const auto product = [&](auto&& c, const auto& a, const auto& b) {
-    if (accumulate)
-      c.noalias() += a * b;
-    else
-      c.noalias() = a * b;
+    detail::sequential_product(c, a, b, accumulate);
   };
   const int threads = gemm_threads(double(m) * double(k) * double(n));
   if (threads <= 1 || (m < 16 * threads && n < 16 * threads)) {
