@@ -34,14 +34,16 @@ Matrix<S> random_matrix(Index rows, Index cols, unsigned seed) {
 
 /// Largest |C − (C0 + A B)| / (γ_k (|C0| + |A| |B|)) over the elements, with the reference in
 /// long double (C0 = 0 when not accumulating). At most 1 for any correct summation order.
+/// With `lower`, the elements i ≥ j only.
 template <class S, class MC, class MA, class MB>
-double bound_ratio(const MC& C, const MA& A, const MB& B, const Matrix<S>* C0) {
+double bound_ratio(const MC& C, const MA& A, const MB& B, const Matrix<S>* C0,
+                   bool lower = false) {
   const Index m = A.rows(), k = A.cols(), n = B.cols();
   const long double u = std::numeric_limits<S>::epsilon() / 2;
   const long double gamma = (k + 1) * u / (1 - (k + 1) * u);  // + 1: the accumulation's add
   double worst = 0;
   for (Index j = 0; j < n; ++j)
-    for (Index i = 0; i < m; ++i) {
+    for (Index i = lower ? j : 0; i < m; ++i) {
       long double exact = C0 ? (*C0)(i, j) : 0, magnitude = C0 ? std::fabs((*C0)(i, j)) : 0;
       for (Index p = 0; p < k; ++p) {
         exact += static_cast<long double>(A(i, p)) * B(p, j);
@@ -113,6 +115,33 @@ TYPED_TEST(GemmKernel, TransposedStridedAccumulatedAndRowMajor) {
   Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> R(m, n);
   ift::gemm(R, A, B);
   EXPECT_LE(bound_ratio<S>(R, Ad, Bd, nullptr), 1.0);
+}
+
+/// gemm_lower: the lower triangle (i ≥ j) of C − A Aᵀ within the error bound, every element
+/// above it untouched, on square and trapezoidal C across the tile and block edges.
+TYPED_TEST(GemmKernel, LowerTriangleOnlyWithinTheBound) {
+  using S = TypeParam;
+  namespace gk = ift::gemm_kernel::detail;
+  const Index MR = gk::kMR<S>, MC = gk::kMC<S>;
+  const Index sizes[][2] = {{1, 1}, {9, 9}, {MR + 3, MR + 3}, {MC + 17, MC + 17}, {70, 23}};
+  unsigned seed = 41;
+  for (const auto& size : sizes) {
+    const Index m = size[0], n = size[1], k = gk::kKC<S> + 9;
+    const Matrix<S> A = random_matrix<S>(m, k, seed++);
+    const Matrix<S> At = A.topRows(n).transpose();  // C's columns: the first n rows of A
+    const Matrix<S> minusA = -A;
+    const Matrix<S> C0 = random_matrix<S>(m, n, seed++);
+    for (const bool accumulate : {false, true}) {
+      Matrix<S> C = C0;
+      ift::gemm_lower(C, A, At, accumulate, S(-1));
+      bool upper_untouched = true;
+      for (Index j = 0; j < n; ++j)
+        for (Index i = 0; i < std::min(j, m); ++i) upper_untouched &= C(i, j) == C0(i, j);
+      EXPECT_TRUE(upper_untouched) << "m " << m << " n " << n;
+      EXPECT_LE(bound_ratio<S>(C, minusA, At, accumulate ? &C0 : nullptr, /*lower=*/true), 1.0)
+          << "m " << m << " n " << n << (accumulate ? " accumulated" : "");
+    }
+  }
 }
 
 TYPED_TEST(GemmKernel, EmptyInnerDimensionGivesZeroOrKeepsC) {

@@ -713,7 +713,7 @@ TYPED_TEST(Solvers, BlockedCholeskyMatchesEigenLltAndReportsTheFailingPivot) {
     for (Index block : {1, 16, 64, 512}) {
       Mat<S> A = H;
       A.template triangularView<Eigen::StrictlyUpper>().setConstant(S(7));  // must stay unread
-      ASSERT_EQ(ift::cholesky_in_place_tiled(A, block), -1) << "n = " << n << ", block = " << block;
+      ASSERT_EQ(ift::cholesky_in_place(A, block), -1) << "n = " << n << ", block = " << block;
       const Mat<S> L = A.template triangularView<Eigen::Lower>();
       EXPECT_LT(static_cast<double>((L - reference).norm() / reference.norm()), tight<S>())
           << "n = " << n << ", block = " << block;
@@ -729,10 +729,9 @@ TYPED_TEST(Solvers, BlockedCholeskyMatchesEigenLltAndReportsTheFailingPivot) {
   H(40, 40) = S(-1);
   for (Index block : {8, 16, 64}) {
     Mat<S> A = H;
-    EXPECT_EQ(ift::cholesky_in_place_tiled(A, block), 40) << "block = " << block;
+    EXPECT_EQ(ift::cholesky_in_place(A, block), 40) << "block = " << block;
   }
-  // The factorisation the library dispatches to (LAPACK potrf under IFT_USE_BLAS) keeps the same
-  // contract: the factor, the untouched upper triangle, and the failing column.
+  // The default block (256): the factor, the untouched upper triangle, and the failing column.
   for (Index n : {1, 203}) {
     const Mat<S> P = random_spd<S>(n, 50.0, 181 + n);
     Mat<S> A = P;
@@ -754,7 +753,7 @@ TYPED_TEST(Solvers, CholeskyRcondEstimatesTheConditionNumber) {
     const Index n = 80;
     const Mat<S> H = random_spd<S>(n, kappa, 171);
     Mat<S> L = H;
-    ASSERT_EQ(ift::cholesky_in_place_tiled(L, 32), -1);
+    ASSERT_EQ(ift::cholesky_in_place(L, 32), -1);
     const Mat<double> Hd = H.template cast<double>();
     const double true_rcond =
         1.0 / (Hd.cwiseAbs().colwise().sum().maxCoeff() *

@@ -1,5 +1,7 @@
 #include "ift/models/logistic_regression.hpp"
 
+#include "ift/linalg/parallel_gemm.hpp"
+
 #include <cmath>
 
 namespace ift {
@@ -142,7 +144,7 @@ void logistic_hessian(const Matrix<T>& X, const Vector<S>& probs, Matrix<T>& wor
   for (Index i = 0; i < n; ++i)
     work.row(i) *= static_cast<T>(probs(i) * (S(1) - probs(i)) / S(n));
   H.resize(X.cols(), X.cols());
-  H.noalias() = X.transpose() * work;
+  gemm(H, X.transpose(), work);  // ift's kernel on the OpenMP pool (parallel_gemm.hpp)
 }
 
 }  // namespace

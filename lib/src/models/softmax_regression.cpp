@@ -1,5 +1,7 @@
 #include "ift/models/softmax_regression.hpp"
 
+#include "ift/linalg/parallel_gemm.hpp"
+
 #include <cmath>
 #include <type_traits>
 
@@ -180,9 +182,10 @@ namespace {
 /// (hessian: T = S; hessian_float: T = float). Block (c, c') = Xᵀ diag(s) X with
 /// s_i = (δ_cc' p_ic − p_ic p_ic') / n is symmetric and of one sign (s ≥ 0 on the diagonal, s ≤ 0
 /// off it), so it is a symmetric rank-n update (SYRK) of Y = diag(√|s|) X: half the flops of a
-/// GEMM. The C(C+1)/2 lower blocks are shared among the OpenMP threads (Eigen runs sequentially
-/// inside a parallel region: one thread pool, DESIGN.md §5); each thread mirrors its own block
-/// into the upper triangle. √|s| is formed in S and rounded to T once.
+/// GEMM (its lower triangle by column panels). The C(C+1)/2 lower blocks are shared among the
+/// OpenMP threads (ift::gemm runs sequentially inside a parallel region: one thread pool,
+/// DESIGN.md §5); each thread mirrors its own block into the upper triangle. √|s| is formed in S
+/// and rounded to T once.
 template <class T, class S>
 void softmax_hessian(const Matrix<T>& X, const Matrix<S>& probs, Index C, Matrix<T>& work,
                      Matrix<T>& H) {
@@ -220,9 +223,7 @@ void softmax_hessian(const Matrix<T>& X, const Matrix<S>& probs, Index C, Matrix
       else
         Y.noalias() = scale.template cast<T>().asDiagonal() * X;
       auto block = H.block(c2 * F, c * F, F, F);  // lower block triangle (c2 ≥ c)
-      block.setZero();
-      block.template selfadjointView<Eigen::Lower>().rankUpdate(Y.transpose(),
-                                                                c == c2 ? T(1) : T(-1));
+      gemm_lower(block, Y.transpose(), Y, /*accumulate=*/false, c == c2 ? T(1) : T(-1));
       for (Index j = 1; j < F; ++j)
         for (Index i = 0; i < j; ++i) block(i, j) = block(j, i);
       if (c2 != c) H.block(c * F, c2 * F, F, F) = block.transpose();

@@ -1,16 +1,18 @@
 // Dense Cholesky factorisation that uses every core, and a 1-norm condition estimate from it.
 //
-// Eigen's LLT is a blocked right-looking algorithm whose trailing update is a selfadjoint rank
-// update and whose panel solve is a triangular solve: neither is multithreaded in Eigen 3.4, so
-// on two cores it runs at one core's speed (measured: 23–29 GFLOP/s for D = 7,850 on 1 and 2
-// threads, against Eigen's 80 GFLOP/s 2-thread GEMM; bench/README.md). Here the same algorithm
-// splits its two O(n³) parts into independent GEMM-shaped tiles shared among the OpenMP threads
-// (each tile is a sequential Eigen GEMM inside the parallel region: one thread pool, DESIGN.md §5):
-//   for each panel k of width b:  A11 = L11 L11ᵀ      (Eigen LLT in place, b × b)
+// A blocked right-looking algorithm whose two O(n³) parts are split into independent tiles shared
+// among the OpenMP threads (one thread pool, DESIGN.md §5):
+//   for each panel k of width b:  A11 = L11 L11ᵀ      (Eigen's LLT kernel in place, b × b)
 //                                 A21 ← A21 L11⁻ᵀ     (row blocks in parallel)
-//                                 A22 ← A22 − A21 A21ᵀ (lower column blocks in parallel; the
-//                                                       diagonal tile by a symmetric rank update)
+//                                 A22 ← A22 − A21 A21ᵀ (lower column blocks in parallel on
+//                                                       ift's GEMM kernel: the diagonal tile's
+//                                                       lower triangle, then the tiles below)
 // Only the lower triangle of A is read and written; the strict upper triangle is left as it was.
+//
+// Why not LAPACK's potrf: Eigen's LLT runs its rank updates on one core, and OpenBLAS 0.3.21's
+// potrf runs its AVX2 kernels on Zen 5; with the trailing update on gemm_kernel.hpp this is
+// 1.6× faster than OpenBLAS's spotrf / dpotrf at D = 7,850 on one thread (191 / 90 GFLOP/s
+// against 117 / 57) and no slower from n = 100 up (bench/README.md, "Own GEMM kernel").
 #pragma once
 
 #include <algorithm>
@@ -25,25 +27,17 @@
 #endif
 
 #include "ift/core.hpp"
-
-#ifdef IFT_HAVE_LAPACK
-// LAPACK's Cholesky from the OpenBLAS the library links under IFT_USE_BLAS (OpenBLAS ships LAPACK):
-// its own multithreaded blocked algorithm, measured 1.3x faster than the tiles below on two
-// cores (bench/README.md).
-extern "C" {
-void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
-void spotrf_(const char* uplo, const int* n, float* a, const int* lda, int* info);
-}
-#endif
+#include "ift/linalg/parallel_gemm.hpp"
 
 namespace ift {
 
 /// Factorises the symmetric matrix held in the lower triangle of A in place by the tiled algorithm
 /// above: on success A's lower triangle is L with A = L Lᵀ and the result is −1; otherwise the
 /// index of the first column whose pivot was not positive (or not finite), and A is partly
-/// overwritten. `block` is the panel width (the tiles' GEMM depth).
+/// overwritten. `block` is the panel width (the tiles' GEMM depth; 256 measured best at
+/// n = 4,000 in float and double against 128, 384, 512).
 template <class S>
-Index cholesky_in_place_tiled(Matrix<S>& A, Index block = 256) {
+Index cholesky_in_place(Matrix<S>& A, Index block = 256) {
   require(A.rows() == A.cols(), "cholesky_in_place: the matrix must be square");
   require(block >= 1, "cholesky_in_place: block must be >= 1");
   const Index n = A.rows();
@@ -72,40 +66,14 @@ Index cholesky_in_place_tiled(Matrix<S>& A, Index block = 256) {
     for (Index c = 0; c < col_blocks; ++c) {
       const Index c0 = c * block, cols = std::min(block, m - c0), below = m - c0 - cols;
       const Index j = k + b + c0;
-      A.block(j, j, cols, cols).template selfadjointView<Eigen::Lower>().rankUpdate(
-          A21.middleRows(c0, cols), S(-1));
+      gemm_lower(A.block(j, j, cols, cols), A21.middleRows(c0, cols),
+                 A21.middleRows(c0, cols).transpose(), /*accumulate=*/true, S(-1));
       if (below > 0)
-        A.block(j + cols, j, below, cols).noalias() -=
-            A21.middleRows(c0 + cols, below) * A21.middleRows(c0, cols).transpose();
+        gemm(A.block(j + cols, j, below, cols), A21.middleRows(c0 + cols, below),
+             A21.middleRows(c0, cols).transpose(), /*accumulate=*/true, S(-1));
     }
   }
   return -1;
-}
-
-/// The Cholesky factorisation the library uses (same contract as cholesky_in_place_tiled):
-/// LAPACK's potrf from the linked OpenBLAS when built with IFT_USE_BLAS, the tiled algorithm
-/// otherwise.
-template <class S>
-Index cholesky_in_place(Matrix<S>& A) {
-  require(A.rows() == A.cols(), "cholesky_in_place: the matrix must be square");
-  [[maybe_unused]] const Index n = A.rows();
-#ifdef IFT_HAVE_LAPACK
-  if constexpr (std::is_same_v<S, double> || std::is_same_v<S, float>) {
-    if (n > 0 && n <= std::numeric_limits<int>::max()) {
-      const char lower = 'L';
-      const int size = static_cast<int>(n);
-      int info = 0;
-      if constexpr (std::is_same_v<S, double>)
-        dpotrf_(&lower, &size, A.data(), &size, &info);
-      else
-        spotrf_(&lower, &size, A.data(), &size, &info);
-      require(info >= 0, "cholesky_in_place: LAPACK potrf rejected its arguments");
-      if (info > 0) return static_cast<Index>(info) - 1;
-      return A.diagonal().allFinite() ? Index(-1) : Index(0);
-    }
-  }
-#endif
-  return cholesky_in_place_tiled(A);
 }
 
 /// x ← (L Lᵀ)⁻¹ x for a lower-triangular L from cholesky_in_place (the strict upper triangle of

@@ -37,7 +37,8 @@ inline const char* to_string(DenseFactorization f) {
 /// The precision of the exact method's factorisation (MethodSpec::exact, --exact-precision).
 ///  - Double: the working precision S throughout (for S = float that is float).
 ///  - Mixed (S = double): LAPACK's DSPOSV scheme. The lower triangle of H is rounded to float and
-///    factorised there (cholesky_in_place: spotrf under IFT_USE_BLAS), about twice the speed of
+///    factorised there (cholesky_in_place, whose GEMM kernel runs float at twice double's rate),
+///    about twice the speed of
 ///    the double factorisation; each solve then refines x_{k+1} = x_k + L⁻ᵀL⁻¹(g − H x_k) with
 ///    the residual in double from the double H, while a step still halves ‖g − H x‖∞, down to
 ///    ‖g − H x‖∞ <= eps·‖H‖∞·‖x‖∞ (eps of double: what a double Cholesky solve attains), and
@@ -98,8 +99,8 @@ struct DenseParams {
   }
 };
 
-/// Dense symmetric solve. Cholesky (cholesky_in_place: LAPACK's potrf from OpenBLAS under
-/// IFT_USE_BLAS, else a blocked algorithm whose tiles are shared among the OpenMP threads) first;
+/// Dense symmetric solve. Cholesky (cholesky_in_place: a blocked algorithm whose tiles are shared
+/// among the OpenMP threads, its trailing update on ift's GEMM kernel) first;
 /// if H is not numerically positive
 /// definite, Eigen::LDLT (symmetric diagonal pivoting) classifies it:
 ///  - a pivot |d_i| <= n·eps·max|d| (or a non-finite factor/solution): H is singular →

@@ -24,6 +24,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "ift/core.hpp"
@@ -112,11 +113,25 @@ void pack_b(View<S> B, Index p0, Index kc, Index j0, Index nc, S* out) {
   }
 }
 
+/// An edge tile's write-back from its MR × NR buffer (out of line: the microkernel's registers
+/// stay free of it).
+template <class S>
+EIGEN_DONT_INLINE void write_edge(const S* tile, S* c, Index ldc, Index rows, Index cols,
+                                  bool accumulate, S alpha, bool full, Index offset) {
+  for (Index j = 0; j < cols; ++j)
+    for (Index i = full ? 0 : std::max<Index>(0, j - offset); i < rows; ++i)
+      c[j * ldc + i] = std::fma(alpha, tile[j * kMR<S> + i], accumulate ? c[j * ldc + i] : S(0));
+}
+
 /// The MR × NR tile C[0 .. rows) × [0 .. cols) (column-major, leading dimension ldc)
-/// (+)= the packed micro-panels' product over kc.
+/// = (C if accumulate, else 0) + α · the packed micro-panels' product over kc (α = 1 adds the
+/// product exactly as it is: fma(1, p, c) = p + c).
+/// With `offset` ≥ 0 only the elements with offset + i ≥ j are written (offset = the tile's first
+/// row minus its first column in C: the lower triangle of C); offset < 0 with `full`: all.
 template <class S>
 EIGEN_ALWAYS_INLINE void micro_kernel(Index kc, const S* a, const S* b, S* c, Index ldc,
-                                      Index rows, Index cols, bool accumulate) {
+                                      Index rows, Index cols, bool accumulate, S alpha,
+                                      bool full, Index offset) {
   using namespace Eigen::internal;
   using P = Packet<S>;
   constexpr Index PS = kPacket<S>;
@@ -135,20 +150,19 @@ EIGEN_ALWAYS_INLINE void micro_kernel(Index kc, const S* a, const S* b, S* c, In
     a += MR;
     b += kNR;
   }
-  if (rows == MR && cols == kNR) {
+  const P a_scale = pset1<P>(alpha);
+  if (full && rows == MR && cols == kNR) {
     for (int j = 0; j < kNR; ++j)
       for (int r = 0; r < RP; ++r) {
         S* dst = c + j * ldc + r * PS;
-        pstoreu(dst, accumulate ? padd(ploadu<P>(dst), acc[r][j]) : acc[r][j]);
+        pstoreu(dst, pmadd(a_scale, acc[r][j], accumulate ? ploadu<P>(dst) : pset1<P>(S(0))));
       }
     return;
   }
   alignas(64) S tile[MR * kNR];
   for (int j = 0; j < kNR; ++j)
     for (int r = 0; r < RP; ++r) pstore(tile + j * MR + r * PS, acc[r][j]);
-  for (Index j = 0; j < cols; ++j)
-    for (Index i = 0; i < rows; ++i)
-      c[j * ldc + i] = accumulate ? c[j * ldc + i] + tile[j * MR + i] : tile[j * MR + i];
+  write_edge(tile, c, ldc, rows, cols, accumulate, alpha, full, offset);
 }
 
 /// Per-thread packing buffers, grown on first use and kept (no allocation after that).
@@ -164,16 +178,23 @@ Buffers<S>& buffers() {
 
 }  // namespace detail
 
-/// C (m × n, column-major with leading dimension ldc) = A B (accumulate = false) or += A B, for A
-/// m × k and B k × n given by their (row, column) strides. Sequential.
+/// Which elements of C a product writes: all, or the lower triangle i ≥ j only (a symmetric
+/// rank-k update C ± A Aᵀ, SYRK: tiles above the diagonal are skipped, half the flops).
+enum class Part { Full, Lower };
+
+/// C (m × n, column-major with leading dimension ldc) = α A B (accumulate = false) or += α A B,
+/// for A m × k and B k × n given by their (row, column) strides, on `part` of C (the rest is
+/// neither read nor written). Sequential.
 template <class S>
 void gemm(Index m, Index n, Index k, const S* a, Index a_rs, Index a_cs, const S* b, Index b_rs,
-          Index b_cs, S* c, Index ldc, bool accumulate) {
+          Index b_cs, S* c, Index ldc, bool accumulate, S alpha = S(1), Part part = Part::Full) {
   using namespace detail;
   if (m <= 0 || n <= 0) return;
+  const bool lower = part == Part::Lower;
   if (k <= 0) {
     if (!accumulate)
-      for (Index j = 0; j < n; ++j) std::fill(c + j * ldc, c + j * ldc + m, S(0));
+      for (Index j = 0; j < n; ++j)
+        std::fill(c + j * ldc + (lower ? std::min(j, m) : 0), c + j * ldc + m, S(0));
     return;
   }
   constexpr Index MR = kMR<S>, NR = kNR, KC = kKC<S>, MC = kMC<S>, NC = kNC;
@@ -192,14 +213,21 @@ void gemm(Index m, Index n, Index k, const S* a, Index a_rs, Index a_cs, const S
       const Index kc = std::min(KC, k - p0);
       const bool acc = accumulate || p0 > 0;
       pack_b(B, p0, kc, j0, nc, buf.b.data());
-      for (Index i0 = 0; i0 < m; i0 += MC) {
+      // Lower: the rows from the slice's first column on (the blocks above it are all above
+      // the diagonal).
+      for (Index i0 = lower ? j0 / MR * MR : 0; i0 < m; i0 += MC) {
         const Index mc = std::min(MC, m - i0);
         pack_a(A, i0, mc, p0, kc, buf.a.data());
         for (Index jr = 0; jr < nc; jr += NR) {
           const S* bp = buf.b.data() + jr * kc;
-          for (Index ir = 0; ir < mc; ir += MR)
-            micro_kernel(kc, buf.a.data() + ir * kc, bp, c + (j0 + jr) * ldc + i0 + ir, ldc,
-                         std::min(MR, mc - ir), std::min(NR, nc - jr), acc);
+          const Index col = j0 + jr, cols = std::min(NR, nc - jr);
+          for (Index ir = 0; ir < mc; ir += MR) {
+            const Index row = i0 + ir, rows = std::min(MR, mc - ir);
+            if (lower && row + rows - 1 < col) continue;  // the tile is above the diagonal
+            const bool full = !lower || row >= col + cols - 1;
+            micro_kernel(kc, buf.a.data() + ir * kc, bp, c + col * ldc + row, ldc, rows, cols, acc,
+                         alpha, full, row - col);
+          }
         }
       }
     }

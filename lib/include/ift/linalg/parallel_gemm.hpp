@@ -52,10 +52,11 @@ template <class X>
 inline constexpr bool kDirect =
     (int(std::remove_cvref_t<X>::Flags) & Eigen::DirectAccessBit) != 0;
 
-/// c (+)= a b, sequentially: ift's packed kernel for float and double with direct access, else
+/// c (+)= α a b, sequentially: ift's packed kernel for float and double with direct access, else
 /// Eigen's product.
 template <class Dst, class Lhs, class Rhs>
-void sequential_product(Dst&& c, const Lhs& a, const Rhs& b, bool accumulate) {
+void sequential_product(Dst&& c, const Lhs& a, const Rhs& b, bool accumulate,
+                        typename std::remove_cvref_t<Dst>::Scalar alpha) {
   using S = typename std::remove_cvref_t<Dst>::Scalar;
   constexpr bool kernel = (std::is_same_v<S, double> || std::is_same_v<S, float>) &&
                           kDirect<Dst> && kDirect<Lhs> && kDirect<Rhs> &&
@@ -67,29 +68,51 @@ void sequential_product(Dst&& c, const Lhs& a, const Rhs& b, bool accumulate) {
     const auto [c_rs, c_cs] = strides(c);
     if (c_rs == 1) {
       gemm_kernel::gemm<S>(a.rows(), b.cols(), a.cols(), a.data(), a_rs, a_cs, b.data(), b_rs,
-                           b_cs, c.data(), c_cs, accumulate);
+                           b_cs, c.data(), c_cs, accumulate, alpha);
       return;
     }
     if (c_cs == 1) {  // row-major C: Cᵀ = Bᵀ Aᵀ, column-major with leading dimension c_rs
       gemm_kernel::gemm<S>(b.cols(), a.rows(), a.cols(), b.data(), b_cs, b_rs, a.data(), a_cs,
-                           a_rs, c.data(), c_rs, accumulate);
+                           a_rs, c.data(), c_rs, accumulate, alpha);
       return;
     }
   }
   if (accumulate)
-    c.noalias() += a * b;
+    c.noalias() += alpha * (a * b);
   else
-    c.noalias() = a * b;
+    c.noalias() = alpha * (a * b);
 }
 
 }  // namespace detail
 
-/// C = A B (accumulate = false) or C += A B (accumulate = true).
+/// The lower triangle (i ≥ j) of C = α A B (accumulate = false) or C += α A B, the rest of C
+/// neither read nor written: a symmetric rank-k update (A B symmetric, as for B = Aᵀ) at half a
+/// GEMM's flops. Sequential (its callers share their own loops among the threads); float or
+/// double operands with direct access, C column-major.
 template <class Dst, class Lhs, class Rhs>
-void gemm(Dst&& C, const Lhs& A, const Rhs& B, bool accumulate = false) {
+void gemm_lower(Dst&& C, const Lhs& A, const Rhs& B, bool accumulate = false,
+                typename std::remove_cvref_t<Dst>::Scalar alpha = 1) {
+  using S = typename std::remove_cvref_t<Dst>::Scalar;
+  static_assert((std::is_same_v<S, double> || std::is_same_v<S, float>) && detail::kDirect<Dst> &&
+                    detail::kDirect<Lhs> && detail::kDirect<Rhs> &&
+                    std::is_same_v<typename Lhs::Scalar, S> &&
+                    std::is_same_v<typename Rhs::Scalar, S>,
+                "gemm_lower: float or double operands with direct access");
+  const auto [a_rs, a_cs] = detail::strides(A);
+  const auto [b_rs, b_cs] = detail::strides(B);
+  const auto [c_rs, c_cs] = detail::strides(C);
+  require(c_rs == 1, "gemm_lower: C must be column-major with unit inner stride");
+  gemm_kernel::gemm<S>(A.rows(), B.cols(), A.cols(), A.data(), a_rs, a_cs, B.data(), b_rs, b_cs,
+                       C.data(), c_cs, accumulate, alpha, gemm_kernel::Part::Lower);
+}
+
+/// C = α A B (accumulate = false) or C += α A B (accumulate = true).
+template <class Dst, class Lhs, class Rhs>
+void gemm(Dst&& C, const Lhs& A, const Rhs& B, bool accumulate = false,
+          typename std::remove_cvref_t<Dst>::Scalar alpha = 1) {
   const Index m = A.rows(), k = A.cols(), n = B.cols();
   const auto product = [&](auto&& c, const auto& a, const auto& b) {
-    detail::sequential_product(c, a, b, accumulate);
+    detail::sequential_product(c, a, b, accumulate, alpha);
   };
   const int threads = gemm_threads(double(m) * double(k) * double(n));
   if (threads <= 1 || (m < 16 * threads && n < 16 * threads)) {
