@@ -138,7 +138,21 @@ class RegularizedProblem final
   }
   void val_direct_gradient(Vector<S>& out) override { out.setZero(num_hyper()); }
 
+  /// The first product at a point whose data gradient is not formed yet also forms it, in the
+  /// same pass over the training rows (ModelWithHvpAndGradient: bitwise what train_gradient()
+  /// would compute): the loop's next inner step starts at this point and needs it, so a
+  /// hypergradient costs that step its pass over X (issue 11, the hyper-step's cost).
   void hvp(const Vector<S>& v, Vector<S>& out) override {
+    if constexpr (ModelWithHvpAndGradient<Model>) {
+      if (point_valid_ && !data_gradient_valid_) {
+        model_.hvp_and_gradient(*train_, w_, train_cache_, v, out, data_gradient_);
+        reduce(out, train_shard_);
+        reduce(data_gradient_, train_shard_);
+        data_gradient_valid_ = true;
+        add_penalty_hvp(v, out);
+        return;
+      }
+    }
     model_.hvp(*train_, w_, train_cache_, v, out);
     reduce(out, train_shard_);
     add_penalty_hvp(v, out);
