@@ -544,6 +544,31 @@ TEST(ProblemPoint, FirstHvpFormsTheTrainGradientInTheSamePassBitwise) {
   }
 }
 
+// The validation rows are streamed in block by block (row_block::Workspace::stream, set by
+// RegularizedProblem): only the reads change, so the loss and gradient equal a plain pass's
+// bitwise, and the problem's validation gradient is the model's.
+TEST(ProblemPoint, StreamedValidationPassGivesTheSameBits) {
+  for (const Index n : {40, 1000}) {
+    const Index d = 600, C = 10;
+    SoftmaxRegression<double> model(d + 1, C);
+    auto train = shared(testing::random_classification<double>(60, d, C, 7));
+    auto val = shared(testing::random_classification<double>(n, d, C, 8));
+    const Index D = model.num_params();
+    const Vector<double> w = Vector<double>::LinSpaced(D, -0.2, 0.3);
+    typename SoftmaxRegression<double>::Cache plain, streamed;
+    streamed.blocks.stream = true;
+    Vector<double> g_plain, g_streamed;
+    const double loss_plain = model.evaluate(*val, w, plain, &g_plain);
+    const double loss_streamed = model.evaluate(*val, w, streamed, &g_streamed);
+    EXPECT_EQ(loss_plain, loss_streamed) << "n = " << n;
+    EXPECT_TRUE(g_plain == g_streamed) << "n = " << n;
+    RegularizedProblem problem(model, WeightDecay<double>(DecayKind::PerWeight, D), train, val);
+    problem.set_point(Vector<double>::Constant(D, -2.0), w);
+    EXPECT_TRUE(problem.val_gradient() == g_plain) << "n = " << n;
+    EXPECT_EQ(problem.val_loss(), loss_plain) << "n = " << n;
+  }
+}
+
 TEST(ProblemPoint, MetricsNeedAPoint) {
   auto problem = logreg_problem<double>(DecayKind::PerWeight);
   EXPECT_THROW(problem.metrics(), std::invalid_argument);
