@@ -492,6 +492,83 @@ TEST(ProblemPoint, NewLambdaAtTheSamePointEqualsAFreshEvaluationBitwise) {
   expect_point_reuse_is_exact(mlp_problem(), mlp_problem());
 }
 
+// The first curvature product at a point also forms the data gradient in its pass over the
+// rows (SoftmaxRegression::hvp_and_gradient: backward Xᵀ [R{∂L/∂Z}, (P − Y)/n]): both equal
+// the separate passes' bitwise (the same kernel per column, the same row blocks and group
+// sums), on one row block and on several groups (n = 1,000, F = 601: 4 blocks), with 2C ≤ and
+// > the kernels' widest chunk (C = 3, 10).
+template <class S>
+void expect_hvp_with_gradient_is_exact(Index n, Index d, Index C) {
+  SoftmaxRegression<S> model(d + 1, C);
+  auto train = shared(testing::random_classification<S>(n, d, C, 5));
+  auto val = shared(testing::random_classification<S>(30, d, C, 6));
+  const Index D = model.num_params();
+  using Problem = RegularizedProblem<SoftmaxRegression<S>>;
+  Problem a(model, WeightDecay<S>(DecayKind::PerWeight, D), train, val);
+  Problem fresh(model, WeightDecay<S>(DecayKind::PerWeight, D), train, val);
+  const Vector<S> w = Vector<S>::LinSpaced(D, S(-0.4), S(0.5));
+  const Vector<S> lambda = Vector<S>::LinSpaced(D, S(-3), S(0.5));
+  const Vector<S> v = Vector<S>::LinSpaced(D, S(1), S(-0.7));
+  // Model level: one pass against hvp() and gradient_from_cache().
+  typename SoftmaxRegression<S>::Cache cache;
+  model.evaluate(*train, w, cache, nullptr);
+  Vector<S> hv, gradient, hv_separate, gradient_separate;
+  model.hvp_and_gradient(*train, w, cache, v, hv, gradient);
+  model.hvp(*train, w, cache, v, hv_separate);
+  model.gradient_from_cache(*train, cache, gradient_separate);
+  EXPECT_TRUE(hv == hv_separate) << "n = " << n << ", C = " << C;
+  EXPECT_TRUE(gradient == gradient_separate) << "n = " << n << ", C = " << C;
+  // And the gradient is the gradient: against evaluate's fused forward-backward pass.
+  Vector<S> fused;
+  model.evaluate(*train, w, cache, &fused);
+  EXPECT_TRUE(gradient == fused);
+  // Problem level: hvp first (gradient formed in its pass), then train_gradient(), against the
+  // order train_gradient(), hvp() on a fresh problem.
+  a.set_point(lambda, w);
+  fresh.set_point(lambda, w);
+  Vector<S> out_a, out_fresh;
+  a.hvp(v, out_a);
+  const Vector<S> g_fresh = fresh.train_gradient();
+  fresh.hvp(v, out_fresh);
+  EXPECT_TRUE(out_a == out_fresh);
+  EXPECT_TRUE(a.train_gradient() == g_fresh);
+  EXPECT_EQ(a.train_loss(), fresh.train_loss());
+}
+
+TEST(ProblemPoint, FirstHvpFormsTheTrainGradientInTheSamePassBitwise) {
+  for (const Index C : {3, 10}) {
+    expect_hvp_with_gradient_is_exact<double>(40, 4, C);
+    expect_hvp_with_gradient_is_exact<double>(1000, 600, C);
+    expect_hvp_with_gradient_is_exact<float>(40, 4, C);
+    expect_hvp_with_gradient_is_exact<float>(1000, 600, C);
+  }
+}
+
+// The validation rows are streamed in block by block (row_block::Workspace::stream, set by
+// RegularizedProblem): only the reads change, so the loss and gradient equal a plain pass's
+// bitwise, and the problem's validation gradient is the model's.
+TEST(ProblemPoint, StreamedValidationPassGivesTheSameBits) {
+  for (const Index n : {40, 1000}) {
+    const Index d = 600, C = 10;
+    SoftmaxRegression<double> model(d + 1, C);
+    auto train = shared(testing::random_classification<double>(60, d, C, 7));
+    auto val = shared(testing::random_classification<double>(n, d, C, 8));
+    const Index D = model.num_params();
+    const Vector<double> w = Vector<double>::LinSpaced(D, -0.2, 0.3);
+    typename SoftmaxRegression<double>::Cache plain, streamed;
+    streamed.blocks.stream = true;
+    Vector<double> g_plain, g_streamed;
+    const double loss_plain = model.evaluate(*val, w, plain, &g_plain);
+    const double loss_streamed = model.evaluate(*val, w, streamed, &g_streamed);
+    EXPECT_EQ(loss_plain, loss_streamed) << "n = " << n;
+    EXPECT_TRUE(g_plain == g_streamed) << "n = " << n;
+    RegularizedProblem problem(model, WeightDecay<double>(DecayKind::PerWeight, D), train, val);
+    problem.set_point(Vector<double>::Constant(D, -2.0), w);
+    EXPECT_TRUE(problem.val_gradient() == g_plain) << "n = " << n;
+    EXPECT_EQ(problem.val_loss(), loss_plain) << "n = " << n;
+  }
+}
+
 TEST(ProblemPoint, MetricsNeedAPoint) {
   auto problem = logreg_problem<double>(DecayKind::PerWeight);
   EXPECT_THROW(problem.metrics(), std::invalid_argument);

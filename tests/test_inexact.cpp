@@ -81,6 +81,32 @@ TEST(WarmNeumann, IsRichardsonsIterationWithOneHvpPerStep) {
   }
 }
 
+TEST(WarmNeumann, AProductFormedByTheCallerGivesTheSameBits) {
+  // H x0 handed in (formed before g, as generic::detail::neumann_solve does) replaces the first
+  // product: the same v bitwise, the same count of HVPs and iterations.
+  const Matrix<double> H = spd(12, 9);
+  const DenseOperator<double> op(H);
+  const Vector<double> g = random_vector<double>(12, 10);
+  const Vector<double> x0 = random_vector<double>(12, 11);
+  Vector<double> hx0;
+  op.apply(x0, hx0);
+  for (Index k : {1, 3}) {
+    NeumannParams p;
+    p.steps = k;
+    p.alpha = 0.08;
+    const auto own = neumann(op, g, p, {}, &x0);
+    const auto given = neumann(op, g, p, {}, &x0, &hx0);
+    EXPECT_TRUE(same_bits(own.x, given.x)) << "k = " << k;
+    EXPECT_EQ(own.hvps, given.hvps);
+    EXPECT_EQ(own.iterations, given.iterations);
+    EXPECT_EQ(own.status, given.status);
+  }
+  // Without a (nonzero) warm start there is no H x0 to hand in.
+  const Vector<double> zero = Vector<double>::Zero(12);
+  EXPECT_THROW(neumann(op, g, NeumannParams{}, {}, nullptr, &hx0), std::invalid_argument);
+  EXPECT_THROW(neumann(op, g, NeumannParams{}, {}, &zero, &hx0), std::invalid_argument);
+}
+
 TEST(WarmNeumann, ReachesEveryStatus) {
   const Matrix<double> H = spd(10, 6);
   const DenseOperator<double> op(H);
@@ -277,6 +303,61 @@ TEST(WarmCg, RunToConvergenceEqualsColdCg) {
   EXPECT_EQ(c.status, SolverStatus::Converged);
   EXPECT_LT((warm.v - c.v).norm(), 1e-10 * c.v.norm());
   EXPECT_LT(warm.iterations, c.iterations);
+}
+
+/// A problem that logs the order of its curvature products and validation gradients.
+struct OrderLog {
+  Problem& p;
+  std::string log;
+  void set_point(const Vector<double>& l, const Vector<double>& w) { p.set_point(l, w); }
+  const Vector<double>& lambda() const { return p.lambda(); }
+  const Vector<double>& w() const { return p.w(); }
+  const Vector<double>& train_gradient() const { return p.train_gradient(); }
+  const Vector<double>& val_gradient() {
+    log += "g";
+    return p.val_gradient();
+  }
+  void val_direct_gradient(Vector<double>& out) { p.val_direct_gradient(out); }
+  void hvp(const Vector<double>& v, Vector<double>& out) {
+    log += "H";
+    p.hvp(v, out);
+  }
+  void mixed_product(const Vector<double>& v, Vector<double>& out) { p.mixed_product(v, out); }
+  Index num_params() const { return p.num_params(); }
+};
+
+TEST(WarmNeumann, SobaFormsHvPrevBeforeTheValidationGradientWithTheSameBits) {
+  // SOBA's v ← v + α(g − H v_prev): H v_prev does not need g, so the hypergradient forms it
+  // first (the training rows still in cache from the inner phase); the result is the one of the
+  // order g, then H v_prev (a hand-written Richardson step from the same state), bitwise.
+  Fixture f = make_fixture(40, 30, 12);
+  OrderLog logged{*f.problem, {}};
+  MethodSpec soba = parse_method_spec("neumann+warm");
+  soba.steps = 1;
+  soba.neumann.alpha = 0.05;
+  generic::SolverState<Vector<double>> state;
+  f.problem->set_point(f.lambda, f.w);
+  const auto first = generic::hypergradient(logged, soba, nullptr, nullptr, &state);
+  ASSERT_FALSE(logged.log.empty());
+  EXPECT_EQ(logged.log.front(), 'g');  // no previous v: the cold series starts from g
+  ASSERT_TRUE(state.has_v);
+  const Vector<double> v_prev = state.v;
+  logged.log.clear();
+  const Vector<double> lambda2 = f.lambda.array() + 1e-2;
+  f.problem->set_point(lambda2, f.w);
+  const auto second = generic::hypergradient(logged, soba, nullptr, nullptr, &state);
+  EXPECT_EQ(logged.log, "Hg");
+  EXPECT_EQ(second.hvps, 1);
+  // The same step by hand, g first: term = g − H v_prev, v = v_prev + α term.
+  const Vector<double> g = f.problem->val_gradient();
+  Vector<double> hv;
+  f.problem->hvp(v_prev, hv);
+  Vector<double> term = g;
+  term -= hv;
+  Vector<double> v = term * 0.05;
+  v += v_prev;
+  EXPECT_TRUE(same_bits(second.v, v));
+  (void)first;
 }
 
 struct LoopFixture {

@@ -99,16 +99,21 @@ namespace {
 /// Out (F × C·m) = Xᵀ R(X V) for V: F × C·m (m vectors of F × C, column-major), with the per-row
 /// map of the Hessian (R{∂L/∂Z} = P ⊙ (R{Z} − rowsum(P ⊙ R{Z})) / n) or of the empirical Fisher
 /// ((1/n) Σ g_i g_iᵀ v = Xᵀ diag(n s) residual, s_i = residual_iᵀ (X V)_i), in one fused pass.
+/// with_gradient (Hessian, m = 1 only): `out` is F × 2C, its last C columns the data gradient
+/// Xᵀ residual, as gradient_from_cache's pass forms it (the residual copied into Z_b's columns
+/// C..2C, the same backward kernel per 10-column chunk): hvp_and_gradient.
 template <class S, class Cache>
 void curvature_product(const Dataset<S>& data, const Cache& cache, Index C, const S* V, Index m,
-                       S* out, bool fisher) {
+                       S* out, bool fisher, bool with_gradient = false) {
   const Index n = data.size();
   const S inv_n = S(1) / S(n);
+  const Index m_out = with_gradient ? 2 * C : C * m;
   row_block::fused_pass(
-      data.X, V, C * m, out, C * m, 1, cache.blocks,
+      data.X, V, C * m, out, m_out, 1, cache.blocks,
       [&](Index, Index i0, row_block::BlockMap<S> Z) {
         const Index rows = Z.rows();
-        auto mean = Z.col(C * m);
+        if (with_gradient) Z.middleCols(C, C) = cache.residual.middleRows(i0, rows);
+        auto mean = Z.col(m_out);
         if (fisher) {
           const auto Res = cache.residual.middleRows(i0, rows);
           for (Index j = 0; j < m; ++j) {
@@ -142,6 +147,21 @@ void SoftmaxRegression<S>::hvp(const Dataset<S>& data, const Vector<S>& w, Cache
   // R{Z} = X V; R{∂L/∂Z} = (P ⊙ (R{Z} − rowsum(P ⊙ R{Z}))) / n; H v = Xᵀ R{∂L/∂Z}: one pass.
   out.resize(num_params());
   curvature_product(data, cache, num_classes_, v.data(), 1, out.data(), false);
+}
+
+template <class S>
+void SoftmaxRegression<S>::hvp_and_gradient(const Dataset<S>& data, const Vector<S>& w,
+                                            Cache& cache, const Vector<S>& v, Vector<S>& out,
+                                            Vector<S>& gradient) const {
+  check_data(data, w);
+  require(v.size() == num_params(), "SoftmaxRegression::hvp_and_gradient: v has the wrong size");
+  require(cache.probs.rows() == data.size() && cache.residual.rows() == data.size(),
+          "SoftmaxRegression::hvp_and_gradient: call evaluate() first");
+  const Index D = num_params();
+  cache.work_out.resize(2 * D);
+  curvature_product(data, cache, num_classes_, v.data(), 1, cache.work_out.data(), false, true);
+  out = cache.work_out.head(D);
+  gradient = cache.work_out.tail(D);
 }
 
 template <class S>

@@ -615,6 +615,38 @@ SolveResult<ProblemVector<P>> preconditioned_cg(P& problem, const MethodSpec& sp
   }
 }
 
+/// neumann's v ≈ H⁻¹ g on the spec's curvature: the cold series, or Richardson updates from the
+/// state's v (warm_start). `rhs()` returns g and is called once. A warm start that continues
+/// with a known α (SOBA's v ← v + α(g − H v_prev), docs/methods.md) forms H v_prev BEFORE asking
+/// for g: the product does not depend on g, and formed first it reads the training rows while
+/// the inner phase's last pass has left them in cache, before the validation pass (another
+/// data set as large) evicts them (issue 11, bench/README.md "Warm-started hyper-steps"). The
+/// arithmetic is the same in either order.
+template <HypergradientProblem P, class Rhs>
+void neumann_solve(P& problem, const MethodSpec& spec, Rhs&& rhs, Result<ProblemVector<P>>& out,
+                   const SolverState<ProblemVector<P>>* state) {
+  using V = ProblemVector<P>;
+  using VS = VectorSpace<V>;
+  CurvatureRows rows =
+      curvature_rows(problem, spec, state ? static_cast<std::uint64_t>(state->uses) : 0);
+  const auto op = curvature_operator(problem, spec, &rows);
+  const bool warm = spec.warm_start && state != nullptr && state->has_v &&
+                    VS::size(state->v) == VS::size(problem.w());
+  NeumannParams params = spec.neumann_params();
+  // Continuing from a previous v, the warm form also keeps that step's automatic α (no
+  // power iteration per hyper-step); from v = 0 it is the cold series, α included.
+  const bool continues = warm && VS::norm(state->v) != 0;
+  if (continues && params.alpha == 0 && state->alpha > 0) params.alpha = state->alpha;
+  std::optional<V> first;  // H v_prev, formed before g (no power iteration needs g first)
+  if (continues && params.alpha > 0 && params.steps > 0 && VS::all_finite(state->v)) {
+    first = VS::zeros_like(state->v);
+    op.apply(state->v, *first);
+  }
+  const V& g = rhs();
+  copy_diagnostics(
+      neumann(op, g, params, {}, warm ? &state->v : nullptr, first ? &*first : nullptr), out);
+}
+
 /// v ≈ H⁻¹ g by the spec's method (every method but unrolled).
 template <HypergradientProblem P>
 void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
@@ -678,31 +710,24 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
         throw std::invalid_argument(
             "exact: this backend forms no dense Hessian (use cg with enough steps instead)");
       }
-    case Method::Cg:
-    case Method::Neumann: {
+    case Method::Cg: {
       CurvatureRows rows =
           curvature_rows(problem, spec, state ? static_cast<std::uint64_t>(state->uses) : 0);
       const auto op = curvature_operator(problem, spec, &rows);
       const bool warm = spec.warm_start && state != nullptr && state->has_v &&
                         VectorSpace<V>::size(state->v) == VectorSpace<V>::size(g);
-      if (spec.method == Method::Cg) {
-        const V* x0 = warm ? &state->v : nullptr;
-        copy_diagnostics(uses_kfac(spec.preconditioner)
-                             ? preconditioned_cg(problem, spec, op, g, x0, {}, state, fresh)
-                         : spec.preconditioner == Preconditioner::Ritz
-                             ? ritz_cg(op, spec, g, x0, state, {}, fresh)
-                             : conjugate_gradient(op, g, spec.cg_params(), x0),
-                         out);
-        return;
-      }
-      NeumannParams params = spec.neumann_params();
-      // Continuing from a previous v, the warm form also keeps that step's automatic α (no
-      // power iteration per hyper-step); from v = 0 it is the cold series, α included.
-      const bool continues = warm && VectorSpace<V>::norm(state->v) != 0;
-      if (continues && params.alpha == 0 && state->alpha > 0) params.alpha = state->alpha;
-      copy_diagnostics(neumann(op, g, params, {}, warm ? &state->v : nullptr), out);
+      const V* x0 = warm ? &state->v : nullptr;
+      copy_diagnostics(uses_kfac(spec.preconditioner)
+                           ? preconditioned_cg(problem, spec, op, g, x0, {}, state, fresh)
+                       : spec.preconditioner == Preconditioner::Ritz
+                           ? ritz_cg(op, spec, g, x0, state, {}, fresh)
+                           : conjugate_gradient(op, g, spec.cg_params(), x0),
+                       out);
       return;
     }
+    case Method::Neumann:
+      neumann_solve(problem, spec, [&g]() -> const V& { return g; }, out, state);
+      return;
     case Method::Identity: copy_diagnostics(identity_solve(g), out); return;
     case Method::Zero: copy_diagnostics(zero_solve(g), out); return;
     case Method::Kfac:
@@ -747,6 +772,20 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
     case Method::Unrolled: break;
   }
   throw std::logic_error("generic::solve: unexpected method");
+}
+
+/// The same with g from `rhs()`, called once: after neumann's first product where that can come
+/// first (neumann_solve), before anything else for every other method.
+template <HypergradientProblem P, class Rhs>
+  requires std::is_invocable_r_v<const ProblemVector<P>&, Rhs&>
+void solve(P& problem, const MethodSpec& spec, Rhs&& rhs, Result<ProblemVector<P>>& out,
+           DenseWorkspace<typename VectorSpace<ProblemVector<P>>::Scalar>* workspace,
+           const SolverState<ProblemVector<P>>* state, RitzPairs<ProblemVector<P>>* fresh = nullptr) {
+  if (spec.method == Method::Neumann) {
+    neumann_solve(problem, spec, rhs, out, state);
+    return;
+  }
+  solve(problem, spec, rhs(), out, workspace, state, fresh);
 }
 
 /// h = ∂L_V/∂λ − vᵀ ∂²L_T/∂w∂λᵀ from out.direct and out.v.
@@ -923,8 +962,12 @@ Result<ProblemVector<P>> hypergradient(
   if (spec.method == Method::Unrolled) {
     detail::unrolled(problem, spec, start ? *start : problem.w(), out);
   } else {
-    const V g = detail::clone(problem.val_gradient());
-    detail::solve(problem, spec, g, out, workspace, state, &fresh);
+    std::optional<V> g;  // ∇_w L_V, formed when the solver asks for it (see neumann_solve)
+    const auto rhs = [&]() -> const V& {
+      if (!g) g = detail::clone(problem.val_gradient());
+      return *g;
+    };
+    detail::solve(problem, spec, rhs, out, workspace, state, &fresh);
     detail::form_hypergradient(problem, out);
   }
   detail::check_finite(out);

@@ -84,11 +84,14 @@ struct NeumannParams {
 /// t_j = (I − αH)^j (g − H x0) and v = x0 + α Σ_{j<k} t_j; iterations = k; the convergence and
 /// divergence tests stay relative to ||g||. k = 0 returns x0 (MaxIterations). A zero x0 (or
 /// none) is the cold series, bitwise. No partial results with a warm start.
+/// `Hx0` (optional, with a warm start only): H x0 formed by the caller for this solve (before g
+/// was available, generic::detail::neumann_solve); used instead of applying H to x0 and counted
+/// as one of this solve's HVPs. The result is bitwise the same.
 template <LinearOperator Op>
 SolveResult<typename Op::VectorType> neumann(
     const Op& H, const typename Op::VectorType& g, NeumannParams params = {},
     const PartialResults<typename Op::VectorType>& partial = {},
-    const typename Op::VectorType* x0 = nullptr) {
+    const typename Op::VectorType* x0 = nullptr, const typename Op::VectorType* Hx0 = nullptr) {
   using V = typename Op::VectorType;
   using VS = VectorSpace<V>;
   using S = typename VS::Scalar;
@@ -104,8 +107,11 @@ SolveResult<typename Op::VectorType> neumann(
   }
   const bool warm = x0 != nullptr && VS::norm(*x0) != 0;
   require(!warm || !partial.active(), "neumann: no partial results with a warm start");
+  require(Hx0 == nullptr || (warm && VS::size(*Hx0) == n),
+          "neumann: Hx0 needs a nonzero warm start x0 and the size of g");
   detail::PartialReporter<V> reporter(partial, params.steps, "neumann");
   SolveResult<V> result;
+  if (Hx0 != nullptr) result.hvps = 1;  // spent whatever this call returns
   result.x = VS::zeros_like(g);
   const double g_norm = static_cast<double>(VS::norm(g));
   if (!std::isfinite(g_norm)) {
@@ -166,10 +172,14 @@ SolveResult<typename Op::VectorType> neumann(
   V& sum = result.x;
   VS::assign(term, g);
   if (warm) {
-    H.apply(*x0, product);
-    ++result.hvps;
+    if (Hx0 != nullptr) {
+      VS::axpy(S(-1), *Hx0, term);  // counted above
+    } else {
+      H.apply(*x0, product);
+      ++result.hvps;
+      VS::axpy(S(-1), product, term);
+    }
     ++result.iterations;  // the update x0 + α r0
-    VS::axpy(S(-1), product, term);
   }
   VS::assign(sum, term);
   const S a = static_cast<S>(alpha);

@@ -20,6 +20,8 @@
 //   ModelWithGaussNewtonMatrix  gauss_newton_matrix(data, w, cache, G)
 //   ModelWithKroneckerFactors   kfac_factors(data, w, cache) → std::vector<KroneckerFactors<S>>
 //   ModelWithBlockHvp      hvp_block(data, w, cache, V, out): out.col(j) = H V.col(j), one pass
+//   ModelWithHvpAndGradient  hvp_and_gradient(data, w, cache, v, out, gradient): hvp() and
+//                          gradient_from_cache() in one pass over the data, each bitwise theirs
 #pragma once
 
 #include <concepts>
@@ -95,6 +97,17 @@ concept ModelWithBlockHvp =
                          const Vector<typename M::Scalar>& w, typename M::Cache& cache,
                          const Matrix<typename M::Scalar>& V, Matrix<typename M::Scalar>& out) {
       m.hvp_block(data, w, cache, V, out);
+    };
+
+/// H v and the data gradient (what hvp() and gradient_from_cache() return, bitwise) from one pass
+/// over the data: a problem whose gradient at the point is not formed yet gets it with its first
+/// curvature product instead of a second pass (RegularizedProblem::hvp).
+template <class M>
+concept ModelWithHvpAndGradient =
+    Model<M> && requires(const M& m, const Dataset<typename M::Scalar>& data,
+                         const Vector<typename M::Scalar>& w, typename M::Cache& cache,
+                         Vector<typename M::Scalar>& out, Vector<typename M::Scalar>& gradient) {
+      m.hvp_and_gradient(data, w, cache, w, out, gradient);
     };
 
 /// Every capability the paper's models have (softmax and binary logistic regression, MLPs).

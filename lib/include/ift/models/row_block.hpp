@@ -97,6 +97,10 @@ struct Workspace {
   std::vector<Matrix<S>> acc;  ///< per group ≥ F·m_out accumulator (group 0 writes `out`).
   std::vector<Matrix<S>> z;    ///< per group block × ≥ (columns + extra) scratch: Z_b, then R_b.
   std::vector<double> partial;  ///< per group scalar (a loss), summed in group order by the model.
+  /// X is cold at every pass (read once between passes over other data as large): stream each
+  /// block in before its forward (touch_block), as for X beyond the cache, whatever its size.
+  /// Only the reads change, not the results. RegularizedProblem sets it for its validation rows.
+  bool stream = false;
 };
 
 /// Z_b's map as the row op sees it: `rows` × (columns + extra), leading dimension Plan::block.
@@ -308,8 +312,9 @@ void fused_pass(const Matrix<S>& X, const S* V, Index m, S* out, Index m_out, In
     if (out && g > 0 && a.size() < F * m_out) a.resize(F * m_out, 1);
   }
   const S* x = X.data();
-  // X beyond any last-level cache (> 16 blocks): stream each block in before its forward.
-  const bool from_memory = plan.blocks > 16 && V != nullptr;
+  // X beyond any last-level cache (> 16 blocks), or known to be cold (ws.stream): stream each
+  // block in before its forward.
+  const bool from_memory = (plan.blocks > 16 || ws.stream) && V != nullptr;
   const auto run_group = [&](Index g) {
     double touched = 0;  // kept (volatile store below) so the reads are not optimised away
     Matrix<S>& zg = ws.z[static_cast<std::size_t>(g)];

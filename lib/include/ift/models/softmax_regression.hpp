@@ -27,6 +27,7 @@ class SoftmaxRegression {
     Matrix<S> residual;  ///< n × C, (P − Y) / n: the gradient of the mean loss w.r.t. the logits.
     Matrix<S> work_x;    ///< n × F scratch for the dense Hessian build.
     Matrix<float> work_x_float;  ///< the same for hessian_float.
+    Vector<S> work_out;          ///< F·2C scratch of hvp_and_gradient: [H v, ∇] side by side.
     /// Buffers of the fused row-block passes (row_block.hpp), sized on the first call.
     mutable row_block::Workspace<S> blocks;
   };
@@ -46,6 +47,11 @@ class SoftmaxRegression {
   /// Hessian-vector product H v from a cache filled by evaluate() at the same w (R-operator).
   void hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
            Vector<S>& out) const;
+  /// hvp() and gradient_from_cache() in ONE fused pass: the backward Xᵀ [R{∂L/∂Z}, (P − Y)/n]
+  /// with 2C columns while X_b is in cache, instead of a second pass over X for the gradient.
+  /// `out` and `gradient` equal those two calls' results bitwise (the same kernels per column).
+  void hvp_and_gradient(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
+                        const Vector<S>& v, Vector<S>& out, Vector<S>& gradient) const;
   /// H V for a D × m block (column j of out = hvp of V.col(j)) in one fused pass over X (row_block.hpp)
   /// instead of m passes. Equal to m hvp calls to rounding.
   void hvp_block(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Matrix<S>& V,
@@ -78,7 +84,8 @@ class SoftmaxRegression {
 static_assert(FullModel<SoftmaxRegression<float>> && FullModel<SoftmaxRegression<double>> &&
                   ModelWithBlockHvp<SoftmaxRegression<float>> &&
                   ModelWithBlockHvp<SoftmaxRegression<double>> &&
-                  ModelWithFloatHessian<SoftmaxRegression<double>>,
+                  ModelWithFloatHessian<SoftmaxRegression<double>> &&
+                  ModelWithHvpAndGradient<SoftmaxRegression<double>>,
               "SoftmaxRegression must provide every model capability (ift/models/model.hpp)");
 
 }  // namespace ift
