@@ -278,7 +278,9 @@ TEST(FusedKernels, PlanBalancesBlocks) {
       if (p.blocks == 1) continue;
       const Index last = n - p.block * (p.blocks - 1);
       EXPECT_GT(last, p.block - PS * p.blocks) << "n = " << n << ", F = " << F;
-      if (p.blocks <= row_block::kMaxGroups) EXPECT_EQ(p.blocks % 2, 0) << "n = " << n << ", F = " << F;
+      if (p.blocks <= row_block::kMaxGroups) {
+        EXPECT_EQ(p.blocks % 2, 0) << "n = " << n << ", F = " << F;
+      }
     }
   const row_block::Plan p1 = row_block::make_plan<double>(1000, 785, 10);
   EXPECT_EQ(p1.blocks, 4);
