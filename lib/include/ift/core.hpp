@@ -21,6 +21,13 @@ using Matrix = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>;
 
 using LabelVector = Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1>;
 
+/// The widest SIMD packet of S the build targets (Eigen's packet primitives: AVX-512, AVX2, SSE,
+/// NEON), and its lanes: the unit of ift's own microkernels (row_block.hpp, gemm_kernel.hpp).
+template <class S>
+using Packet = typename Eigen::internal::packet_traits<S>::type;
+template <class S>
+inline constexpr Index kPacket = Eigen::internal::packet_traits<S>::size;
+
 /// Thrown for misuse: bad parameters, dimension mismatches. The message names the field.
 inline void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument(what);

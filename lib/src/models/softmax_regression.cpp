@@ -202,7 +202,7 @@ namespace {
 /// (hessian: T = S; hessian_float: T = float). Block (c, c') = Xᵀ diag(s) X with
 /// s_i = (δ_cc' p_ic − p_ic p_ic') / n is symmetric and of one sign (s ≥ 0 on the diagonal, s ≤ 0
 /// off it), so it is a symmetric rank-n update (SYRK) of Y = diag(√|s|) X: half the flops of a
-/// GEMM (its lower triangle by column panels). The C(C+1)/2 lower blocks are shared among the
+/// GEMM (gemm_lower: its lower triangle only). The C(C+1)/2 lower blocks are shared among the
 /// OpenMP threads (ift::gemm runs sequentially inside a parallel region: one thread pool,
 /// DESIGN.md §5); each thread mirrors its own block into the upper triangle. √|s| is formed in S
 /// and rounded to T once.

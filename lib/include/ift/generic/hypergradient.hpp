@@ -615,6 +615,15 @@ SolveResult<ProblemVector<P>> preconditioned_cg(P& problem, const MethodSpec& sp
   }
 }
 
+/// The state's v to start from when the spec warm-starts and the state holds a v of `size`
+/// entries (cg, neumann), else null.
+template <class V>
+const V* warm_start_point(const MethodSpec& spec, const SolverState<V>* state, Index size) {
+  const bool warm = spec.warm_start && state != nullptr && state->has_v &&
+                    VectorSpace<V>::size(state->v) == size;
+  return warm ? &state->v : nullptr;
+}
+
 /// neumann's v ≈ H⁻¹ g on the spec's curvature: the cold series, or Richardson updates from the
 /// state's v (warm_start). `rhs()` returns g and is called once. A warm start that continues
 /// with a known α (SOBA's v ← v + α(g − H v_prev), docs/methods.md) forms H v_prev BEFORE asking
@@ -630,21 +639,19 @@ void neumann_solve(P& problem, const MethodSpec& spec, Rhs&& rhs, Result<Problem
   CurvatureRows rows =
       curvature_rows(problem, spec, state ? static_cast<std::uint64_t>(state->uses) : 0);
   const auto op = curvature_operator(problem, spec, &rows);
-  const bool warm = spec.warm_start && state != nullptr && state->has_v &&
-                    VS::size(state->v) == VS::size(problem.w());
+  const V* x0 = warm_start_point(spec, state, VS::size(problem.w()));
   NeumannParams params = spec.neumann_params();
   // Continuing from a previous v, the warm form also keeps that step's automatic α (no
   // power iteration per hyper-step); from v = 0 it is the cold series, α included.
-  const bool continues = warm && VS::norm(state->v) != 0;
+  const bool continues = x0 != nullptr && VS::norm(*x0) != 0;
   if (continues && params.alpha == 0 && state->alpha > 0) params.alpha = state->alpha;
   std::optional<V> first;  // H v_prev, formed before g (no power iteration needs g first)
-  if (continues && params.alpha > 0 && params.steps > 0 && VS::all_finite(state->v)) {
-    first = VS::zeros_like(state->v);
-    op.apply(state->v, *first);
+  if (continues && params.alpha > 0 && params.steps > 0 && VS::all_finite(*x0)) {
+    first = VS::zeros_like(*x0);
+    op.apply(*x0, *first);
   }
   const V& g = rhs();
-  copy_diagnostics(
-      neumann(op, g, params, {}, warm ? &state->v : nullptr, first ? &*first : nullptr), out);
+  copy_diagnostics(neumann(op, g, params, {}, x0, first ? &*first : nullptr), out);
 }
 
 /// v ≈ H⁻¹ g by the spec's method (every method but unrolled).
@@ -714,9 +721,7 @@ void solve(P& problem, const MethodSpec& spec, const ProblemVector<P>& g,
       CurvatureRows rows =
           curvature_rows(problem, spec, state ? static_cast<std::uint64_t>(state->uses) : 0);
       const auto op = curvature_operator(problem, spec, &rows);
-      const bool warm = spec.warm_start && state != nullptr && state->has_v &&
-                        VectorSpace<V>::size(state->v) == VectorSpace<V>::size(g);
-      const V* x0 = warm ? &state->v : nullptr;
+      const V* x0 = warm_start_point(spec, state, VectorSpace<V>::size(g));
       copy_diagnostics(uses_kfac(spec.preconditioner)
                            ? preconditioned_cg(problem, spec, op, g, x0, {}, state, fresh)
                        : spec.preconditioner == Preconditioner::Ritz

@@ -33,11 +33,6 @@ namespace ift::gemm_kernel {
 
 namespace detail {
 
-template <class S>
-using Packet = typename Eigen::internal::packet_traits<S>::type;
-template <class S>
-inline constexpr Index kPacket = Eigen::internal::packet_traits<S>::size;
-
 /// Row packets per tile and columns per tile (see the header comment).
 inline constexpr int kRowPackets = 3;
 inline constexpr int kNR = 8;

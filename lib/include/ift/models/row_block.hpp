@@ -60,14 +60,14 @@ struct Plan {
 /// microkernels (4 packets).
 template <class S>
 Index max_block_rows(Index F) {
-  constexpr Index unit = 4 * Eigen::internal::packet_traits<S>::size;
+  constexpr Index unit = 4 * kPacket<S>;
   const Index b = kBlockBytes / (std::max<Index>(F, 1) * static_cast<Index>(sizeof(S)));
   return std::clamp<Index>(b / unit * unit, unit, 4096);
 }
 
 template <class S>
 Plan make_plan(Index n, Index F, Index out_cols) {
-  constexpr Index PS = Eigen::internal::packet_traits<S>::size;
+  constexpr Index PS = kPacket<S>;
   Plan p;
   p.n = n;
   // As few blocks as max_block_rows allows, an even number of them when there are several, of
@@ -108,11 +108,6 @@ template <class S>
 using BlockMap = Eigen::Map<Matrix<S>, Eigen::Unaligned, Eigen::OuterStride<>>;
 
 namespace detail {
-
-template <class S>
-using Packet = typename Eigen::internal::packet_traits<S>::type;
-template <class S>
-inline constexpr Index kPacket = Eigen::internal::packet_traits<S>::size;
 
 /// Row packets per forward tile and features per backward tile: enough independent FMA chains
 /// (≥ 8) within 32 vector registers.
