@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "ift/generic/hypergradient.hpp"
 #include "ift/linalg/cg.hpp"
@@ -200,13 +201,29 @@ TEST(TorchProblem, EveryMethodOnCnnIsFiniteAndReported) {
       spec.steps = 3;
       spec.damping = m == Method::Kfac ? 1e-2 : 0.0;
       spec.neumann.power_iterations = 20;
-      const auto r = generic::hypergradient(*problem, spec);
+      // At random CNN weights H is indefinite, and its dominant eigenvalue can be negative or
+      // within rounding of a positive one of nearly the same size (which of the two 20 power
+      // iterations find has differed between runs: libtorch's reductions depend on its
+      // threads). unrolled's automatic α then refuses with an error naming the cause.
+      std::optional<generic::Result<::torch::Tensor>> result;
+      try {
+        result.emplace(generic::hypergradient(*problem, spec));
+      } catch (const std::invalid_argument& e) {
+        ASSERT_EQ(m, Method::Unrolled) << e.what();
+        EXPECT_NE(std::string(e.what()).find("largest eigenvalue is not positive"),
+                  std::string::npos)
+            << e.what();
+        continue;
+      }
+      const auto& r = *result;
       SCOPED_TRACE(spec.name() + " on " + problem->family().name() + ": " + r.message);
       EXPECT_EQ(r.hypergradient.numel(), problem->num_hyper());
       EXPECT_TRUE(::torch::isfinite(r.hypergradient).all().item<bool>());
-      if (r.status == SolverStatus::NegativeCurvature) {
-        // At random CNN weights H is indefinite: CG may meet pᵀHp <= 0 before its first step,
-        // and its best iterate is then v = 0. What matters is that it says so.
+      if (r.status == SolverStatus::NegativeCurvature ||
+          (m == Method::Neumann && r.status == SolverStatus::NotPositiveDefinite)) {
+        // CG may meet pᵀHp <= 0 before its first step, and its best iterate is then v = 0;
+        // neumann's power iteration may find no positive dominant eigenvalue for its α, and
+        // returns v = 0. What matters is that each says so.
         EXPECT_NE(r.message.find("not positive definite"), std::string::npos);
       } else if (m != Method::Zero) {
         EXPECT_GT(r.hypergradient.norm().item<double>(), 0.0);
