@@ -95,7 +95,8 @@ std::string join(const std::vector<std::string>& items, const char* sep = ",") {
 }
 
 /// The spec of a method named as in the CSV ("gauss-newton/cg", "kfac", …).
-MethodSpec spec_from_name(const std::string& name, Index k, double kfac_damping) {
+MethodSpec spec_from_name(const std::string& name, Index k, double kfac_damping,
+                          const KfacParams& kfac = {}) {
   MethodSpec s;
   const auto slash = name.find('/');
   s.curvature = slash == std::string::npos ? Curvature::Hessian
@@ -108,6 +109,7 @@ MethodSpec spec_from_name(const std::string& name, Index k, double kfac_damping)
   s.steps = k;
   s.cg.tolerance = 0;  // cg(k) means k iterations: no early stop (DESIGN.md §1)
   if (s.method == Method::Kfac) s.damping = kfac_damping;
+  s.kfac = kfac;  // kfac and the +kfac preconditioner: --kfac-penalty, --kfac-eigenvalues
   return s;
 }
 
@@ -131,6 +133,7 @@ struct Options {
   Index curvature_batch = 0;  // rows per sampled HVP (+fresh / +fixed methods)
   double pretrain_lr = 0.01;
   double log_decay = std::log(1e-3), grad_tol = 1e-10, kfac_damping = 0;
+  KfacParams kfac;  // --kfac-penalty, --kfac-eigenvalues
   std::string inner = "newton-cg";  // the inner solver for w*
   std::string activation = "tanh";
   bool quiet = false;
@@ -186,7 +189,7 @@ int sweep(BilevelProblem<double>& problem, const Options& opt, const std::vector
   // The specs, and the α's they need, on every rank before the methods are split.
   std::vector<MethodSpec> specs;
   for (const std::string& name : methods) {
-    MethodSpec s = spec_from_name(name, 0, opt.kfac_damping);
+    MethodSpec s = spec_from_name(name, 0, opt.kfac_damping, opt.kfac);
     if (s.sampling != CurvatureSampling::Full) {
       s.curvature_batch = opt.curvature_batch;
       s.sampling_seed = opt.common.seed;
@@ -312,7 +315,8 @@ int run(int argc, char** argv) {
   app::OptionSet set("ift-accuracy", usage);
   set.use({"data", "data-dir", "train", "val", "model", "hidden", "activation", "init-log-decay",
            "methods", "steps-list", "inner", "inner-tol", "lbfgs-memory", "out", "quiet", "threads",
-           "seed", "curvature-batch", "nystrom-sampling", "rho", "exact-precision"})
+           "seed", "curvature-batch", "nystrom-sampling", "rho", "exact-precision", "kfac-penalty",
+           "kfac-eigenvalues"})
       .add(app::option("", "max-steps", app::ValueKind::Integer, "K",
                        "k runs over 0..K (unless --steps-list)")
                .by_default("50")
@@ -350,6 +354,8 @@ int run(int argc, char** argv) {
   opt.log_decay = v.real("init-log-decay");
   opt.max_steps = v.integer("max-steps");
   opt.kfac_damping = v.real("kfac-damping");
+  if (v.text("kfac-penalty") == "eigenbasis") opt.kfac.penalty = KfacPenalty::Eigenbasis;
+  if (v.text("kfac-eigenvalues") == "corrected") opt.kfac.eigenvalues = KfacEigenvalues::Corrected;
   app::apply_nystrom_options(v, opt.nystrom);
   app::apply_exact_options(v, opt.exact);
   opt.grad_tol = v.real("inner-tol");
@@ -372,6 +378,9 @@ int run(int argc, char** argv) {
                                 CurvatureSampling::Full ||
                             opt.curvature_batch > 0,
                         "curvature-batch", "needed by " + name + " (rows per sampled HVP)");
+  for (const std::string& name : methods)
+    app::check_kfac_eigenvalues(spec_from_name(name, 0, 0, opt.kfac), opt.model == "logreg",
+                                opt.model);
   // shine (k = 0: the L-BFGS estimate, k > 0: refined by k CG steps) reuses the pairs of the
   // L-BFGS solve that found w*: with another --inner there are none. Asked for by name it then
   // is an error; in the default list it is left out, with a note.

@@ -94,7 +94,8 @@ int run(int argc, char** argv) {
   set.use(app::selection::kData)
       .use({"init-log-decay", "method", "curvature", "steps", "alpha", "damping", "steps-list",
             "inner-tol", "inner", "lbfgs-memory", "quiet", "curvature-sampling", "curvature-batch",
-            "nystrom-sampling", "rho", "exact-precision"})
+            "nystrom-sampling", "rho", "exact-precision", "kfac-penalty",
+            "kfac-eigenvalues"})
       .use(app::selection::kRun)
       .add(app::flag("", "sweep", "run every method for each k in --steps-list (problem P3)"))
       .add(app::option("", "w-tol", app::ValueKind::Real, "X",

@@ -463,6 +463,17 @@ inline const std::vector<OptionSpec>& option_table() {
              "leverage (ridge leverage of a 20-column sketch: 20 HVPs); seeded by --seed")
           .by_default("uniform")
           .one_of({"uniform", "diagonal", "leverage"}),
+      option(g::kMethod, "kfac-penalty", K::Text, "NAME",
+             "kfac, cg+kfac: the penalty's curvature (a decay per weight) as its mean, added to "
+             "the damping, or its diagonal in each layer's Kronecker eigenbasis (eigenbasis)")
+          .by_default("mean")
+          .one_of({"mean", "eigenbasis"}),
+      option(g::kMethod, "kfac-eigenvalues", K::Text, "NAME",
+             "kfac, cg+kfac: each layer's eigenvalues in its Kronecker eigenbasis, those of "
+             "G ⊗ A (kronecker) or the data curvature's exact diagonal there (corrected: EKFAC, "
+             "softmax regression only)")
+          .by_default("kronecker")
+          .one_of({"kronecker", "corrected"}),
       option(g::kMethod, "ritz-memory", K::Integer, "M",
              "cg+ritz: most Ritz pairs recycled across hyper-steps (the preconditioner's rank m)")
           .by_default("20")
@@ -576,7 +587,8 @@ inline const std::vector<std::string> kData = {"data", "data-dir", "train", "val
 /// With --method or --methods.
 inline const std::vector<std::string> kMethod = {"steps", "alpha", "damping", "power-iterations",
                                                  "warm-start", "nystrom-sampling", "rho",
-                                                 "ritz-memory", "ritz-accept"};
+                                                 "ritz-memory", "ritz-accept", "kfac-penalty",
+                                                 "kfac-eigenvalues"};
 /// Algorithm 2's loop (ift-compare, ift-overfit, ift-deep).
 inline const std::vector<std::string> kLoop = {
     "hyper-steps", "inner-steps", "batch-size",       "inner", "inner-lr", "outer-optimizer",
@@ -878,8 +890,25 @@ inline MethodSpec method_spec(const OptionValues& v, const std::string& method) 
   apply_nystrom_options(v, spec.nystrom);
   if (v.has("ritz-memory")) spec.ritz.memory = v.integer("ritz-memory");
   if (v.has("ritz-accept")) spec.ritz.accept = v.real("ritz-accept");
+  if (v.has("kfac-penalty"))
+    spec.kfac.penalty = v.text("kfac-penalty") == "eigenbasis" ? KfacPenalty::Eigenbasis
+                                                                : KfacPenalty::Mean;
+  if (v.has("kfac-eigenvalues"))
+    spec.kfac.eigenvalues = v.text("kfac-eigenvalues") == "corrected" ? KfacEigenvalues::Corrected
+                                                                       : KfacEigenvalues::Kronecker;
   apply_exact_options(v, spec.exact);
   return spec;
+}
+
+/// --kfac-eigenvalues corrected needs a model that provides EKFAC's eigenvalues (softmax
+/// regression): refused up front, before any output, where a method uses KFAC on another model.
+inline void check_kfac_eigenvalues(const MethodSpec& spec, bool model_provides,
+                                   const std::string& model) {
+  const bool uses = spec.method == Method::Kfac || uses_kfac(spec.preconditioner);
+  require_option(model_provides || !uses || spec.kfac.eigenvalues == KfacEigenvalues::Kronecker,
+                 "kfac-eigenvalues",
+                 "corrected (EKFAC) is provided by softmax regression only (--model logreg), not "
+                 "by " + model + " (" + spec.name() + ")");
 }
 
 /// The loop group into BilevelParams: hyper-steps, inner-steps, batch-size, inner (+ inner-lr,

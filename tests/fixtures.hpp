@@ -33,6 +33,21 @@ Vector<S> random_vector(Index n, std::uint64_t seed, double scale = 1.0) {
   return v;
 }
 
+/// rows × cols standard-normal entries (column-major from random_vector's stream).
+inline Matrix<double> random_matrix(Index rows, Index cols, std::uint64_t seed) {
+  const Vector<double> v = random_vector<double>(rows * cols, seed);
+  return Eigen::Map<const Matrix<double>>(v.data(), rows, cols);
+}
+
+/// A KFAC input factor as the models form it: A = Ãᵀ Ã / n for n random inputs with a
+/// constant 1 appended ((inputs + 1) × (inputs + 1)).
+inline Matrix<double> input_factor(Index inputs, Index n, std::uint64_t seed) {
+  Matrix<double> a(n, inputs + 1);
+  a.leftCols(inputs) = random_matrix(n, inputs, seed);
+  a.col(inputs).setOnes();
+  return a.transpose() * a / double(n);
+}
+
 /// n rows of d standard-normal features (plus a bias column when asked) with labels in
 /// [0, classes) drawn so the classes overlap (a non-separable problem has a finite optimum).
 template <class S>

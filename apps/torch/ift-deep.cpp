@@ -113,6 +113,7 @@ struct Options {
   double alpha, damping, inner_lr, outer_lr, init_log_lambda;
   bool synthetic, resume, warm_start;
   std::uint64_t seed;
+  ift::KfacParams kfac;  // --kfac-penalty (--kfac-eigenvalues corrected is refused: no EKFAC here)
 };
 
 /// The parsed options with every default decided (P4's for --experiment overfit); nothing after
@@ -178,6 +179,10 @@ std::optional<Options> parse(int argc, char** argv) {
   o.checkpoint_every = v.integer("checkpoint-every");
   o.alpha = v.has("alpha") ? v.real("alpha") : 0.0;  // 0: 1/λ_max by power iteration
   o.damping = v.real("damping");
+  if (v.text("kfac-penalty") == "eigenbasis") o.kfac.penalty = ift::KfacPenalty::Eigenbasis;
+  ift::app::require_option(v.text("kfac-eigenvalues") == "kronecker", "kfac-eigenvalues",
+                           "corrected (EKFAC) is provided by softmax regression only, not by the "
+                           "LibTorch adapter");
   o.inner_lr = v.real("inner-lr");
   o.outer_lr = v.real("outer-lr");
   o.init_log_lambda = v.real("init-log-decay");
@@ -278,6 +283,7 @@ int run(const Options& o) {
   spec.neumann.alpha = o.alpha;
   spec.damping = o.damping;
   spec.neumann.power_iterations = o.power_iterations;
+  spec.kfac = o.kfac;
   if (o.warm_start && ift::supports_warm_start(spec.method)) spec.warm_start = true;
   spec.cg.reorthogonalize = false;  // k is small here; plain CG keeps memory at a few vectors
   spec.check();

@@ -142,6 +142,12 @@ std::string BilevelParams::fingerprint() const {
     << "method.neumann.tolerance=" << exact(method.neumann.tolerance) << "\n"
     << "method.compute_residual=" << method.compute_residual << "\n"
     << "method.warm_start=" << method.warm_start << "\n";
+  // Written only when not the default, so that checkpoints written before the option existed
+  // keep their fingerprint.
+  if (method.kfac.penalty != KfacPenalty::Mean)
+    s << "method.kfac_penalty=" << to_string(method.kfac.penalty) << "\n";
+  if (method.kfac.eigenvalues != KfacEigenvalues::Kronecker)
+    s << "method.kfac_eigenvalues=" << to_string(method.kfac.eigenvalues) << "\n";
   // Lines for the newer settings only where they differ from the defaults, so checkpoints of
   // runs that do not use them keep their fingerprint.
   if (method.sampling != CurvatureSampling::Full)

@@ -67,6 +67,15 @@ if "$bin/ift-compare" --data synthetic --methods cg+ritz --ritz-memory 0 --out "
   echo "--ritz-memory 0 was accepted" >&2; exit 1
 fi
 grep -q -- '--ritz-memory' "$out/bad_ritz.err" || { echo "--ritz-memory 0: message lacks the option" >&2; exit 1; }
+# KFAC's eigenbasis options (docs/methods.md): EKFAC's corrected eigenvalues and the penalty in
+# the eigenbases, named in every row's message.
+"$bin/ift-compare" --data synthetic --train 100 --val 100 --test 100 --hyper-steps 2 \
+  --inner-steps 2 --warmup-steps 5 --steps 3 --threads 1 --out "$out/ekfac" \
+  --methods cg+kfac+warm,kfac --damping 1e-4 --kfac-eigenvalues corrected --kfac-penalty eigenbasis > /dev/null
+n=$(grep -c '^cg+kfac+warm,[0-9].*EKFAC inverse (corrected eigenvalues).*penalty in the eigenbases' "$out/ekfac/compare.csv" || true)
+[[ "$n" -eq 2 ]] || { echo "cg+kfac+warm: expected 2 EKFAC rows, got $n" >&2; cat "$out/ekfac/compare.csv" >&2; exit 1; }
+grep -q '^kfac,2,.*EKFAC inverse' "$out/ekfac/compare.csv" ||
+  { echo "kfac: no EKFAC row" >&2; cat "$out/ekfac/compare.csv" >&2; exit 1; }
 # Algorithm 2 with SHINE: the inner phase is L-BFGS to --inner-tol, and each hypergradient
 # reuses its pairs: 0 HVPs, status converged, in every row.
 "$bin/ift-compare" --data synthetic --train 100 --val 100 --test 100 --hyper-steps 2 \
@@ -118,6 +127,8 @@ check_bad hyper-steps --data synthetic --hyper-steps -1
 check_bad alpha --data synthetic --alpha 0
 check_bad nystrom-sampling --data synthetic --methods nystrom --nystrom-sampling bogus
 check_bad rho --data synthetic --methods nystrom --rho -1
+check_bad kfac-eigenvalues --data synthetic --methods cg+kfac --kfac-eigenvalues exact
+check_bad kfac-penalty --data synthetic --methods cg+kfac --kfac-penalty median
 check_bad exact-precision --data synthetic --methods exact --exact-precision single
 check_bad data --data mnist-digits
 check_bad inner --data synthetic --inner newton

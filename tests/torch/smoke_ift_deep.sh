@@ -41,4 +41,6 @@ rc=0; "$app" --method nonsense 2>"$work/err" || rc=$?
 grep -q -- "--method: expected" "$work/err"
 rc=0; "$app" --batch-size -1 2>"$work/err" || rc=$?
 [ "$rc" -eq 2 ] && grep -q -- "--batch-size" "$work/err" || { echo "bad --batch-size not rejected"; exit 1; }
+rc=0; "$app" --method kfac --kfac-eigenvalues corrected 2>"$work/err" || rc=$?
+[ "$rc" -eq 2 ] && grep -q -- "--kfac-eigenvalues" "$work/err" || { echo "EKFAC on LibTorch not refused"; exit 1; }
 echo "smoke_ift_deep: ok"

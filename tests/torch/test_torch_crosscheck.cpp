@@ -259,6 +259,19 @@ TEST(TorchKfac, CnnFactorsCoverConvAndLinearLayers) {
   const auto r = generic::hypergradient(*problem, spec);
   ASSERT_EQ(r.status, SolverStatus::Converged) << r.message;
   EXPECT_GT(::torch::dot(g, r.v).item<double>(), 0.0);
+  // The penalty's curvature product is exp(λ) ⊙ v (the weight-decay family's diagonal), and
+  // with the penalty in the eigenbases K⁻¹ stays positive definite.
+  const Tensor x = ::torch::randn_like(g);
+  Tensor px = ::torch::zeros_like(g);
+  problem->penalty_hvp(x, px);
+  const Tensor diagonal = problem->family().penalty_hessian_diagonal();
+  ASSERT_TRUE(diagonal.defined());
+  EXPECT_LE((px - diagonal * x).abs().max().item<double>(), 0.0);
+  spec.kfac.penalty = KfacPenalty::Eigenbasis;
+  const auto e = generic::hypergradient(*problem, spec);
+  ASSERT_EQ(e.status, SolverStatus::Converged) << e.message;
+  EXPECT_NE(e.message.find("penalty in the eigenbases"), std::string::npos) << e.message;
+  EXPECT_GT(::torch::dot(g, e.v).item<double>(), 0.0);
 }
 
 TEST(TorchKfac, ConvFactorsEqualExplicitPatches) {

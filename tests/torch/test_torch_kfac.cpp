@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "../fixtures.hpp"
 #include "ift/linalg/kfac.hpp"
 #include "ift/torch/tensor_space.hpp"
 
@@ -17,20 +18,8 @@ namespace {
 
 using Tensor = ::torch::Tensor;
 
-/// Deterministic Eigen matrix with entries in [-1, 1).
-Matrix<double> random_matrix(Index rows, Index cols, std::uint64_t seed) {
-  Vector<double> v(rows * cols);
-  VectorSpace<Vector<double>>::fill_random(v, seed);
-  return Eigen::Map<const Matrix<double>>(v.data(), rows, cols);
-}
-
-/// A = Ãᵀ Ã / n for n random inputs with a constant 1 appended (as the models form it).
-Matrix<double> input_factor(Index inputs, Index n, std::uint64_t seed) {
-  Matrix<double> a(n, inputs + 1);
-  a.leftCols(inputs) = random_matrix(n, inputs, seed);
-  a.col(inputs).setOnes();
-  return a.transpose() * a / double(n);
-}
+using ift::testing::input_factor;
+using ift::testing::random_matrix;
 
 /// Symmetric positive definite with eigenvalues spread over `spread`.
 Matrix<double> spd(Index n, double spread, std::uint64_t seed) {
@@ -114,6 +103,43 @@ TEST(TorchKfacInverse, EigenAndTensorBackendsAgreeOnRandomFactors) {
         EXPECT_LT(relative_error(b.x.cpu(), to_tensor(a.x, ::torch::kDouble)), 1e-11);
       }
     }
+  }
+}
+
+// The penalty in the eigenbases (KfacPenalty::Eigenbasis): the same per-weight diagonal, laid
+// out in each backend's flat vector, gives the same operator on both backends (its three powers).
+TEST(TorchKfacInverse, EigenbasisPenaltyAgreesAcrossBackends) {
+  const auto blocks = eigen_blocks();
+  Vector<double> x(kDimension), p(kDimension);
+  VectorSpace<Vector<double>>::fill_random(x, 41);
+  VectorSpace<Vector<double>>::fill_random(p, 42);
+  p = (p.array() * 2.3 - 4.6).exp().matrix();  // decays over two orders of magnitude
+  const double delta = 1e-3, outside = p.mean();
+  const KfacPenaltyDiagonal<Vector<double>> eigen_penalty{p, outside};
+  const KfacInverseOperator<double> eigen(kDimension, blocks, delta, KfacDampingMode::Exact,
+                                          &eigen_penalty);
+  ASSERT_EQ(eigen.status(), SolverStatus::Converged) << eigen.message();
+  for (const auto& options : devices()) {
+    SCOPED_TRACE(options.device().str());
+    const KfacPenaltyDiagonal<Tensor> tensor_penalty{to_tensor(p, options), outside};
+    const KfacInverse<Tensor> tensor(kDimension, tensor_blocks(blocks, options), delta,
+                                     KfacDampingMode::Exact, &tensor_penalty);
+    ASSERT_EQ(tensor.status(), SolverStatus::Converged) << tensor.message();
+    EXPECT_EQ(tensor.message(), eigen.message());
+    const Tensor tx = to_tensor(x, options);
+    for (const KfacPower power : {KfacPower::Inverse, KfacPower::InverseRoot, KfacPower::Root}) {
+      Vector<double> y(kDimension);
+      eigen.apply_power(x, y, power);
+      Tensor ty = ::torch::zeros_like(tx);
+      tensor.apply_power(tx, ty, power);
+      EXPECT_LT(relative_error(ty.cpu(), to_tensor(y, ::torch::kDouble)), 1e-11);
+    }
+    // And it is not the mean's operator: the decays' spread changes the result.
+    const KfacInverse<Tensor> mean(kDimension, tensor_blocks(blocks, options), delta + outside);
+    Tensor a = ::torch::zeros_like(tx), b = ::torch::zeros_like(tx);
+    tensor.apply(tx, a);
+    mean.apply(tx, b);
+    EXPECT_GT(relative_error(a, b), 1e-4);  // far above round-off (1e-14)
   }
 }
 

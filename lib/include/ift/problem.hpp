@@ -147,6 +147,13 @@ class KroneckerFactorization {
  public:
   virtual ~KroneckerFactorization() = default;
   virtual std::vector<KroneckerFactors<S>> kfac_factors(std::vector<S>& shift) = 0;
+  /// EKFAC's eigenvalues of block `block` (George et al. 2018): diag(Uᵀ H_b U) of the data
+  /// term's curvature in the basis U = Ug ⊗ Ua, as an in × out matrix in `out`, at the current
+  /// point (the penalty not included). false when the model does not provide them.
+  virtual bool kfac_corrected_eigenvalues(std::size_t /*block*/, const Matrix<S>& /*Ua*/,
+                                          const Matrix<S>& /*Ug*/, Matrix<S>& /*out*/) {
+    return false;
+  }
 };
 
 /// H V for a D × m block V of directions (column j of `out` = ∇²_w L_T V.col(j)) in one pass:

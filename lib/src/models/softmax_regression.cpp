@@ -293,6 +293,32 @@ std::vector<KroneckerFactors<S>> SoftmaxRegression<S>::kfac_factors(const Datase
 }
 
 template <class S>
+void SoftmaxRegression<S>::kfac_corrected_eigenvalues(const Dataset<S>& data, const Vector<S>& w,
+                                                      Cache& cache, std::size_t block,
+                                                      const Matrix<S>& Ua, const Matrix<S>& Ug,
+                                                      Matrix<S>& out) const {
+  check_data(data, w);
+  const Index n = data.size();
+  require(block == 0, "SoftmaxRegression::kfac_corrected_eigenvalues: the model has one block");
+  require(cache.probs.rows() == n,
+          "SoftmaxRegression::kfac_corrected_eigenvalues: call evaluate() first");
+  require(Ua.rows() == num_features_ && Ua.cols() == num_features_ && Ug.rows() == num_classes_ &&
+              Ug.cols() == num_classes_,
+          "SoftmaxRegression::kfac_corrected_eigenvalues: the bases must be F × F and C × C");
+  // (u_jᵀ x_n)²: the rows projected on the input basis, squared.
+  Matrix<S> Y(n, num_features_);
+  gemm(Y, data.X, Ua);
+  Y = Y.array().square().matrix();
+  // q_oᵀ S_n q_o = Σ_c p_nc q_co² − (Σ_c p_nc q_co)².
+  Matrix<S> Z = cache.probs * Ug.array().square().matrix();
+  const Matrix<S> PQ = cache.probs * Ug;
+  Z.array() -= PQ.array().square();
+  out.resize(num_features_, num_classes_);
+  out.noalias() = Y.transpose() * Z;
+  out /= S(n);
+}
+
+template <class S>
 double SoftmaxRegression<S>::accuracy(const Dataset<S>& data, const Cache& cache) const {
   require(cache.probs.rows() == data.size(), "SoftmaxRegression::accuracy: call evaluate() first");
   Index correct = 0;

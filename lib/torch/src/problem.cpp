@@ -367,6 +367,13 @@ void TorchProblem::hvp(const Tensor& v, Tensor& out) {
   VectorSpace<Tensor>::assign(out, hv);
 }
 
+void TorchProblem::penalty_hvp(const Tensor& v, Tensor& out) {
+  require(v.numel() == num_params_, "TorchProblem::penalty_hvp: v has the wrong size");
+  ::torch::NoGradGuard no_grad;
+  const Tensor diagonal = family_->penalty_hessian_diagonal();
+  VectorSpace<Tensor>::assign(out, diagonal.defined() ? diagonal * v : ::torch::zeros_like(v));
+}
+
 void TorchProblem::mixed_product(const Tensor& v, Tensor& out) {
   ensure_graph();
   require(v.numel() == num_params_, "TorchProblem::mixed_product: v has the wrong size");

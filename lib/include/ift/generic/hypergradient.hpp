@@ -125,6 +125,16 @@ concept HasKroneckerFactors =
       { p.kfac_factors(shift) } -> std::convertible_to<std::vector<KfacBlock<ProblemVector<P>>>>;
     };
 
+/// EKFAC's corrected eigenvalues (KfacEigenvalues::Corrected): per block, diag(Uᵀ H_b U) in its
+/// Kronecker eigenbasis; returns false when the problem's model does not provide them.
+template <class P>
+concept HasKfacEigenvalues =
+    HasMatrixSpace<ProblemVector<P>> &&
+    requires(P& p, const typename MatrixSpace<ProblemVector<P>>::MatrixType& U,
+             typename MatrixSpace<ProblemVector<P>>::MatrixType& out) {
+      { p.kfac_corrected_eigenvalues(std::size_t(0), U, U, out) } -> std::convertible_to<bool>;
+    };
+
 /// Block Hessian products H V for a D × m block (nystrom's columns), Eigen vectors only.
 template <class P>
 concept HasHvpBlock =
@@ -464,7 +474,10 @@ void nystrom_sweep(P& problem, const MethodSpec& spec, const ProblemVector<P>& g
 
 /// The kfac method's approximate inverse at the problem's point (also cg's "+kfac"
 /// preconditioner): the problem's Kronecker factors, damped by spec.damping plus the penalty's
-/// curvature (its size-weighted mean over the blocks: exact for a global decay).
+/// curvature: its size-weighted mean over the blocks (KfacPenalty::Mean: exact for a global
+/// decay), or its diagonal in each block's eigenbasis (KfacPenalty::Eigenbasis, the problem's
+/// capability::PenaltyCurvature: the product with the ones vector; the mean for parameters
+/// outside every block).
 template <HypergradientProblem P>
   requires HasMatrixSpace<ProblemVector<P>>
 KfacInverse<ProblemVector<P>> kfac_inverse(P& problem, const MethodSpec& spec) {
@@ -486,8 +499,38 @@ KfacInverse<ProblemVector<P>> kfac_inverse(P& problem, const MethodSpec& spec) {
     shift_sum += static_cast<double>(shift[b]) * static_cast<double>(factors[b].size());
     covered += factors[b].size();
   }
-  const double damping = spec.damping + (covered ? shift_sum / double(covered) : 0.0);
-  return KfacInverse<V>(problem.num_params(), factors, damping, spec.kfac.damping_mode);
+  const double mean = covered ? shift_sum / double(covered) : 0.0;
+  using MS = MatrixSpace<V>;
+  KfacEigenvalueSource<V> corrected;
+  if (spec.kfac.eigenvalues == KfacEigenvalues::Corrected) {
+    corrected = [&problem](std::size_t b, const typename MS::MatrixType& Ua,
+                           const typename MS::MatrixType& Ug, typename MS::MatrixType& out) {
+      bool provided = false;
+      with_capability<capability::KroneckerFactorization, HasKfacEigenvalues<P>>(
+          problem, [&](auto& c) { provided = c.kfac_corrected_eigenvalues(b, Ua, Ug, out); });
+      if (!provided)
+        throw std::invalid_argument(
+            "--kfac-eigenvalues corrected: this problem's model does not provide EKFAC's "
+            "eigenvalues (softmax regression does; MLPs and the LibTorch adapter do not yet)");
+    };
+  }
+  if (spec.kfac.penalty == KfacPenalty::Eigenbasis) {
+    std::optional<KfacPenaltyDiagonal<V>> penalty;
+    with_capability<capability::PenaltyCurvature, HasPenaltyHvp<P>>(problem, [&](auto& c) {
+      V ones = VectorSpace<V>::zeros_like(problem.w());
+      MS::add_constant(ones, 1.0);
+      penalty.emplace(KfacPenaltyDiagonal<V>{VectorSpace<V>::zeros_like(ones), mean});
+      c.penalty_hvp(ones, penalty->diagonal);
+    });
+    if (!penalty)
+      throw std::invalid_argument(
+          "--kfac-penalty eigenbasis: this problem does not expose its penalty's curvature "
+          "(capability::PenaltyCurvature)");
+    return KfacInverse<V>(problem.num_params(), factors, spec.damping, spec.kfac.damping_mode,
+                          &*penalty, corrected);
+  }
+  return KfacInverse<V>(problem.num_params(), factors, spec.damping + mean,
+                        spec.kfac.damping_mode, nullptr, corrected);
 }
 
 /// Split preconditioning, written once for every preconditioner of cg (+kfac, +ritz and both):

@@ -18,7 +18,9 @@
 #include <algorithm>
 #include <cmath>
 #include <concepts>
+#include <functional>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,16 +47,74 @@ constexpr const char* to_string(KfacDampingMode mode) {
   return mode == KfacDampingMode::Exact ? "exact" : "factored";
 }
 
+/// How the penalty's curvature P (diagonal: a decay per weight) enters the KFAC inverse.
+///  Mean:       as part of the damping δ, its mean over the blocks' parameters (exact for a
+///              global decay; P's spread across weights is lost).
+///  Eigenbasis: per block, the diagonal of P in the block's Kronecker eigenbasis U = Ug ⊗ Ua,
+///              diag(Uᵀ P U) = (Ua ∘ Ua)ᵀ P_b (Ug ∘ Ug) (P_b: the block's decays as an in × out
+///              matrix), added to the eigenvalues da dgᵀ + δ. The block's curvature is then
+///              U (diag(da dgᵀ) + δ + diag(Uᵀ P U)) Uᵀ, the matrix nearest (Frobenius) to
+///              G ⊗ A + δI + P_b among those with KFAC's eigenvectors (the eigenvalue correction
+///              of George et al. 2018, EKFAC, applied to the penalty, whose diagonal is exact);
+///              inverse, square root and inverse root cost what Mean's do. Equal to Mean for a
+///              global decay (up to round-off). Parameters outside every block keep the mean.
+enum class KfacPenalty { Mean, Eigenbasis };
+
+constexpr const char* to_string(KfacPenalty penalty) {
+  return penalty == KfacPenalty::Mean ? "mean" : "eigenbasis";
+}
+
+/// The eigenvalues of each block's data curvature in its Kronecker eigenbasis U = Ug ⊗ Ua.
+///  Kronecker: da dgᵀ, those of G ⊗ A (KFAC).
+///  Corrected: diag(Uᵀ H_b U), the data term's exact curvature along the basis vectors (the
+///             eigenvalue correction of EKFAC, George et al. 2018: the matrix nearest to H_b in
+///             Frobenius norm among those with KFAC's eigenvectors; one pass over the data per
+///             inverse, from the problem). With KfacPenalty::Eigenbasis the block is then
+///             U diag(Uᵀ (H_b + P_b) U) Uᵀ + δI. Needs KfacDampingMode::Exact.
+enum class KfacEigenvalues { Kronecker, Corrected };
+
+constexpr const char* to_string(KfacEigenvalues e) {
+  return e == KfacEigenvalues::Kronecker ? "kronecker" : "corrected";
+}
+
 /// Parameters of the KFAC inverse beyond its damping δ (which the caller gives: MethodSpec's
-/// damping plus the penalty's curvature).
+/// damping plus, with KfacPenalty::Mean, the penalty's mean curvature).
 struct KfacParams {
   /// How δ enters (see KfacDampingMode). Default Exact.
   KfacDampingMode damping_mode = KfacDampingMode::Exact;
+  /// How the penalty's curvature enters (see KfacPenalty). Default Mean.
+  KfacPenalty penalty = KfacPenalty::Mean;
+  /// The blocks' eigenvalues (see KfacEigenvalues). Default Kronecker.
+  KfacEigenvalues eigenvalues = KfacEigenvalues::Kronecker;
 
   void check() const {
     require(damping_mode == KfacDampingMode::Exact || damping_mode == KfacDampingMode::Factored,
             "KfacParams::damping_mode must be exact or factored");
+    require(penalty == KfacPenalty::Mean || penalty == KfacPenalty::Eigenbasis,
+            "KfacParams::penalty must be mean or eigenbasis");
+    require(eigenvalues == KfacEigenvalues::Kronecker || eigenvalues == KfacEigenvalues::Corrected,
+            "KfacParams::eigenvalues must be kronecker or corrected");
+    require(eigenvalues == KfacEigenvalues::Kronecker || damping_mode == KfacDampingMode::Exact,
+            "KfacParams: corrected eigenvalues need the exact damping mode (the factored mode "
+            "damps the factors, which the correction replaces)");
   }
+};
+
+/// EKFAC's eigenvalue correction (KfacEigenvalues::Corrected): for block `block` with the
+/// eigenvectors Ua, Ug of its factors, writes diag(Uᵀ H_b U) as an in × out matrix to `out`
+/// (replacing da dgᵀ). Throws when the problem cannot.
+template <class V>
+using KfacEigenvalueSource = std::function<void(
+    std::size_t block, const typename MatrixSpace<V>::MatrixType& Ua,
+    const typename MatrixSpace<V>::MatrixType& Ug, typename MatrixSpace<V>::MatrixType& out)>;
+
+/// The penalty's curvature for KfacPenalty::Eigenbasis: `diagonal`, the penalty's Hessian
+/// diagonal per parameter (enters each block in its eigenbasis), and `outside`, added to δ for
+/// the parameters outside every block (the caller's choice: the mean of the diagonal).
+template <class V>
+struct KfacPenaltyDiagonal {
+  V diagonal;
+  double outside = 0;
 };
 
 namespace detail {
@@ -182,13 +242,34 @@ class KfacInverse {
   using VectorType = V;
   using Scalar = typename VectorSpace<V>::Scalar;
 
+  /// `penalty` (optional): the penalty's diagonal curvature in each block's eigenbasis
+  /// (KfacPenalty::Eigenbasis; δ then is the damping without the penalty), its `outside` added
+  /// to δ for the parameters outside every block.
+  /// `corrected` (optional): EKFAC's eigenvalues per block (KfacEigenvalues::Corrected, exact
+  /// damping mode only), in place of da dgᵀ.
   KfacInverse(Index dimension, const std::vector<KfacBlock<V>>& blocks, double damping,
-              KfacDampingMode mode = KfacDampingMode::Exact)
-      : dimension_(dimension), damping_(damping), mode_(mode) {
+              KfacDampingMode mode = KfacDampingMode::Exact,
+              const KfacPenaltyDiagonal<V>* penalty = nullptr,
+              const KfacEigenvalueSource<V>& corrected = {})
+      : dimension_(dimension),
+        damping_(damping),
+        outside_damping_(damping + (penalty ? penalty->outside : 0.0)),
+        mode_(mode) {
     detail::check_kronecker_blocks(dimension, blocks, "KfacInverse");
     require(damping >= 0 && std::isfinite(damping), "KfacInverse: damping must be finite and >= 0");
+    if (penalty) {
+      require(VS::size(penalty->diagonal) == dimension, [&] {
+        return "KfacInverse: the penalty's diagonal has size " +
+               std::to_string(VS::size(penalty->diagonal)) + ", expected " +
+               std::to_string(dimension);
+      });
+      require(penalty->outside >= 0 && std::isfinite(penalty->outside),
+              "KfacInverse: the penalty's outside shift must be finite and >= 0");
+    }
+    require(!corrected || mode == KfacDampingMode::Exact,
+            "KfacInverse: corrected eigenvalues need the exact damping mode");
     const double root = std::sqrt(damping);
-    if (detail::covered_parameters(blocks) < dimension && damping <= 0) {
+    if (detail::covered_parameters(blocks) < dimension && outside_damping_ <= 0) {
       fail("parameters outside every block need damping > 0 (they are multiplied by 1/δ)");
     }
     for (std::size_t b = 0; b < blocks.size() && valid_; ++b) {
@@ -211,9 +292,38 @@ class KfacInverse {
       }
       // The eigenvalues of the damped block, da_i dg_j + δ (or the factored product): a fresh
       // matrix per call (tensors share storage on assignment).
+      // With the penalty in the eigenbasis: diag(Uᵀ P U) = (Ua ∘ Ua)ᵀ P_b (Ug ∘ Ug).
+      std::optional<typename MS::MatrixType> shift;
+      if (penalty) {
+        if (!VS::all_finite(penalty->diagonal)) {
+          fail(name + "non-finite penalty curvature");
+          break;
+        }
+        auto p = MS::zeros(k.A, k.inputs(), k.outputs());
+        MS::read_block(penalty->diagonal, f.layout, p);
+        auto ua2 = MS::copy(f.Ua);
+        MS::multiply_elements(ua2, f.Ua);
+        auto ug2 = MS::copy(f.Ug);
+        MS::multiply_elements(ug2, f.Ug);
+        auto left = MS::zeros(k.A, k.inputs(), k.outputs());
+        MS::product(ua2, true, p, false, left);
+        shift.emplace(MS::zeros(k.A, k.inputs(), k.outputs()));
+        MS::product(left, false, ug2, false, *shift);
+      }
+      std::optional<typename MS::MatrixType> eigenvalues;  // EKFAC's, in place of da dgᵀ
+      if (corrected) {
+        eigenvalues.emplace(MS::zeros(k.A, k.inputs(), k.outputs()));
+        corrected(b, f.Ua, f.Ug, *eigenvalues);
+        if (MS::rows(*eigenvalues) != k.inputs() || MS::cols(*eigenvalues) != k.outputs() ||
+            !MS::all_finite(*eigenvalues)) {
+          fail(name + "the corrected eigenvalues are not a finite in × out matrix");
+          break;
+        }
+      }
       const auto denominator = [&] {
-        auto d = MS::outer(da, dg);
+        auto d = eigenvalues ? MS::copy(*eigenvalues) : MS::outer(da, dg);
         if (mode == KfacDampingMode::Exact) MS::add_constant(d, damping);
+        if (shift) MS::add(d, *shift);
         return d;
       };
       f.inverse_denominator = denominator();
@@ -236,8 +346,12 @@ class KfacInverse {
       factors_.push_back(std::move(f));
     }
     if (valid_) {
-      message_ = "KFAC inverse, damping δ = " + format_number(damping) + " (" +
-                 to_string(mode) + "), " + std::to_string(blocks.size()) + " block(s), " +
+      message_ = std::string(corrected ? "EKFAC inverse (corrected eigenvalues)" : "KFAC inverse") +
+                 ", damping δ = " + format_number(damping) + " (" + to_string(mode) + ")" +
+                 (penalty ? ", penalty in the eigenbases (outside blocks δ + " +
+                                format_number(penalty->outside) + ")"
+                          : std::string()) +
+                 ", " + std::to_string(blocks.size()) + " block(s), " +
                  std::to_string(dimension - detail::covered_parameters(blocks)) +
                  " parameter(s) outside blocks scaled by 1/δ";
     }
@@ -252,6 +366,7 @@ class KfacInverse {
   KfacInverse(KfacInverse&& other)
       : dimension_(other.dimension_),
         damping_(other.damping_),
+        outside_damping_(other.outside_damping_),
         mode_(other.mode_),
         valid_(other.valid_),
         message_(std::move(other.message_)),
@@ -262,6 +377,7 @@ class KfacInverse {
     if (this != &other) {
       dimension_ = other.dimension_;
       damping_ = other.damping_;
+      outside_damping_ = other.outside_damping_;
       mode_ = other.mode_;
       valid_ = other.valid_;
       message_ = std::move(other.message_);
@@ -284,10 +400,11 @@ class KfacInverse {
       VS::scale(std::numeric_limits<Scalar>::quiet_NaN(), y);  // NaN · x is NaN everywhere
       return;
     }
-    if (damping_ > 0) {
-      const double outside = power == KfacPower::Inverse       ? 1.0 / damping_
-                             : power == KfacPower::InverseRoot ? 1.0 / std::sqrt(damping_)
-                                                               : std::sqrt(damping_);
+    if (outside_damping_ > 0) {
+      const double d = outside_damping_;
+      const double outside = power == KfacPower::Inverse       ? 1.0 / d
+                             : power == KfacPower::InverseRoot ? 1.0 / std::sqrt(d)
+                                                               : std::sqrt(d);
       VS::scale(static_cast<Scalar>(outside), y);
     } else {
       VS::set_zero(y);  // every parameter is in a block (checked at construction)
@@ -330,6 +447,7 @@ class KfacInverse {
 
   Index dimension_;
   double damping_;
+  double outside_damping_;  // δ + the penalty's outside shift (= δ without a penalty)
   KfacDampingMode mode_;
   bool valid_ = true;
   std::string message_;

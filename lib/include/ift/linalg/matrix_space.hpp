@@ -50,6 +50,8 @@ struct BlockLayout {
 ///   void   reciprocal(Matrix& m)               m_ij = 1 / m_ij
 ///   void   power(Matrix& m, double p)          m_ij = m_ij^p (m_ij > 0)
 ///   void   multiply_elements(Matrix& m, const Matrix& by)     m_ij *= by_ij
+///   void   add(Matrix& m, const Matrix& other)                 m_ij += other_ij
+///   Matrix copy(const Matrix& m)               a new matrix with m's entries (no shared storage)
 ///   void   product(const Matrix& a, bool transpose_a, const Matrix& b, bool transpose_b,
 ///                  Matrix& out)                out = op(a) op(b); out must not alias a or b;
 ///                                              no allocation when out has the result's size
@@ -80,6 +82,8 @@ concept HasMatrixSpace =
       MatrixSpace<V>::reciprocal(m);
       MatrixSpace<V>::power(m, 0.5);
       MatrixSpace<V>::multiply_elements(m, cm);
+      MatrixSpace<V>::add(m, cm);
+      { MatrixSpace<V>::copy(cm) } -> std::same_as<typename MatrixSpace<V>::MatrixType>;
       MatrixSpace<V>::product(cm, true, cm, false, m);
       MatrixSpace<V>::read_block(cx, layout, m);
       MatrixSpace<V>::write_block(cm, layout, x, true);
@@ -116,6 +120,8 @@ struct MatrixSpace<Vector<S>> {
   static void reciprocal(MatrixType& m) { m = m.cwiseInverse(); }
   static void power(MatrixType& m, double p) { m = m.array().pow(static_cast<S>(p)).matrix(); }
   static void multiply_elements(MatrixType& m, const MatrixType& by) { m.array() *= by.array(); }
+  static void add(MatrixType& m, const MatrixType& other) { m += other; }
+  static MatrixType copy(const MatrixType& m) { return m; }
   static void product(const MatrixType& a, bool transpose_a, const MatrixType& b,
                       bool transpose_b, MatrixType& out) {
     if (transpose_a && transpose_b) {

@@ -20,6 +20,9 @@
 //   ModelWithGaussNewtonMatrix  gauss_newton_matrix(data, w, cache, G)
 //   ModelWithKroneckerFactors   kfac_factors(data, w, cache) → std::vector<KroneckerFactors<S>>
 //   ModelWithBlockHvp      hvp_block(data, w, cache, V, out): out.col(j) = H V.col(j), one pass
+//   ModelWithKfacEigenvalues  kfac_corrected_eigenvalues(data, w, cache, block, Ua, Ug, out):
+//                          diag(Uᵀ H_b U) of the data term's block b in its Kronecker eigenbasis
+//                          U = Ug ⊗ Ua, as an in × out matrix (EKFAC's eigenvalues)
 //   ModelWithHvpAndGradient  hvp_and_gradient(data, w, cache, v, out, gradient): hvp() and
 //                          gradient_from_cache() in one pass over the data, each bitwise theirs
 #pragma once
@@ -89,6 +92,18 @@ concept ModelWithKroneckerFactors =
     Model<M> && requires(const M& m, const Dataset<typename M::Scalar>& data,
                          const Vector<typename M::Scalar>& w, typename M::Cache& cache) {
       { m.kfac_factors(data, w, cache) } -> std::same_as<std::vector<KroneckerFactors<typename M::Scalar>>>;
+    };
+
+/// EKFAC's eigenvalue correction (George et al. 2018): for block `block` of kfac_factors() and
+/// orthonormal Ua (in × in), Ug (out × out), out(j, o) = (q_o ⊗ u_j)ᵀ H_b (q_o ⊗ u_j), the data
+/// term's exact curvature (the Hessian; for linear-logit models also the Gauss-Newton matrix)
+/// along the Kronecker basis vectors.
+template <class M>
+concept ModelWithKfacEigenvalues =
+    Model<M> && requires(const M& m, const Dataset<typename M::Scalar>& data,
+                         const Vector<typename M::Scalar>& w, typename M::Cache& cache,
+                         const Matrix<typename M::Scalar>& U, Matrix<typename M::Scalar>& out) {
+      m.kfac_corrected_eigenvalues(data, w, cache, std::size_t(0), U, U, out);
     };
 
 template <class M>

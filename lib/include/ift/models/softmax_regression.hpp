@@ -72,6 +72,12 @@ class SoftmaxRegression {
   /// KFAC factors: one block, A = XᵀX / n (F × F, the bias is already a feature), G = mean S_n.
   std::vector<KroneckerFactors<S>> kfac_factors(const Dataset<S>& data, const Vector<S>& w,
                                                 Cache& cache) const;
+  /// EKFAC's eigenvalues of the one block (ModelWithKfacEigenvalues): with H = mean_n S_n ⊗
+  /// x_n x_nᵀ (S_n = diag p_n − p_n p_nᵀ), out(j, o) = mean_n (q_oᵀ S_n q_o)(u_jᵀ x_n)² for the
+  /// columns u_j of Ua (F × F) and q_o of Ug (C × C): one n × F × F product X Ua and two n × C × C.
+  void kfac_corrected_eigenvalues(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
+                                  std::size_t block, const Matrix<S>& Ua, const Matrix<S>& Ug,
+                                  Matrix<S>& out) const;
   /// Fraction of rows whose arg-max probability is the label (cache from evaluate()).
   double accuracy(const Dataset<S>& data, const Cache& cache) const;
 
@@ -85,7 +91,9 @@ static_assert(FullModel<SoftmaxRegression<float>> && FullModel<SoftmaxRegression
                   ModelWithBlockHvp<SoftmaxRegression<float>> &&
                   ModelWithBlockHvp<SoftmaxRegression<double>> &&
                   ModelWithFloatHessian<SoftmaxRegression<double>> &&
-                  ModelWithHvpAndGradient<SoftmaxRegression<double>>,
+                  ModelWithHvpAndGradient<SoftmaxRegression<double>> &&
+                  ModelWithKfacEigenvalues<SoftmaxRegression<float>> &&
+                  ModelWithKfacEigenvalues<SoftmaxRegression<double>>,
               "SoftmaxRegression must provide every model capability (ift/models/model.hpp)");
 
 }  // namespace ift

@@ -235,6 +235,17 @@ class RegularizedProblem final
     }
     return factors;
   }
+  bool kfac_corrected_eigenvalues(std::size_t block, const Matrix<S>& Ua, const Matrix<S>& Ug,
+                                  Matrix<S>& out) override {
+    if constexpr (ModelWithKfacEigenvalues<Model>) {
+      model_.kfac_corrected_eigenvalues(*train_, w_, train_cache_, block, Ua, Ug, out);
+      reduce(out, train_shard_);  // a mean over the rows, as the factors
+      return true;
+    } else {
+      (void)block, (void)Ua, (void)Ug, (void)out;
+      return false;
+    }
+  }
   void mixed_product(const Vector<S>& v, Vector<S>& out) override {
     decay_.mixed_product(lambda_, w_, v, out);
   }

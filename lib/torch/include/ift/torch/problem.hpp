@@ -228,6 +228,9 @@ class TorchProblem {
   const Tensor& val_gradient();
   void val_direct_gradient(Tensor& out);
   void hvp(const Tensor& v, Tensor& out);
+  /// The penalty's curvature product ∇²R v (R's Hessian is diagonal: exp(λ) ⊙ v for weight
+  /// decay; zero for a family without a penalty). The whole R on every rank.
+  void penalty_hvp(const Tensor& v, Tensor& out);
   void mixed_product(const Tensor& v, Tensor& out);
   /// Kronecker factors at the current point, per tapped layer: (offset of weight, A, G). For
   /// tests and diagnostics.

@@ -151,6 +151,14 @@ struct MatrixSpace<::torch::Tensor> {
     ::torch::NoGradGuard no_grad;
     m.mul_(by);
   }
+  static void add(MatrixType& m, const MatrixType& other) {
+    ::torch::NoGradGuard no_grad;
+    m.add_(other);
+  }
+  static MatrixType copy(const MatrixType& m) {
+    ::torch::NoGradGuard no_grad;
+    return m.clone();
+  }
   static void product(const MatrixType& a, bool transpose_a, const MatrixType& b,
                       bool transpose_b, MatrixType& out) {
     ::torch::NoGradGuard no_grad;
