@@ -378,9 +378,6 @@ int run(int argc, char** argv) {
                                 CurvatureSampling::Full ||
                             opt.curvature_batch > 0,
                         "curvature-batch", "needed by " + name + " (rows per sampled HVP)");
-  for (const std::string& name : methods)
-    app::check_kfac_eigenvalues(spec_from_name(name, 0, 0, opt.kfac), opt.model == "logreg",
-                                opt.model);
   // shine (k = 0: the L-BFGS estimate, k > 0: refined by k CG steps) reuses the pairs of the
   // L-BFGS solve that found w*: with another --inner there are none. Asked for by name it then
   // is an error; in the default list it is left out, with a note.

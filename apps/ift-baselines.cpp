@@ -305,8 +305,6 @@ int run(int argc, char** argv) {
   for (const std::string& m : methods)
     if (std::find(kIftMethods.begin(), kIftMethods.end(), m) != kIftMethods.end())
       ift_specs.push_back(method_spec(v, m));
-  for (const MethodSpec& spec : ift_specs)
-    check_kfac_eigenvalues(spec, model_name == "logreg", model_name);
   BilevelParams loop_params;
   apply_loop_options(v, loop_params);
   loop_params.check();

@@ -137,7 +137,6 @@ int run(int argc, char** argv) {
     params.configuration = c.str();
   }
   params.check();
-  check_kfac_eigenvalues(params.method, v.text("model") == "logreg", v.text("model"));
   require_option(!v.flag("resume") || std::filesystem::exists(params.checkpoint_path), "resume",
                  "no checkpoint at " + params.checkpoint_path);
 

@@ -470,8 +470,8 @@ inline const std::vector<OptionSpec>& option_table() {
           .one_of({"mean", "eigenbasis"}),
       option(g::kMethod, "kfac-eigenvalues", K::Text, "NAME",
              "kfac, cg+kfac: each layer's eigenvalues in its Kronecker eigenbasis, those of "
-             "G ⊗ A (kronecker) or the data curvature's exact diagonal there (corrected: EKFAC, "
-             "softmax regression only)")
+             "G ⊗ A (kronecker) or the data curvature's exact diagonal there (corrected: EKFAC; "
+             "the Eigen models, not the LibTorch adapter)")
           .by_default("kronecker")
           .one_of({"kronecker", "corrected"}),
       option(g::kMethod, "ritz-memory", K::Integer, "M",
@@ -898,17 +898,6 @@ inline MethodSpec method_spec(const OptionValues& v, const std::string& method) 
                                                                        : KfacEigenvalues::Kronecker;
   apply_exact_options(v, spec.exact);
   return spec;
-}
-
-/// --kfac-eigenvalues corrected needs a model that provides EKFAC's eigenvalues (softmax
-/// regression): refused up front, before any output, where a method uses KFAC on another model.
-inline void check_kfac_eigenvalues(const MethodSpec& spec, bool model_provides,
-                                   const std::string& model) {
-  const bool uses = spec.method == Method::Kfac || uses_kfac(spec.preconditioner);
-  require_option(model_provides || !uses || spec.kfac.eigenvalues == KfacEigenvalues::Kronecker,
-                 "kfac-eigenvalues",
-                 "corrected (EKFAC) is provided by softmax regression only (--model logreg), not "
-                 "by " + model + " (" + spec.name() + ")");
 }
 
 /// The loop group into BilevelParams: hyper-steps, inner-steps, batch-size, inner (+ inner-lr,

@@ -3,8 +3,9 @@
 // densely, U (diag(da dgᵀ) + δ + diag(Uᵀ P U)) Uᵀ per block with the mean outside; the theorem
 // behind it (the nearest matrix with KFAC's eigenvectors to G ⊗ A + δI + P, in Frobenius norm,
 // so never farther than the mean's); equality with the mean for a global decay. (2) EKFAC's
-// corrected eigenvalues (KfacEigenvalues::Corrected): the model's diag(Uᵀ H U) against the dense
-// Hessian, equal to KFAC's when KFAC is exact (one training row), nearer to H than KFAC. Both:
+// corrected eigenvalues (KfacEigenvalues::Corrected): the models' diag(Uᵀ H U) against the dense
+// Hessian (softmax regression) and Gauss-Newton blocks (MLP), equal to KFAC's when KFAC is exact
+// (one training row), nearer to H than KFAC. Both:
 // cg+kfac run to convergence equals the exact solve; float agrees with double; errors.
 #include <gtest/gtest.h>
 
@@ -17,6 +18,7 @@
 #include "fixtures.hpp"
 #include "ift/generic/hypergradient.hpp"
 #include "ift/linalg/kfac.hpp"
+#include "ift/models/logistic_regression.hpp"
 #include "ift/models/mlp.hpp"
 #include "ift/models/softmax_regression.hpp"
 #include "ift/problems/regularized.hpp"
@@ -400,20 +402,70 @@ TEST(KfacCorrectedEigenvalues, PreconditionedCgRunToConvergenceEqualsTheExactSol
   expect_converges_to_exact(kfac, 91, "EKFAC");
 }
 
-TEST(KfacCorrectedEigenvalues, RefusedWhereNotDefined) {
-  // A model without them (the MLP) says so, naming the option.
+// The MLP's blocks are KFAC's approximation of the Gauss-Newton matrix's diagonal blocks
+// (KFLR: exact output-side curvature): its corrected eigenvalues are diag(Uᵀ G_l U) of the dense
+// Gauss-Newton block of each layer, in KFAC's bases and in arbitrary orthonormal ones.
+TEST(KfacCorrectedEigenvalues, MlpEqualsTheDenseGaussNewtonBlocksDiagonal) {
   Mlp<double> model({3, 4, 3}, Activation::Tanh, OutputLoss::SoftmaxCrossEntropy);
-  RegularizedProblem<Mlp<double>> mlp(
+  const Dataset<double> data = random_classification<double>(25, 3, 3, 7, false);
+  const Vector<double> w = random_vector<double>(model.num_params(), 9, 0.5);
+  Mlp<double>::Cache cache;
+  Vector<double> gradient;
+  model.evaluate(data, w, cache, &gradient);
+  Matrix<double> G;
+  model.gauss_newton_matrix(data, w, cache, G);
+  const auto blocks = model.kfac_factors(data, w, cache);
+  ASSERT_EQ(blocks.size(), 2u);
+  for (std::size_t b = 0; b < blocks.size(); ++b) {
+    SCOPED_TRACE("layer " + std::to_string(b));
+    const Index size = blocks[b].size(), offset = blocks[b].offset;
+    const Matrix<double> Gb = G.block(offset, offset, size, size);
+    const Eigen::SelfAdjointEigenSolver<Matrix<double>> ea(blocks[b].A), eg(blocks[b].G);
+    const std::vector<std::pair<Matrix<double>, Matrix<double>>> bases = {
+        {ea.eigenvectors(), eg.eigenvectors()},
+        {random_orthonormal(blocks[b].inputs(), 63 + b),
+         random_orthonormal(blocks[b].outputs(), 64 + b)}};
+    for (const auto& [Ua, Ug] : bases) {
+      Matrix<double> out;
+      model.kfac_corrected_eigenvalues(data, w, cache, b, Ua, Ug, out);
+      const Matrix<double> expected = dense_eigenvalues(Gb, Ua, Ug);
+      EXPECT_LT((out - expected).norm(), 1e-12 * expected.norm());
+    }
+  }
+  // And on the problem, cg+kfac with them run to convergence is the exact solve.
+  RegularizedProblem<Mlp<double>> problem(
       model, WeightDecay<double>(DecayKind::PerWeight, model.num_params()),
-      std::make_shared<const Dataset<double>>(random_classification<double>(20, 3, 3, 7, false)),
+      std::make_shared<const Dataset<double>>(data),
       std::make_shared<const Dataset<double>>(random_classification<double>(10, 3, 3, 8, false)));
-  mlp.set_point(Vector<double>::Constant(model.num_params(), -3.0),
-                random_vector<double>(model.num_params(), 9, 0.3));
+  // Decays of e⁻¹ keep H positive definite at these weights (the tanh MLP's H is not PSD).
+  problem.set_point(Vector<double>::Constant(model.num_params(), -1.0), w);
+  MethodSpec exact;
+  exact.method = Method::Exact;
+  const auto e = generic::hypergradient(problem, exact);
+  ASSERT_EQ(e.status, SolverStatus::Converged) << e.message;
+  MethodSpec spec = parse_method_spec("cg+kfac");
+  spec.steps = problem.num_params();
+  spec.kfac.eigenvalues = KfacEigenvalues::Corrected;
+  spec.cg.tolerance = 1e-13;
+  const auto r = generic::hypergradient(problem, spec);
+  EXPECT_EQ(r.status, SolverStatus::Converged) << r.message;
+  EXPECT_NE(r.message.find("EKFAC"), std::string::npos) << r.message;
+  EXPECT_LT((r.v - e.v).norm(), 1e-9 * e.v.norm());
+}
+
+TEST(KfacCorrectedEigenvalues, RefusedWhereNotDefined) {
+  // A model without them (binary logistic regression) says so, naming the option.
+  LogisticRegression<double> model(6);
+  RegularizedProblem<LogisticRegression<double>> logistic(
+      model, WeightDecay<double>(DecayKind::Global, 6),
+      std::make_shared<const Dataset<double>>(random_classification<double>(50, 5, 2, 5)),
+      std::make_shared<const Dataset<double>>(random_classification<double>(30, 5, 2, 6)));
+  logistic.set_point(Vector<double>::Constant(1, -2.0), random_vector<double>(6, 8, 0.3));
   MethodSpec spec = parse_method_spec("kfac");
   spec.damping = 1e-3;
   spec.kfac.eigenvalues = KfacEigenvalues::Corrected;
   try {
-    generic::hypergradient(mlp, spec);
+    generic::hypergradient(logistic, spec);
     ADD_FAILURE() << "expected std::invalid_argument";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("--kfac-eigenvalues corrected"), std::string::npos)

@@ -181,8 +181,8 @@ std::optional<Options> parse(int argc, char** argv) {
   o.damping = v.real("damping");
   if (v.text("kfac-penalty") == "eigenbasis") o.kfac.penalty = ift::KfacPenalty::Eigenbasis;
   ift::app::require_option(v.text("kfac-eigenvalues") == "kronecker", "kfac-eigenvalues",
-                           "corrected (EKFAC) is provided by softmax regression only, not by the "
-                           "LibTorch adapter");
+                           "corrected (EKFAC) is provided by the Eigen models (softmax "
+                           "regression, MLPs), not by the LibTorch adapter");
   o.inner_lr = v.real("inner-lr");
   o.outer_lr = v.real("outer-lr");
   o.init_log_lambda = v.real("init-log-decay");

@@ -51,6 +51,12 @@ rows=$(grep -v '^#' "$tmp/s1/accuracy.csv" | tail -n +2 | wc -l)
 [ "$rows" -eq 8 ] || fail "expected 8 sampled rows (4 methods x 2 k), got $rows"
 cmp <(grep -v '^#' "$tmp/s1/accuracy.csv" | cut -d, -f1-7) <(grep -v '^#' "$tmp/s2/accuracy.csv" | cut -d, -f1-7) \
   || fail "sampled curvature is not reproducible with the same --seed"
+# EKFAC on the MLP (docs/methods.md, "KFAC's eigenbasis put to more use"): kfac and cg+kfac with
+# the corrected eigenvalues run on it (the option is refused where a model lacks them).
+"$APP" --model mlp --hidden 2 --train 100 --val 100 --init-log-decay 0 --steps-list 0,3 --threads 1 \
+  "${DATA_ARGS[@]}" --methods exact,kfac,cg+kfac --kfac-eigenvalues corrected --kfac-penalty eigenbasis \
+  --out "$tmp/ekfac" --quiet >"$tmp/log" 2>&1 || { cat "$tmp/log" >&2; fail "EKFAC run exited non-zero"; }
+grep -q '^mlp,kfac,.*,converged,' "$tmp/ekfac/accuracy.csv" || { cat "$tmp/ekfac/accuracy.csv" >&2; fail "no converged EKFAC row"; }
 # shine from the pairs of an L-BFGS w* (the same MLP): k = 0 is the estimate alone (converged,
 # 0 HVPs), k = 1..3 refine it by k CG steps (k HVPs + 1 for the start's residual; CG's status).
 # Asked for by name without --inner lbfgs it is a usage error naming --methods (the default list

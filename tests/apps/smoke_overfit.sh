@@ -33,7 +33,6 @@ check_bad model --model resnet
 check_bad method --method inverse
 check_bad inner-lr --inner-lr 0
 check_bad target --target 1.5
-check_bad kfac-eigenvalues --model mlp --method cg+kfac --kfac-eigenvalues corrected  # EKFAC: softmax regression only
 check_bad unknown-option --unknown-option 3
 check_bad train --n-train 0   # an old spelling: the error names the new one
 echo "smoke_overfit: ok"

@@ -538,24 +538,12 @@ void Mlp<S>::gauss_newton_matrix(const Dataset<S>& data, const Vector<S>& w, Cac
 }
 
 template <class S>
-std::vector<KroneckerFactors<S>> Mlp<S>::kfac_factors(const Dataset<S>& data, const Vector<S>& w,
-                                                      Cache& cache) const {
-  check_data(data, w);
-  require(cache.has_backward, "Mlp::kfac_factors: call evaluate() at this w first");
-  const Index L = num_layers(), n = data.size(), k = widths_.back();
-  std::vector<KroneckerFactors<S>> factors(static_cast<std::size_t>(L));
-  for (Index l = 0; l < L; ++l) {
-    const Index in = widths_[l];
-    auto& f = factors[static_cast<std::size_t>(l)];
-    f.offset = offset(l);
-    Matrix<S> Atilde(n, in + 1);
-    Atilde.leftCols(in) = input(data, cache, l);
-    Atilde.col(in).setOnes();
-    f.A.noalias() = Atilde.transpose() * Atilde / S(n);
-    f.G.setZero(widths_[l + 1], widths_[l + 1]);
-  }
+template <class Use>
+void Mlp<S>::backpropagate_output_factors(const Vector<S>& w, const Cache& cache, Index n,
+                                          Index lowest, Use&& use) const {
+  const Index L = num_layers(), k = widths_.back();
   // H_out,i = L_i L_iᵀ with L_i = diag(√p) − p √pᵀ (cross-entropy) or I (squared error). Each
-  // column of L_i is backpropagated like an output gradient; G_l = (1/n) Σ_c Δ_lᵀ Δ_l.
+  // column of L_i is backpropagated like an output gradient.
   std::vector<Matrix<S>> Delta(static_cast<std::size_t>(L));
   for (Index c = 0; c < k; ++c) {
     Matrix<S>& top = Delta.back();
@@ -569,10 +557,10 @@ std::vector<KroneckerFactors<S>> Mlp<S>::kfac_factors(const Dataset<S>& data, co
     } else {
       top.col(c).setOnes();
     }
-    for (Index l = L - 1; l >= 0; --l) {
+    for (Index l = L - 1; l >= lowest; --l) {
       const auto h = static_cast<std::size_t>(l);
-      factors[h].G.noalias() += Delta[h].transpose() * Delta[h] / S(n);
-      if (l > 0) {
+      use(c, l, static_cast<const Matrix<S>&>(Delta[h]));
+      if (l > lowest) {
         const Index in = widths_[l];
         Eigen::Map<const Matrix<S>> W(w.data() + offset(l), in + 1, widths_[l + 1]);
         Delta[h - 1].noalias() = Delta[h] * W.topRows(in).transpose();
@@ -580,7 +568,60 @@ std::vector<KroneckerFactors<S>> Mlp<S>::kfac_factors(const Dataset<S>& data, co
       }
     }
   }
+}
+
+template <class S>
+std::vector<KroneckerFactors<S>> Mlp<S>::kfac_factors(const Dataset<S>& data, const Vector<S>& w,
+                                                      Cache& cache) const {
+  check_data(data, w);
+  require(cache.has_backward, "Mlp::kfac_factors: call evaluate() at this w first");
+  const Index L = num_layers(), n = data.size();
+  std::vector<KroneckerFactors<S>> factors(static_cast<std::size_t>(L));
+  for (Index l = 0; l < L; ++l) {
+    const Index in = widths_[l];
+    auto& f = factors[static_cast<std::size_t>(l)];
+    f.offset = offset(l);
+    Matrix<S> Atilde(n, in + 1);
+    Atilde.leftCols(in) = input(data, cache, l);
+    Atilde.col(in).setOnes();
+    f.A.noalias() = Atilde.transpose() * Atilde / S(n);
+    f.G.setZero(widths_[l + 1], widths_[l + 1]);
+  }
+  // G_l = (1/n) Σ_c Δ_lᵀ Δ_l over the backpropagated columns of L_i.
+  backpropagate_output_factors(w, cache, n, 0, [&](Index, Index l, const Matrix<S>& Delta) {
+    factors[static_cast<std::size_t>(l)].G.noalias() += Delta.transpose() * Delta / S(n);
+  });
   return factors;
+}
+
+template <class S>
+void Mlp<S>::kfac_corrected_eigenvalues(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
+                                        std::size_t block, const Matrix<S>& Ua,
+                                        const Matrix<S>& Ug, Matrix<S>& out) const {
+  check_data(data, w);
+  require(cache.has_backward, "Mlp::kfac_corrected_eigenvalues: call evaluate() at this w first");
+  const Index L = num_layers(), n = data.size(), l = static_cast<Index>(block);
+  require(l < L, "Mlp::kfac_corrected_eigenvalues: no such layer");
+  const Index in = widths_[l], width = widths_[l + 1];
+  require(Ua.rows() == in + 1 && Ua.cols() == in + 1 && Ug.rows() == width && Ug.cols() == width,
+          "Mlp::kfac_corrected_eigenvalues: the bases must be (in+1) × (in+1) and out × out");
+  // (u_jᵀ ã_i)²: the layer's inputs (with the bias 1) projected on the input basis, squared.
+  Matrix<S> Atilde(n, in + 1);
+  Atilde.leftCols(in) = input(data, cache, l);
+  Atilde.col(in).setOnes();
+  Matrix<S> Y(n, in + 1);
+  gemm(Y, Atilde, Ua);
+  Y = Y.array().square().matrix();
+  // Σ_c (q_oᵀ δ_ic)²: the backpropagated columns at this layer projected on the output basis.
+  Matrix<S> Z = Matrix<S>::Zero(n, width), projected(n, width);
+  backpropagate_output_factors(w, cache, n, l, [&](Index, Index layer, const Matrix<S>& Delta) {
+    if (layer != l) return;
+    projected.noalias() = Delta * Ug;
+    Z.array() += projected.array().square();
+  });
+  out.resize(in + 1, width);
+  out.noalias() = Y.transpose() * Z;
+  out /= S(n);
 }
 
 template <class S>

@@ -511,7 +511,8 @@ KfacInverse<ProblemVector<P>> kfac_inverse(P& problem, const MethodSpec& spec) {
       if (!provided)
         throw std::invalid_argument(
             "--kfac-eigenvalues corrected: this problem's model does not provide EKFAC's "
-            "eigenvalues (softmax regression does; MLPs and the LibTorch adapter do not yet)");
+            "eigenvalues (softmax regression and MLPs do; binary logistic regression and the "
+            "LibTorch adapter do not yet)");
     };
   }
   if (spec.kfac.penalty == KfacPenalty::Eigenbasis) {

@@ -69,7 +69,8 @@ constexpr const char* to_string(KfacPenalty penalty) {
 ///  Corrected: diag(Uᵀ H_b U), the data term's exact curvature along the basis vectors (the
 ///             eigenvalue correction of EKFAC, George et al. 2018: the matrix nearest to H_b in
 ///             Frobenius norm among those with KFAC's eigenvectors; one pass over the data per
-///             inverse, from the problem). With KfacPenalty::Eigenbasis the block is then
+///             inverse, from the problem). H_b is the block KFAC approximates: the Hessian's for
+///             softmax regression, the Gauss-Newton matrix's for MLPs. With KfacPenalty::Eigenbasis the block is then
 ///             U diag(Uᵀ (H_b + P_b) U) Uᵀ + δI. Needs KfacDampingMode::Exact.
 enum class KfacEigenvalues { Kronecker, Corrected };
 

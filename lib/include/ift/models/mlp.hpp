@@ -92,11 +92,23 @@ class Mlp {
   /// KFAC factors per layer with exact output-side curvature (G_l = E[J_lᵀ H_out J_l], KFLR).
   std::vector<KroneckerFactors<S>> kfac_factors(const Dataset<S>& data, const Vector<S>& w,
                                                 Cache& cache) const;
+  /// EKFAC's eigenvalues of layer `block` (ModelWithKfacEigenvalues) for the Gauss-Newton
+  /// block that kfac_factors approximates, G_l = mean_i Σ_c (δ_ic ⊗ ã_i)(δ_ic ⊗ ã_i)ᵀ (δ_ic: column
+  /// c of L_i backpropagated to the layer's pre-activations): out(j, o) =
+  /// mean_i Σ_c (q_oᵀ δ_ic)² (u_jᵀ ã_i)², from the same backpropagated columns as G_l.
+  void kfac_corrected_eigenvalues(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
+                                  std::size_t block, const Matrix<S>& Ua, const Matrix<S>& Ug,
+                                  Matrix<S>& out) const;
   double accuracy(const Dataset<S>& data, const Cache& cache) const;
 
  private:
   void check_data(const Dataset<S>& data, const Vector<S>& w) const;
   const Matrix<S>& input(const Dataset<S>& data, const Cache& cache, Index layer) const;
+  /// Each column c of L_i (H_out,i = L_i L_iᵀ) backpropagated to the pre-activations of layers
+  /// `lowest` … L−1: calls use(c, l, Δ_l) with Δ_l (n × width_{l+1}) from the top layer down.
+  template <class Use>
+  void backpropagate_output_factors(const Vector<S>& w, const Cache& cache, Index n, Index lowest,
+                                    Use&& use) const;
   /// R{Z_l} for every layer given direction v (R-operator forward pass).
   void r_forward(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v) const;
   /// R{δ_L} = H_out R{Z_L} / n into cache.Rdelta.back().
@@ -116,5 +128,7 @@ static_assert(FullModel<Mlp<float>> && FullModel<Mlp<double>>,
               "Mlp must provide every model capability (ift/models/model.hpp)");
 static_assert(ModelWithBlockHvp<Mlp<float>> && ModelWithBlockHvp<Mlp<double>>,
               "Mlp provides the block HVP (nystrom's batched R-operator)");
+static_assert(ModelWithKfacEigenvalues<Mlp<float>> && ModelWithKfacEigenvalues<Mlp<double>>,
+              "Mlp provides EKFAC's eigenvalues");
 
 }  // namespace ift
