@@ -354,8 +354,7 @@ int run(int argc, char** argv) {
   opt.log_decay = v.real("init-log-decay");
   opt.max_steps = v.integer("max-steps");
   opt.kfac_damping = v.real("kfac-damping");
-  if (v.text("kfac-penalty") == "eigenbasis") opt.kfac.penalty = KfacPenalty::Eigenbasis;
-  if (v.text("kfac-eigenvalues") == "corrected") opt.kfac.eigenvalues = KfacEigenvalues::Corrected;
+  app::apply_kfac_options(v, opt.kfac);
   app::apply_nystrom_options(v, opt.nystrom);
   app::apply_exact_options(v, opt.exact);
   opt.grad_tol = v.real("inner-tol");

@@ -861,6 +861,15 @@ inline void apply_nystrom_options(const OptionValues& v, NystromParams& p) {
   if (v.has("seed")) p.seed = v.integer_u64("seed");
 }
 
+/// --kfac-penalty and --kfac-eigenvalues into KfacParams (where the app has them).
+inline void apply_kfac_options(const OptionValues& v, KfacParams& p) {
+  if (v.has("kfac-penalty"))
+    p.penalty = v.text("kfac-penalty") == "eigenbasis" ? KfacPenalty::Eigenbasis : KfacPenalty::Mean;
+  if (v.has("kfac-eigenvalues"))
+    p.eigenvalues = v.text("kfac-eigenvalues") == "corrected" ? KfacEigenvalues::Corrected
+                                                               : KfacEigenvalues::Kronecker;
+}
+
 /// --exact-precision into DenseParams (where the app has it).
 inline void apply_exact_options(const OptionValues& v, DenseParams& p) {
   if (v.has("exact-precision"))
@@ -890,12 +899,7 @@ inline MethodSpec method_spec(const OptionValues& v, const std::string& method) 
   apply_nystrom_options(v, spec.nystrom);
   if (v.has("ritz-memory")) spec.ritz.memory = v.integer("ritz-memory");
   if (v.has("ritz-accept")) spec.ritz.accept = v.real("ritz-accept");
-  if (v.has("kfac-penalty"))
-    spec.kfac.penalty = v.text("kfac-penalty") == "eigenbasis" ? KfacPenalty::Eigenbasis
-                                                                : KfacPenalty::Mean;
-  if (v.has("kfac-eigenvalues"))
-    spec.kfac.eigenvalues = v.text("kfac-eigenvalues") == "corrected" ? KfacEigenvalues::Corrected
-                                                                       : KfacEigenvalues::Kronecker;
+  apply_kfac_options(v, spec.kfac);
   apply_exact_options(v, spec.exact);
   return spec;
 }

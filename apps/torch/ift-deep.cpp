@@ -179,8 +179,8 @@ std::optional<Options> parse(int argc, char** argv) {
   o.checkpoint_every = v.integer("checkpoint-every");
   o.alpha = v.has("alpha") ? v.real("alpha") : 0.0;  // 0: 1/λ_max by power iteration
   o.damping = v.real("damping");
-  if (v.text("kfac-penalty") == "eigenbasis") o.kfac.penalty = ift::KfacPenalty::Eigenbasis;
-  ift::app::require_option(v.text("kfac-eigenvalues") == "kronecker", "kfac-eigenvalues",
+  ift::app::apply_kfac_options(v, o.kfac);
+  ift::app::require_option(o.kfac.eigenvalues == ift::KfacEigenvalues::Kronecker, "kfac-eigenvalues",
                            "corrected (EKFAC) is provided by the Eigen models (softmax "
                            "regression, MLPs), not by the LibTorch adapter");
   o.inner_lr = v.real("inner-lr");

@@ -538,6 +538,15 @@ void Mlp<S>::gauss_newton_matrix(const Dataset<S>& data, const Vector<S>& w, Cac
 }
 
 template <class S>
+Matrix<S> Mlp<S>::augmented_input(const Dataset<S>& data, const Cache& cache, Index layer) const {
+  const Index in = widths_[layer];
+  Matrix<S> Atilde(data.size(), in + 1);
+  Atilde.leftCols(in) = input(data, cache, layer);
+  Atilde.col(in).setOnes();
+  return Atilde;
+}
+
+template <class S>
 template <class Use>
 void Mlp<S>::backpropagate_output_factors(const Vector<S>& w, const Cache& cache, Index n,
                                           Index lowest, Use&& use) const {
@@ -559,7 +568,7 @@ void Mlp<S>::backpropagate_output_factors(const Vector<S>& w, const Cache& cache
     }
     for (Index l = L - 1; l >= lowest; --l) {
       const auto h = static_cast<std::size_t>(l);
-      use(c, l, static_cast<const Matrix<S>&>(Delta[h]));
+      use(l, static_cast<const Matrix<S>&>(Delta[h]));
       if (l > lowest) {
         const Index in = widths_[l];
         Eigen::Map<const Matrix<S>> W(w.data() + offset(l), in + 1, widths_[l + 1]);
@@ -578,17 +587,14 @@ std::vector<KroneckerFactors<S>> Mlp<S>::kfac_factors(const Dataset<S>& data, co
   const Index L = num_layers(), n = data.size();
   std::vector<KroneckerFactors<S>> factors(static_cast<std::size_t>(L));
   for (Index l = 0; l < L; ++l) {
-    const Index in = widths_[l];
     auto& f = factors[static_cast<std::size_t>(l)];
     f.offset = offset(l);
-    Matrix<S> Atilde(n, in + 1);
-    Atilde.leftCols(in) = input(data, cache, l);
-    Atilde.col(in).setOnes();
+    const Matrix<S> Atilde = augmented_input(data, cache, l);
     f.A.noalias() = Atilde.transpose() * Atilde / S(n);
     f.G.setZero(widths_[l + 1], widths_[l + 1]);
   }
   // G_l = (1/n) Σ_c Δ_lᵀ Δ_l over the backpropagated columns of L_i.
-  backpropagate_output_factors(w, cache, n, 0, [&](Index, Index l, const Matrix<S>& Delta) {
+  backpropagate_output_factors(w, cache, n, 0, [&](Index l, const Matrix<S>& Delta) {
     factors[static_cast<std::size_t>(l)].G.noalias() += Delta.transpose() * Delta / S(n);
   });
   return factors;
@@ -606,15 +612,12 @@ void Mlp<S>::kfac_corrected_eigenvalues(const Dataset<S>& data, const Vector<S>&
   require(Ua.rows() == in + 1 && Ua.cols() == in + 1 && Ug.rows() == width && Ug.cols() == width,
           "Mlp::kfac_corrected_eigenvalues: the bases must be (in+1) × (in+1) and out × out");
   // (u_jᵀ ã_i)²: the layer's inputs (with the bias 1) projected on the input basis, squared.
-  Matrix<S> Atilde(n, in + 1);
-  Atilde.leftCols(in) = input(data, cache, l);
-  Atilde.col(in).setOnes();
   Matrix<S> Y(n, in + 1);
-  gemm(Y, Atilde, Ua);
+  gemm(Y, augmented_input(data, cache, l), Ua);
   Y = Y.array().square().matrix();
   // Σ_c (q_oᵀ δ_ic)²: the backpropagated columns at this layer projected on the output basis.
   Matrix<S> Z = Matrix<S>::Zero(n, width), projected(n, width);
-  backpropagate_output_factors(w, cache, n, l, [&](Index, Index layer, const Matrix<S>& Delta) {
+  backpropagate_output_factors(w, cache, n, l, [&](Index layer, const Matrix<S>& Delta) {
     if (layer != l) return;
     projected.noalias() = Delta * Ug;
     Z.array() += projected.array().square();

@@ -104,8 +104,11 @@ class Mlp {
  private:
   void check_data(const Dataset<S>& data, const Vector<S>& w) const;
   const Matrix<S>& input(const Dataset<S>& data, const Cache& cache, Index layer) const;
+  /// Ã_l = [layer l's inputs, 1] (n × (in+1)): the rows KFAC's A_l and EKFAC's projections use.
+  Matrix<S> augmented_input(const Dataset<S>& data, const Cache& cache, Index layer) const;
   /// Each column c of L_i (H_out,i = L_i L_iᵀ) backpropagated to the pre-activations of layers
-  /// `lowest` … L−1: calls use(c, l, Δ_l) with Δ_l (n × width_{l+1}) from the top layer down.
+  /// `lowest` … L−1: calls use(l, Δ_l) with Δ_l (n × width_{l+1}), for each c from the top layer
+  /// down.
   template <class Use>
   void backpropagate_output_factors(const Vector<S>& w, const Cache& cache, Index n, Index lowest,
                                     Use&& use) const;
