@@ -531,7 +531,7 @@ void BM_HvpBlock(benchmark::State& state, Index n, Index k, int threads) {
 /// hypergradients (cg, neumann, unrolled for each k; identity, kfac) and the Algorithm-2 step.
 template <class Tag, class S>
 void register_model(const std::vector<Index>& sizes, const std::vector<Index>& ks,
-                    bool algorithm_step) {
+                    const std::vector<Index>& step_sizes) {
   const std::string ty = std::string("<") + type_name<S>() + ">";
   for (Index n : sizes)
     for (int t : {1, 2}) {
@@ -577,18 +577,23 @@ void register_model(const std::vector<Index>& sizes, const std::vector<Index>& k
           BM_Hypergradient<Tag, S>(st, n, Method::Kfac, 0, t, point);
         });
       }
-      if (algorithm_step) {
-        add("BM_InnerSteps5_" + model + ty + nt + th,
-            [=](benchmark::State& st) { BM_AlgorithmStep<Tag, S>(st, n, t, false); });
-        add("BM_HyperStep_" + model + ty + nt + th,
-            [=](benchmark::State& st) { BM_AlgorithmStep<Tag, S>(st, n, t, true); });
-        add("BM_HyperStepWarm_" + model + ty + nt + th, [=](benchmark::State& st) {
-          BM_AlgorithmStep<Tag, S>(st, n, t, true, StepSetup<Tag, S>::kWarm);
-        });
-        add("BM_HyperStepSoba_" + model + ty + nt + th, [=](benchmark::State& st) {
-          BM_AlgorithmStep<Tag, S>(st, n, t, true, StepSetup<Tag, S>::kSoba);
-        });
-      }
+    }
+  // Algorithm 2's hyper-step against its 5 inner steps (issue 11's target), at its own sizes.
+  for (Index n : step_sizes)
+    for (int t : {1, 2}) {
+      const std::string nt = "/n:" + std::to_string(n);
+      const std::string th = "/threads:" + std::to_string(t);
+      const std::string model = Tag::name;
+      add("BM_InnerSteps5_" + model + ty + nt + th,
+          [=](benchmark::State& st) { BM_AlgorithmStep<Tag, S>(st, n, t, false); });
+      add("BM_HyperStep_" + model + ty + nt + th,
+          [=](benchmark::State& st) { BM_AlgorithmStep<Tag, S>(st, n, t, true); });
+      add("BM_HyperStepWarm_" + model + ty + nt + th, [=](benchmark::State& st) {
+        BM_AlgorithmStep<Tag, S>(st, n, t, true, StepSetup<Tag, S>::kWarm);
+      });
+      add("BM_HyperStepSoba_" + model + ty + nt + th, [=](benchmark::State& st) {
+        BM_AlgorithmStep<Tag, S>(st, n, t, true, StepSetup<Tag, S>::kSoba);
+      });
     }
 }
 

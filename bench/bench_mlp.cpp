@@ -12,10 +12,10 @@ int main(int argc, char** argv) {
   using namespace ift::bench;
   register_gemm();
   const std::vector<ift::Index> sizes{1000}, ks{1, 5, 20};
-  register_model<MlpSmallTag, double>(sizes, ks, /*algorithm_step=*/true);
-  register_model<MlpSmallTag, float>(sizes, ks, true);
-  register_model<MlpDeepTag, double>(sizes, ks, true);
-  register_model<MlpDeepTag, float>(sizes, ks, true);
+  register_model<MlpSmallTag, double>(sizes, ks, /*step_sizes=*/sizes);
+  register_model<MlpSmallTag, float>(sizes, ks, sizes);
+  register_model<MlpDeepTag, double>(sizes, ks, sizes);
+  register_model<MlpDeepTag, float>(sizes, ks, sizes);
   for (ift::Index k : {8, 20})
     for (int t : {1, 2}) {
       const std::string suffix =

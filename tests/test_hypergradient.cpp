@@ -7,6 +7,7 @@
 #include "fixtures.hpp"
 #include "ift/hypergradient.hpp"
 #include "ift/inner.hpp"
+#include "ift/models/logistic_regression.hpp"
 #include "ift/models/mlp.hpp"
 #include "ift/models/softmax_regression.hpp"
 #include "ift/problems/regularized.hpp"
@@ -567,6 +568,74 @@ TEST(ProblemPoint, StreamedValidationPassGivesTheSameBits) {
     EXPECT_TRUE(problem.val_gradient() == g_plain) << "n = " << n;
     EXPECT_EQ(problem.val_loss(), loss_plain) << "n = " << n;
   }
+}
+
+// set_point_with_gradient (every inner optimiser step of the loop) forms the data gradient in
+// the forward's own pass (the model's evaluate with a gradient): every value and product after
+// it equals set_point + train_gradient()'s, bitwise, on one row block and on several groups
+// (n = 1,000, F = 601: 4 blocks), for the three models; moving λ alone keeps the point, and a
+// later set_point at a new w drops the gradient it formed.
+template <class Problem>
+void expect_point_with_gradient_is_exact(Problem a, Problem b) {
+  using S = typename Problem::S;
+  const Index D = a.num_params(), H = a.num_hyper();
+  const Vector<S> w = Vector<S>::LinSpaced(D, S(-0.4), S(0.5));
+  const Vector<S> lambda1 = Vector<S>::LinSpaced(H, S(-3), S(0.5));
+  const Vector<S> lambda2 = Vector<S>::Constant(H, S(-1));
+  const Vector<S> v = Vector<S>::LinSpaced(D, S(1), S(-0.7));
+  a.set_point_with_gradient(lambda1, w);
+  b.set_point(lambda1, w);
+  EXPECT_EQ(a.train_loss(), b.train_loss());
+  EXPECT_TRUE(a.train_gradient() == b.train_gradient());
+  Vector<S> out, expected;
+  a.hvp(v, out);
+  b.hvp(v, expected);
+  EXPECT_TRUE(out == expected);
+  a.gauss_newton_product(v, out);
+  b.gauss_newton_product(v, expected);
+  EXPECT_TRUE(out == expected);
+  EXPECT_TRUE(a.val_gradient() == b.val_gradient());
+  // λ alone moves: the point (and the gradient formed with it) is kept.
+  a.set_point_with_gradient(lambda2, w);
+  b.set_point(lambda2, w);
+  EXPECT_TRUE(a.train_gradient() == b.train_gradient());
+  EXPECT_EQ(a.train_loss(), b.train_loss());
+  const Vector<S> at_w = a.train_gradient();
+  // A new w through plain set_point: the old gradient is not reused.
+  const Vector<S> w2 = w * S(0.5);
+  a.set_point(lambda2, w2);
+  b.set_point_with_gradient(lambda2, w2);
+  EXPECT_TRUE(a.train_gradient() == b.train_gradient());
+  EXPECT_FALSE(a.train_gradient() == at_w);
+}
+
+template <class S>
+RegularizedProblem<SoftmaxRegression<S>> wide_logreg_problem(Index n) {
+  SoftmaxRegression<S> model(601, 10);
+  return RegularizedProblem<SoftmaxRegression<S>>(
+      model, WeightDecay<S>(DecayKind::PerWeight, model.num_params()),
+      shared(testing::random_classification<S>(n, 600, 10, 11)),
+      shared(testing::random_classification<S>(30, 600, 10, 12)));
+}
+
+TEST(ProblemPoint, SetPointWithGradientGivesTheSameBits) {
+  expect_point_with_gradient_is_exact(logreg_problem<double>(DecayKind::PerWeight),
+                                      logreg_problem<double>(DecayKind::PerWeight));
+  expect_point_with_gradient_is_exact(logreg_problem<float>(DecayKind::PerWeight),
+                                      logreg_problem<float>(DecayKind::PerWeight));
+  expect_point_with_gradient_is_exact(wide_logreg_problem<double>(1000),
+                                      wide_logreg_problem<double>(1000));
+  expect_point_with_gradient_is_exact(wide_logreg_problem<float>(1000),
+                                      wide_logreg_problem<float>(1000));
+  expect_point_with_gradient_is_exact(mlp_problem(), mlp_problem());
+  const auto binary = [] {
+    LogisticRegression<double> model(601);
+    return RegularizedProblem<LogisticRegression<double>>(
+        model, WeightDecay<double>(DecayKind::PerWeight, model.num_params()),
+        shared(testing::random_classification<double>(1000, 600, 2, 13)),
+        shared(testing::random_classification<double>(30, 600, 2, 14)));
+  };
+  expect_point_with_gradient_is_exact(binary(), binary());
 }
 
 TEST(ProblemPoint, MetricsNeedAPoint) {

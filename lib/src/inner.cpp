@@ -119,7 +119,7 @@ struct LbfgsObjective {
   Index memory = 0;
 
   S operator()(const Vector<S>& x, Vector<S>& grad) {
-    problem.set_point(lambda, x);
+    problem.set_point_with_gradient(lambda, x);
     grad = problem.train_gradient();
     ++result.gradients;
     return problem.train_loss();
@@ -200,7 +200,7 @@ InnerResult lbfgs_solve(BilevelProblem<S>& problem, const Vector<S>& lambda, Vec
           "lbfgs_solve: w has " + std::to_string(w.size()) + " entries, the problem " +
               std::to_string(problem.num_params()));
   LbfgsObjective<S> objective{problem, lambda, result, progress, w, 0, 0, 0, pairs, params.memory};
-  problem.set_point(lambda, w);
+  problem.set_point_with_gradient(lambda, w);
   objective.accepted_loss = static_cast<double>(problem.train_loss());
   objective.accepted_norm = static_cast<double>(problem.train_gradient().norm());
   ++result.gradients;

@@ -46,6 +46,14 @@ class BilevelProblem {
   /// Moves to (λ, w): evaluates L_T there (and what its curvature products reuse) and invalidates
   /// the outer caches. ∇_w L_T may be formed lazily, on the first train_gradient() call.
   virtual void set_point(const Vector<S>& lambda, const Vector<S>& w) = 0;
+  /// set_point(λ, w) when ∇_w L_T at w is wanted next (an inner optimiser step, the point of a
+  /// hypergradient whose next inner step starts there): a problem may form the gradient in the
+  /// same pass over the data as L_T. Afterwards every value is what set_point(λ, w) followed by
+  /// train_gradient() gives, bitwise; this default is exactly that.
+  virtual void set_point_with_gradient(const Vector<S>& lambda, const Vector<S>& w) {
+    set_point(lambda, w);
+    train_gradient();
+  }
   virtual const Vector<S>& lambda() const = 0;
   virtual const Vector<S>& w() const = 0;
 

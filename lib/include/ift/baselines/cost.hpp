@@ -64,6 +64,13 @@ class CountingProblem final : public BilevelProblem<S>, public capability::All<S
     counts_.forwards += 1;
     gradient_counted_ = val_counted_ = false;
   }
+  void set_point_with_gradient(const Vector<S>& lambda, const Vector<S>& w) override {
+    inner_.set_point_with_gradient(lambda, w);
+    counts_.forwards += 1;
+    counts_.gradients += 1;
+    val_counted_ = false;
+    gradient_counted_ = true;
+  }
   const Vector<S>& lambda() const override { return inner_.lambda(); }
   const Vector<S>& w() const override { return inner_.w(); }
   S train_loss() const override { return inner_.train_loss(); }

@@ -93,6 +93,17 @@ inline bool failed(SolverStatus s) {
 /// The first line in which two fingerprints differ, as "'a', this run has 'b'".
 std::string first_difference(const std::string& stored, const std::string& expected);
 
+/// Moves to (λ, w) where ∇_w L_T is wanted next: the problem's set_point_with_gradient where it
+/// has one (BilevelProblem: one pass over the data for both), else set_point (TorchProblem forms
+/// the gradient with the loss already).
+template <class P, class V>
+void set_point_with_gradient(P& problem, const V& lambda, const V& w) {
+  if constexpr (requires { problem.set_point_with_gradient(lambda, w); })
+    problem.set_point_with_gradient(lambda, w);
+  else
+    problem.set_point(lambda, w);
+}
+
 }  // namespace detail
 
 template <LoopProblem P>
@@ -285,7 +296,7 @@ class BilevelLoop {
         return;
       }
     }
-    problem.set_point(st.lambda, st.w);
+    detail::set_point_with_gradient(problem, st.lambda, st.w);
     st.inner.step(st.w, problem.train_gradient());
   }
 
@@ -302,7 +313,10 @@ class BilevelLoop {
       case InnerSolver::Optimizer:
         for (Index i = 0; i < params_.inner_steps; ++i) optimizer_step(problem, st, gradient);
         phase.iterations = params_.inner_steps;
-        problem.set_point(st.lambda, st.w);
+        // The hypergradient's point, where the next inner step starts: its gradient is formed
+        // in the same pass (needed there anyway; a hypergradient's first HVP would otherwise
+        // form it, RegularizedProblem::hvp).
+        detail::set_point_with_gradient(problem, st.lambda, st.w);
         if (params_.record_inner_gradient_norm)
           phase.gradient_norm = static_cast<double>(VectorSpace<V>::norm(problem.train_gradient()));
         return phase;

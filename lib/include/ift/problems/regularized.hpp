@@ -99,22 +99,15 @@ class RegularizedProblem final
   /// terms are formed for the new λ: the values are those of a fresh evaluation, bitwise (the
   /// passes are deterministic), without the pass over the data.
   void set_point(const Vector<S>& lambda, const Vector<S>& w) override {
-    require(lambda.size() == num_hyper(), "RegularizedProblem::set_point: λ has the wrong size");
-    require(w.size() == num_params(), "RegularizedProblem::set_point: w has the wrong size");
-    lambda_ = lambda;
-    if (!same_point(w)) {
-      drop_data_terms();
-      w_ = w;
-      // The forward pass (and an MLP's backpropagated δ) that every curvature product reuses;
-      // the weight gradient itself (half of a logistic-regression gradient's flops, 40% of a
-      // deep MLP's) only when train_gradient() is called: a hypergradient by
-      // cg/neumann/identity/kfac never needs it.
-      data_loss_ = reduced(model_.evaluate(*train_, w_, train_cache_, nullptr), train_shard_);
-      point_valid_ = true;
-    }
-    train_loss_ = data_loss_ + decay_.penalty(lambda_, w_);
-    decay_.hessian_diagonal(lambda_, penalty_curvature_);  // exp(λ) once, not in every product
-    train_gradient_valid_ = false;
+    move_to(lambda, w, false);
+  }
+  /// set_point with the data gradient formed in the forward's own pass (the model's evaluate
+  /// with a gradient: for the linear models one read of X per row block instead of one for the
+  /// forward and one for train_gradient()'s backward; the same bits, ProblemPoint tests). Where
+  /// X is read from memory (P2's 3,500 rows and beyond) an inner step costs one pass, not two.
+  void set_point_with_gradient(const Vector<S>& lambda, const Vector<S>& w) override {
+    move_to(lambda, w, true);
+    train_gradient();
   }
   const Vector<S>& lambda() const override { return lambda_; }
   const Vector<S>& w() const override { return w_; }
@@ -322,6 +315,31 @@ class RegularizedProblem final
     require(v.size() == penalty_curvature_.size() && out.size() == v.size(),
             "RegularizedProblem: curvature product of the wrong size (call set_point first)");
     out.array() += penalty_curvature_.array() * v.array();
+  }
+  /// set_point's work; `with_gradient`: a new point's forward pass also forms the data gradient.
+  void move_to(const Vector<S>& lambda, const Vector<S>& w, bool with_gradient) {
+    require(lambda.size() == num_hyper(), "RegularizedProblem::set_point: λ has the wrong size");
+    require(w.size() == num_params(), "RegularizedProblem::set_point: w has the wrong size");
+    lambda_ = lambda;
+    if (!same_point(w)) {
+      drop_data_terms();
+      w_ = w;
+      // The forward pass (and an MLP's backpropagated δ) that every curvature product reuses;
+      // the weight gradient itself (half of a logistic-regression gradient's flops, 40% of a
+      // deep MLP's) only with_gradient or when train_gradient() is called: a hypergradient by
+      // cg/neumann/identity/kfac never needs it.
+      data_loss_ = reduced(
+          model_.evaluate(*train_, w_, train_cache_, with_gradient ? &data_gradient_ : nullptr),
+          train_shard_);
+      if (with_gradient) {
+        reduce(data_gradient_, train_shard_);
+        data_gradient_valid_ = true;
+      }
+      point_valid_ = true;
+    }
+    train_loss_ = data_loss_ + decay_.penalty(lambda_, w_);
+    decay_.hessian_diagonal(lambda_, penalty_curvature_);  // exp(λ) once, not in every product
+    train_gradient_valid_ = false;
   }
   /// Forgets every term computed from the data at w_ (a new point, or a new distribution).
   void drop_data_terms() {
