@@ -523,6 +523,17 @@ void expect_hvp_with_gradient_is_exact(Index n, Index d, Index C) {
   Vector<S> fused;
   model.evaluate(*train, w, cache, &fused);
   EXPECT_TRUE(gradient == fused);
+  // The point, its gradient and a product in one pass (evaluate_with_hvp: forward X [W, V])
+  // against evaluate() with a gradient and hvp(): the loss, the cache and both vectors.
+  typename SoftmaxRegression<S>::Cache one;
+  Vector<S> g_one, hv_one;
+  const S loss_one = model.evaluate_with_hvp(*train, w, one, v, g_one, hv_one);
+  const S loss_two = model.evaluate(*train, w, cache, &fused);
+  model.hvp(*train, w, cache, v, hv_separate);
+  EXPECT_EQ(loss_one, loss_two) << "n = " << n << ", C = " << C;
+  EXPECT_TRUE(g_one == fused) << "n = " << n << ", C = " << C;
+  EXPECT_TRUE(hv_one == hv_separate) << "n = " << n << ", C = " << C;
+  EXPECT_TRUE(one.probs == cache.probs && one.residual == cache.residual);
   // Problem level: hvp first (gradient formed in its pass), then train_gradient(), against the
   // order train_gradient(), hvp() on a fresh problem.
   a.set_point(lambda, w);
@@ -591,6 +602,22 @@ void expect_point_with_gradient_is_exact(Problem a, Problem b) {
   a.hvp(v, out);
   b.hvp(v, expected);
   EXPECT_TRUE(out == expected);
+  // The point, its gradient and a product at once (softmax regression: one pass), against the
+  // separate calls at a new point (b), then at the same point with λ alone moved.
+  for (const S scale : {S(0.75), S(0.75)}) {
+    const Vector<S> w3 = w * scale;
+    const Vector<S> lambda3 = lambda1 * scale;
+    Vector<S> hv_a, hv_b;
+    a.set_point_with_gradient_and_hvp(lambda3, w3, v, hv_a);
+    b.set_point_with_gradient(lambda3, w3);
+    b.hvp(v, hv_b);
+    EXPECT_TRUE(hv_a == hv_b);
+    EXPECT_TRUE(a.train_gradient() == b.train_gradient());
+    EXPECT_EQ(a.train_loss(), b.train_loss());
+    EXPECT_TRUE(a.val_gradient() == b.val_gradient());
+  }
+  a.set_point(lambda1, w);
+  b.set_point(lambda1, w);
   a.gauss_newton_product(v, out);
   b.gauss_newton_product(v, expected);
   EXPECT_TRUE(out == expected);

@@ -404,6 +404,75 @@ TEST(WarmNeumannLoop, SobaSpendsOneHvpPerHyperStepAfterTheFirst) {
   EXPECT_FALSE(w.lambda == c.lambda);
 }
 
+/// A RegularizedProblem seen through BilevelProblem's own set_point_with_gradient and
+/// set_point_with_gradient_and_hvp (set_point, train_gradient(), hvp(): separate passes);
+/// counts the loop's requests for the point's product.
+class SeparatePasses final : public BilevelProblem<double> {
+ public:
+  explicit SeparatePasses(Problem& problem) : p(problem) {}
+  Problem& p;
+  int product_requests = 0;
+  Index num_params() const override { return p.num_params(); }
+  Index num_hyper() const override { return p.num_hyper(); }
+  void set_point(const Vector<double>& lambda, const Vector<double>& w) override {
+    p.set_point(lambda, w);
+  }
+  void set_point_with_gradient_and_hvp(const Vector<double>& lambda, const Vector<double>& w,
+                                       const Vector<double>& v, Vector<double>& hv) override {
+    ++product_requests;
+    BilevelProblem<double>::set_point_with_gradient_and_hvp(lambda, w, v, hv);
+  }
+  const Vector<double>& lambda() const override { return p.lambda(); }
+  const Vector<double>& w() const override { return p.w(); }
+  double train_loss() const override { return p.train_loss(); }
+  const Vector<double>& train_gradient() const override { return p.train_gradient(); }
+  double val_loss() override { return p.val_loss(); }
+  const Vector<double>& val_gradient() override { return p.val_gradient(); }
+  void val_direct_gradient(Vector<double>& out) override { p.val_direct_gradient(out); }
+  void hvp(const Vector<double>& v, Vector<double>& out) override { p.hvp(v, out); }
+  void mixed_product(const Vector<double>& v, Vector<double>& out) override {
+    p.mixed_product(v, out);
+  }
+  Metrics metrics() override { return p.metrics(); }
+  Index num_train_examples() const override { return p.num_train_examples(); }
+  void batch_hvp(const std::vector<Index>& rows, const Vector<double>& v,
+                 Vector<double>& out) override {
+    p.batch_hvp(rows, v, out);
+  }
+};
+
+TEST(WarmNeumannLoop, TheProductFormedWithThePointGivesTheSameBits) {
+  // A warm neumann's first product H v_prev is known before the hypergradient's point is set:
+  // the loop forms it in that point's pass (one pass over the training rows for the point, its
+  // gradient and the product); the run equals one with every product formed separately,
+  // bitwise, with and without damping and for several Richardson steps.
+  struct Case {
+    const char* method;
+    Index steps;
+    double damping;
+    int requests;  // hyper-steps after the first (which has no previous v)
+  };
+  for (const Case c : {Case{"neumann+warm", 1, 0.0, 5}, Case{"neumann+warm", 3, 1e-3, 5},
+                       Case{"neumann", 1, 0.0, 0}, Case{"neumann+warm+fresh", 1, 0.0, 0}}) {
+    LoopFixture a = loop_fixture(), b = loop_fixture();
+    BilevelParams params = loop_params(c.method, c.steps);
+    params.method.damping = c.damping;
+    if (params.method.sampling != CurvatureSampling::Full) params.method.curvature_batch = 20;
+    SeparatePasses separate(*b.problem);
+    const auto fused = BilevelLoop<double>(params).run(*a.problem, a.w0, a.lambda0);
+    const auto plain = BilevelLoop<double>(params).run(separate, b.w0, b.lambda0);
+    EXPECT_EQ(separate.product_requests, c.requests) << c.method;
+    EXPECT_TRUE(same_bits(fused.w, plain.w)) << c.method;
+    EXPECT_TRUE(same_bits(fused.lambda, plain.lambda)) << c.method;
+    ASSERT_EQ(fused.records.size(), plain.records.size());
+    for (std::size_t i = 0; i < fused.records.size(); ++i) {
+      EXPECT_EQ(fused.records[i].hypergradient_norm, plain.records[i].hypergradient_norm)
+          << c.method << " step " << i;
+      EXPECT_EQ(fused.records[i].hvps, plain.records[i].hvps) << c.method << " step " << i;
+    }
+  }
+}
+
 TEST(WarmNeumannLoop, ConvergesToTheColdSolutionWithEnoughSteps) {
   // Richardson from any start converges to H⁻¹ g: run to the tolerance, warm and cold agree.
   LoopFixture l = loop_fixture();

@@ -54,6 +54,15 @@ class BilevelProblem {
     set_point(lambda, w);
     train_gradient();
   }
+  /// set_point_with_gradient(λ, w) and hvp(v, hv) at that point, for a product whose vector is
+  /// known before the point is set (a warm-started solver's H v_prev): a problem may form all
+  /// three in one pass over the data. Afterwards every value, and hv, are what those two calls
+  /// give, bitwise; this default is exactly them.
+  virtual void set_point_with_gradient_and_hvp(const Vector<S>& lambda, const Vector<S>& w,
+                                               const Vector<S>& v, Vector<S>& hv) {
+    set_point_with_gradient(lambda, w);
+    hvp(v, hv);
+  }
   virtual const Vector<S>& lambda() const = 0;
   virtual const Vector<S>& w() const = 0;
 

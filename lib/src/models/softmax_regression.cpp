@@ -35,6 +35,57 @@ void SoftmaxRegression<S>::check_data(const Dataset<S>& data, const Vector<S>& w
   });
 }
 
+namespace {
+
+/// evaluate()'s per-block map on the block's logits Z_b(:, 0..C) (columns `scratch` and
+/// `scratch` + 1 are scratch): the softmax into cache.probs, the residual (P − Y)/n into
+/// cache.residual and in place of the logits, and the block's cross-entropy added to `partial`.
+template <class S, class Cache>
+void softmax_block(const Dataset<S>& data, Cache& cache, Index C, Index scratch, Index i0,
+                   row_block::BlockMap<S> Z, S inv_n, double& partial) {
+  const Index rows = Z.rows();
+  auto zmax = Z.col(scratch);
+  auto sum = Z.col(scratch + 1);
+  zmax = Z.col(0);
+  for (Index c = 1; c < C; ++c) zmax = zmax.cwiseMax(Z.col(c));
+  // Cross-entropy = log Σ exp(z − z_max) − (z_y − z_max): no overflow, no log(0).
+  double total = 0;
+  for (Index r = 0; r < rows; ++r) total -= static_cast<double>(Z(r, data.labels(i0 + r)) - zmax(r));
+  sum.setZero();
+  for (Index c = 0; c < C; ++c) {
+    Z.col(c).array() = (Z.col(c) - zmax).array().exp();
+    sum += Z.col(c);
+  }
+  for (Index r = 0; r < rows; ++r) total += static_cast<double>(std::log(sum(r)));
+  partial += total;
+  sum = sum.cwiseInverse();
+  for (Index c = 0; c < C; ++c) {
+    Z.col(c).array() *= sum.array();
+    cache.probs.col(c).segment(i0, rows) = Z.col(c);
+  }
+  for (Index r = 0; r < rows; ++r) Z(r, data.labels(i0 + r)) -= S(1);
+  for (Index c = 0; c < C; ++c) {
+    Z.col(c) *= inv_n;
+    cache.residual.col(c).segment(i0, rows) = Z.col(c);
+  }
+}
+
+/// The Hessian's per-row map on C columns R{Z} = X_b V in Z(:, first..first + C), with the
+/// block's probabilities P: R{∂L/∂Z} = P ⊙ (R{Z} − rowsum(P ⊙ R{Z})) / n, in place (column
+/// `scratch` is scratch).
+template <class S, class Probs>
+void hessian_block(const Probs& P, Index C, Index first, Index scratch, row_block::BlockMap<S> Z,
+                   S inv_n) {
+  auto Zj = Z.middleCols(first, C);
+  auto mean = Z.col(scratch);
+  mean = P.col(0).cwiseProduct(Zj.col(0));
+  for (Index c = 1; c < C; ++c) mean += P.col(c).cwiseProduct(Zj.col(c));
+  for (Index c = 0; c < C; ++c)
+    Zj.col(c).array() = P.col(c).array() * (Zj.col(c) - mean).array() * inv_n;
+}
+
+}  // namespace
+
 template <class S>
 S SoftmaxRegression<S>::evaluate(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
                                  Vector<S>* gradient) const {
@@ -46,36 +97,50 @@ S SoftmaxRegression<S>::evaluate(const Dataset<S>& data, const Vector<S>& w, Cac
   const S inv_n = S(1) / S(n);
   // One pass over row blocks (row_block.hpp): Z_b = X_b Wᵀ, the softmax, the residual, and with a
   // gradient Xᵀ (P − Y) / n accumulated while X_b is in cache. Extra columns: row max, row sum.
-  row_block::fused_pass(
-      data.X, w.data(), C, gradient ? gradient->data() : nullptr, C, 2, cache.blocks,
-      [&](Index g, Index i0, row_block::BlockMap<S> Z) {
-        const Index rows = Z.rows();
-        auto zmax = Z.col(C);
-        auto sum = Z.col(C + 1);
-        zmax = Z.col(0);
-        for (Index c = 1; c < C; ++c) zmax = zmax.cwiseMax(Z.col(c));
-        // Cross-entropy = log Σ exp(z − z_max) − (z_y − z_max): no overflow, no log(0).
-        double total = 0;
-        for (Index r = 0; r < rows; ++r)
-          total -= static_cast<double>(Z(r, data.labels(i0 + r)) - zmax(r));
-        sum.setZero();
-        for (Index c = 0; c < C; ++c) {
-          Z.col(c).array() = (Z.col(c) - zmax).array().exp();
-          sum += Z.col(c);
-        }
-        for (Index r = 0; r < rows; ++r) total += static_cast<double>(std::log(sum(r)));
-        cache.blocks.partial[static_cast<std::size_t>(g)] += total;
-        sum = sum.cwiseInverse();
-        for (Index c = 0; c < C; ++c) {
-          Z.col(c).array() *= sum.array();
-          cache.probs.col(c).segment(i0, rows) = Z.col(c);
-        }
-        for (Index r = 0; r < rows; ++r) Z(r, data.labels(i0 + r)) -= S(1);
-        for (Index c = 0; c < C; ++c) {
-          Z.col(c) *= inv_n;
-          cache.residual.col(c).segment(i0, rows) = Z.col(c);
-        }
-      });
+  row_block::fused_pass(data.X, w.data(), C, gradient ? gradient->data() : nullptr, C, 2,
+                        cache.blocks, [&](Index g, Index i0, row_block::BlockMap<S> Z) {
+                          softmax_block(data, cache, C, C, i0, Z, inv_n,
+                                        cache.blocks.partial[static_cast<std::size_t>(g)]);
+                        });
+  double total = 0;
+  for (const double t : cache.blocks.partial) total += t;  // group order: deterministic
+  return static_cast<S>(total / static_cast<double>(n));
+}
+
+template <class S>
+S SoftmaxRegression<S>::evaluate_with_hvp(const Dataset<S>& data, const Vector<S>& w,
+                                          Cache& cache, const Vector<S>& v, Vector<S>& gradient,
+                                          Vector<S>& hv) const {
+  check_data(data, w);
+  require(v.size() == num_params(), "SoftmaxRegression::evaluate_with_hvp: v has the wrong size");
+  const Index n = data.size(), C = num_classes_, D = num_params();
+  if (C > row_block::kMaxWidth && C % row_block::kMaxWidth != 0) {
+    // Chunks of kMaxWidth would mix W's and V's columns: two passes keep each one's bits.
+    const S loss = evaluate(data, w, cache, &gradient);
+    hvp(data, w, cache, v, hv);
+    return loss;
+  }
+  cache.probs.resize(n, C);
+  cache.residual.resize(n, C);
+  const S inv_n = S(1) / S(n);
+  // One pass: forward X_b [W, V] (2C columns), the softmax on the first C, the Hessian's map on
+  // the next C with the block's fresh P, backward X_bᵀ [(P − Y)/n, R{∂L/∂Z}]. In chunks of C
+  // columns: per column the same kernels, row blocks and group sums as evaluate() and hvp()
+  // (whose passes have C columns): their bits.
+  cache.work_in.resize(2 * D);
+  cache.work_in.head(D) = w;
+  cache.work_in.tail(D) = v;
+  cache.work_out.resize(2 * D);
+  row_block::fused_pass(data.X, cache.work_in.data(), 2 * C, cache.work_out.data(), 2 * C, 2,
+                        cache.blocks, [&](Index g, Index i0, row_block::BlockMap<S> Z) {
+                          softmax_block(data, cache, C, 2 * C, i0, Z, inv_n,
+                                        cache.blocks.partial[static_cast<std::size_t>(g)]);
+                          hessian_block(cache.probs.middleRows(i0, Z.rows()), C, C, 2 * C, Z,
+                                        inv_n);
+                        },
+                        std::min(C, row_block::kMaxWidth));
+  gradient = cache.work_out.head(D);
+  hv = cache.work_out.tail(D);
   double total = 0;
   for (const double t : cache.blocks.partial) total += t;  // group order: deterministic
   return static_cast<S>(total / static_cast<double>(n));
@@ -126,13 +191,7 @@ void curvature_product(const Dataset<S>& data, const Cache& cache, Index C, cons
           return;
         }
         const auto P = cache.probs.middleRows(i0, rows);
-        for (Index j = 0; j < m; ++j) {
-          auto Zj = Z.middleCols(j * C, C);
-          mean = P.col(0).cwiseProduct(Zj.col(0));
-          for (Index c = 1; c < C; ++c) mean += P.col(c).cwiseProduct(Zj.col(c));
-          for (Index c = 0; c < C; ++c)
-            Zj.col(c).array() = P.col(c).array() * (Zj.col(c) - mean).array() * inv_n;
-        }
+        for (Index j = 0; j < m; ++j) hessian_block(P, C, j * C, m_out, Z, inv_n);
       });
 }
 

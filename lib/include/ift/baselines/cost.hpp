@@ -71,6 +71,15 @@ class CountingProblem final : public BilevelProblem<S>, public capability::All<S
     val_counted_ = false;
     gradient_counted_ = true;
   }
+  void set_point_with_gradient_and_hvp(const Vector<S>& lambda, const Vector<S>& w,
+                                       const Vector<S>& v, Vector<S>& hv) override {
+    inner_.set_point_with_gradient_and_hvp(lambda, w, v, hv);
+    counts_.forwards += 1;
+    counts_.gradients += 1;
+    counts_.hvps += 1;
+    val_counted_ = false;
+    gradient_counted_ = true;
+  }
   const Vector<S>& lambda() const override { return inner_.lambda(); }
   const Vector<S>& w() const override { return inner_.w(); }
   S train_loss() const override { return inner_.train_loss(); }

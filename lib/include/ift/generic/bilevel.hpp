@@ -300,6 +300,26 @@ class BilevelLoop {
     st.inner.step(st.w, problem.train_gradient());
   }
 
+  /// The hypergradient's point (λ, w), where the next inner step starts: its gradient formed in
+  /// the same pass (needed there anyway), and when the warm start's first product H v_prev is
+  /// known in advance (generic::detail::warm_product_known_in_advance) that product too, into
+  /// st.solver.product: for logistic regression one pass over the training rows for all three.
+  void set_hypergradient_point(P& problem, State& st) {
+    st.solver.has_product = false;
+    if constexpr (requires {
+                    problem.set_point_with_gradient_and_hvp(st.lambda, st.w, st.solver.v,
+                                                            st.solver.product);
+                  }) {
+      if (generic::detail::warm_product_known_in_advance(params_.method, st.solver,
+                                                 VectorSpace<V>::size(st.w))) {
+        problem.set_point_with_gradient_and_hvp(st.lambda, st.w, st.solver.v, st.solver.product);
+        st.solver.has_product = true;
+        return;
+      }
+    }
+    detail::set_point_with_gradient(problem, st.lambda, st.w);
+  }
+
   /// The inner phase of hyper-step st.step + 1; `tolerance` is its inner solvers' tolerance.
   InnerPhase inner_phase(P& problem, State& st, V& gradient, double tolerance) {
     InnerPhase phase;
@@ -313,10 +333,7 @@ class BilevelLoop {
       case InnerSolver::Optimizer:
         for (Index i = 0; i < params_.inner_steps; ++i) optimizer_step(problem, st, gradient);
         phase.iterations = params_.inner_steps;
-        // The hypergradient's point, where the next inner step starts: its gradient is formed
-        // in the same pass (needed there anyway; a hypergradient's first HVP would otherwise
-        // form it, RegularizedProblem::hvp).
-        detail::set_point_with_gradient(problem, st.lambda, st.w);
+        set_hypergradient_point(problem, st);
         if (params_.record_inner_gradient_norm)
           phase.gradient_norm = static_cast<double>(VectorSpace<V>::norm(problem.train_gradient()));
         return phase;
@@ -407,8 +424,10 @@ class BilevelLoop {
       if constexpr (HasNoise<P>) {
         problem.resample_noise(st.engine());
         problem.set_point(st.lambda, st.w);
+        st.solver.has_product = false;  // formed on the old noise
       }
       h = generic::hypergradient(problem, method, nullptr, &dense_, &st.solver);
+      st.solver.has_product = false;
       HyperStepRecord rec;
       rec.step = st.step + 1;
       if (params_.record_metrics) rec.metrics = problem.metrics();

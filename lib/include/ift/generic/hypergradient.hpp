@@ -668,6 +668,22 @@ const V* warm_start_point(const MethodSpec& spec, const SolverState<V>* state, I
   return warm ? &state->v : nullptr;
 }
 
+/// Whether `spec`'s solve from `state` begins with H v_prev, the problem's own full-batch HVP of
+/// the state's v (neumann continuing from a nonzero finite v with a known α, on the Hessian):
+/// that product does not depend on the hyper-step's g, so the loop forms it in the pass that
+/// sets the hypergradient's point (set_point_with_gradient_and_hvp) and neumann_solve takes it
+/// from state.product (issue 11, the hyper-step's cost: one pass over the training rows fewer).
+template <class V>
+bool warm_product_known_in_advance(const MethodSpec& spec, const SolverState<V>& state,
+                                   Index size) {
+  const V* x0 = warm_start_point(spec, &state, size);
+  if (spec.method != Method::Neumann || spec.curvature != Curvature::Hessian ||
+      spec.sampling != CurvatureSampling::Full || x0 == nullptr || spec.steps <= 0)
+    return false;
+  const double alpha = spec.neumann.alpha > 0 ? spec.neumann.alpha : state.alpha;
+  return alpha > 0 && VectorSpace<V>::norm(*x0) != 0 && VectorSpace<V>::all_finite(*x0);
+}
+
 /// neumann's v ≈ H⁻¹ g on the spec's curvature: the cold series, or Richardson updates from the
 /// state's v (warm_start). `rhs()` returns g and is called once. A warm start that continues
 /// with a known α (SOBA's v ← v + α(g − H v_prev), docs/methods.md) forms H v_prev BEFORE asking
@@ -692,7 +708,15 @@ void neumann_solve(P& problem, const MethodSpec& spec, Rhs&& rhs, Result<Problem
   std::optional<V> first;  // H v_prev, formed before g (no power iteration needs g first)
   if (continues && params.alpha > 0 && params.steps > 0 && VS::all_finite(*x0)) {
     first = VS::zeros_like(*x0);
-    op.apply(*x0, *first);
+    if (state->has_product && rows.mode == CurvatureSampling::Full &&
+        spec.curvature == Curvature::Hessian) {
+      // Formed by the loop with the point (warm_product_known_in_advance): op.apply's value.
+      VS::assign(*first, state->product);
+      if (spec.damping != 0)
+        VS::axpy(static_cast<typename VS::Scalar>(spec.damping), *x0, *first);
+    } else {
+      op.apply(*x0, *first);
+    }
   }
   const V& g = rhs();
   copy_diagnostics(neumann(op, g, params, {}, x0, first ? &*first : nullptr), out);

@@ -52,6 +52,13 @@ struct SolverState {
   std::vector<double> ritz_values{};
   /// cg+ritz's scale c (> 0 once a cg+ritz solve has run; 0: none).
   double ritz_scale = 0;
+  /// H v (the problem's exact Hessian-vector product of v, undamped) formed by the loop in the
+  /// pass that set this hyper-step's point (BilevelProblem::set_point_with_gradient_and_hvp),
+  /// where the warm start's first product is known in advance (generic::detail::warm_product_known_in_advance);
+  /// meaningful only when has_product, read by that hyper-step's neumann solve, cleared by the
+  /// loop after it. Not checkpointed (it never outlives a hyper-step).
+  V product{};
+  bool has_product = false;
 
   void reset() { *this = SolverState{}; }
 };

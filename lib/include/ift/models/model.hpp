@@ -25,6 +25,8 @@
 //                          U = Ug ⊗ Ua, as an in × out matrix (EKFAC's eigenvalues)
 //   ModelWithHvpAndGradient  hvp_and_gradient(data, w, cache, v, out, gradient): hvp() and
 //                          gradient_from_cache() in one pass over the data, each bitwise theirs
+//   ModelWithEvaluateAndHvp  evaluate_with_hvp(data, w, cache, v, gradient, hv): evaluate()
+//                          with a gradient and hvp() at that point in one pass, each bitwise theirs
 #pragma once
 
 #include <concepts>
@@ -123,6 +125,16 @@ concept ModelWithHvpAndGradient =
                          const Vector<typename M::Scalar>& w, typename M::Cache& cache,
                          Vector<typename M::Scalar>& out, Vector<typename M::Scalar>& gradient) {
       m.hvp_and_gradient(data, w, cache, w, out, gradient);
+    };
+
+/// A model that sets a point, forms its gradient and one Hessian-vector product there in one pass
+/// (RegularizedProblem::set_point_with_gradient_and_hvp).
+template <class M>
+concept ModelWithEvaluateAndHvp =
+    Model<M> && requires(const M& m, const Dataset<typename M::Scalar>& data,
+                         const Vector<typename M::Scalar>& w, typename M::Cache& cache,
+                         Vector<typename M::Scalar>& gradient, Vector<typename M::Scalar>& hv) {
+      { m.evaluate_with_hvp(data, w, cache, w, gradient, hv) } -> std::same_as<typename M::Scalar>;
     };
 
 /// Every capability the paper's models have (softmax and binary logistic regression, MLPs).

@@ -279,9 +279,14 @@ void dispatch_width(Index width, F&& f) {
 /// first m_out columns (the `extra` columns are scratch for the op). out: F × m_out column-major
 /// (nullptr: no backward; the op's side effects are the result). ws.partial holds one zeroed
 /// double per group for the op (summed by the caller in group order after the pass).
+/// `chunk` (≤ kMaxWidth): the columns of V and of R_b go through the microkernels `chunk` at a
+/// time. A column's bits can depend on the kernel's width (the scalar row tails' rounding is
+/// the compiler's), so a pass that stacks two products' columns ([W, V]) passes each product's
+/// width to get each one's bits (SoftmaxRegression::evaluate_with_hvp).
 template <class S, class Op>
 void fused_pass(const Matrix<S>& X, const S* V, Index m, S* out, Index m_out, Index extra,
-                Workspace<S>& ws, Op&& op) {
+                Workspace<S>& ws, Op&& op, Index chunk = kMaxWidth) {
+  chunk = std::clamp<Index>(chunk, 1, kMaxWidth);
   const Index n = X.rows(), F = X.cols();
   const Plan plan = make_plan<S>(n, F, out ? m_out : 0);
   const Index cols = std::max(m, out ? m_out : Index(0)) + extra;
@@ -289,8 +294,8 @@ void fused_pass(const Matrix<S>& X, const S* V, Index m, S* out, Index m_out, In
   // reallocating.
   if (V) {  // pack V row-major per column chunk of width ≤ kMaxWidth
     if (ws.panel.size() < F * m) ws.panel.resize(F * m);
-    for (Index c0 = 0; c0 < m; c0 += kMaxWidth) {
-      const Index w = std::min(kMaxWidth, m - c0);
+    for (Index c0 = 0; c0 < m; c0 += chunk) {
+      const Index w = std::min(chunk, m - c0);
       S* p = ws.panel.data() + c0 * F;
       for (Index j = 0; j < F; ++j)
         for (Index c = 0; c < w; ++c) p[j * w + c] = V[j + (c0 + c) * F];
@@ -319,16 +324,16 @@ void fused_pass(const Matrix<S>& X, const S* V, Index m, S* out, Index m_out, In
       const Index i0 = b * plan.block, rows = std::min(plan.block, n - i0);
       if (from_memory) touched += double(detail::touch_block(x + i0, n, rows, F));
       if (V)
-        for (Index c0 = 0; c0 < m; c0 += kMaxWidth)
-          detail::dispatch_width(std::min(kMaxWidth, m - c0), [&](auto w) {
+        for (Index c0 = 0; c0 < m; c0 += chunk)
+          detail::dispatch_width(std::min(chunk, m - c0), [&](auto w) {
             detail::forward_chunk<S, decltype(w)::value>(x + i0, n, rows, F,
                                                          ws.panel.data() + c0 * F,
                                                          zg.data() + c0 * plan.block, plan.block);
           });
       op(g, i0, BlockMap<S>(zg.data(), rows, cols, Eigen::OuterStride<>(plan.block)));
       if (acc)
-        for (Index c0 = 0; c0 < m_out; c0 += kMaxWidth)
-          detail::dispatch_width(std::min(kMaxWidth, m_out - c0), [&](auto w) {
+        for (Index c0 = 0; c0 < m_out; c0 += chunk)
+          detail::dispatch_width(std::min(chunk, m_out - c0), [&](auto w) {
             detail::backward_chunk<S, decltype(w)::value>(
                 x + i0, n, rows, F, zg.data() + c0 * plan.block, plan.block, acc + c0 * F, F);
           });

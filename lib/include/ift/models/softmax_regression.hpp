@@ -27,7 +27,8 @@ class SoftmaxRegression {
     Matrix<S> residual;  ///< n × C, (P − Y) / n: the gradient of the mean loss w.r.t. the logits.
     Matrix<S> work_x;    ///< n × F scratch for the dense Hessian build.
     Matrix<float> work_x_float;  ///< the same for hessian_float.
-    Vector<S> work_out;          ///< F·2C scratch of hvp_and_gradient: [H v, ∇] side by side.
+    Vector<S> work_out;  ///< F·2C scratch of hvp_and_gradient ([H v, ∇]), evaluate_with_hvp ([∇, H v]).
+    Vector<S> work_in;   ///< F·2C scratch of evaluate_with_hvp: [w, v] side by side.
     /// Buffers of the fused row-block passes (row_block.hpp), sized on the first call.
     mutable row_block::Workspace<S> blocks;
   };
@@ -52,6 +53,12 @@ class SoftmaxRegression {
   /// `out` and `gradient` equal those two calls' results bitwise (the same kernels per column).
   void hvp_and_gradient(const Dataset<S>& data, const Vector<S>& w, Cache& cache,
                         const Vector<S>& v, Vector<S>& out, Vector<S>& gradient) const;
+  /// evaluate() with a gradient and hvp() at the new point in ONE pass over X (forward X_b [W, V],
+  /// backward X_bᵀ [(P − Y)/n, R{∂L/∂Z}]): the loss, the cache, `gradient` and `hv` equal those
+  /// two calls' bitwise. For a product whose vector is known before the point is set (a
+  /// warm-started solver's H v_prev; RegularizedProblem::set_point_with_gradient_and_hvp).
+  S evaluate_with_hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
+                      Vector<S>& gradient, Vector<S>& hv) const;
   /// H V for a D × m block (column j of out = hvp of V.col(j)) in one fused pass over X (row_block.hpp)
   /// instead of m passes. Equal to m hvp calls to rounding.
   void hvp_block(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Matrix<S>& V,
@@ -92,6 +99,8 @@ static_assert(FullModel<SoftmaxRegression<float>> && FullModel<SoftmaxRegression
                   ModelWithBlockHvp<SoftmaxRegression<double>> &&
                   ModelWithFloatHessian<SoftmaxRegression<double>> &&
                   ModelWithHvpAndGradient<SoftmaxRegression<double>> &&
+                  ModelWithEvaluateAndHvp<SoftmaxRegression<float>> &&
+                  ModelWithEvaluateAndHvp<SoftmaxRegression<double>> &&
                   ModelWithKfacEigenvalues<SoftmaxRegression<float>> &&
                   ModelWithKfacEigenvalues<SoftmaxRegression<double>>,
               "SoftmaxRegression must provide every model capability (ift/models/model.hpp)");

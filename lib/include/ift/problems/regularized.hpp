@@ -109,6 +109,36 @@ class RegularizedProblem final
     move_to(lambda, w, true);
     train_gradient();
   }
+  /// set_point_with_gradient and hvp(v) in the forward's own pass where the model has the fused
+  /// pass (ModelWithEvaluateAndHvp: forward X [W, V], backward Xᵀ [residual, R{∂L/∂Z}]): at a new
+  /// point one read of X instead of two. The same bits (ProblemPoint tests).
+  void set_point_with_gradient_and_hvp(const Vector<S>& lambda, const Vector<S>& w,
+                                       const Vector<S>& v, Vector<S>& hv) override {
+    if constexpr (ModelWithEvaluateAndHvp<Model>) {
+      require(v.size() == num_params(),
+              "RegularizedProblem::set_point_with_gradient_and_hvp: v has the wrong size");
+      if (!same_point(w)) {
+        require(lambda.size() == num_hyper(),
+                "RegularizedProblem::set_point: λ has the wrong size");
+        require(w.size() == num_params(), "RegularizedProblem::set_point: w has the wrong size");
+        drop_data_terms();
+        w_ = w;
+        data_loss_ = reduced(
+            model_.evaluate_with_hvp(*train_, w_, train_cache_, v, data_gradient_, hv),
+            train_shard_);
+        reduce(data_gradient_, train_shard_);
+        data_gradient_valid_ = true;
+        point_valid_ = true;
+        move_to(lambda, w, true);  // the same point now: the penalty's terms for λ only
+        train_gradient();
+        reduce(hv, train_shard_);
+        add_penalty_hvp(v, hv);
+        return;
+      }
+    }
+    set_point_with_gradient(lambda, w);
+    hvp(v, hv);
+  }
   const Vector<S>& lambda() const override { return lambda_; }
   const Vector<S>& w() const override { return w_; }
 
