@@ -15,8 +15,8 @@
 // accumulators are summed in group order. So a product has the same bits on any thread count.
 // Allocation-free once the Workspace is sized (the first call at these sizes).
 //
-// Memory: X beyond the cache (more than 16 blocks) is streamed in block by block (one read per
-// 64-byte line, column after column) just before the block's forward, whose row tiles touch only
+// Memory: X beyond the cache (more than kCachedBlocks blocks) is streamed in block by block (one
+// read per 64-byte line, column after column) just before the block's forward, whose row tiles touch only
 // a few lines per column at a time, too short a run for the hardware prefetcher (measured on P1,
 // n = 10,000, one thread: 7.3–9.0 → 5.8 ms per HVP).
 //
@@ -42,6 +42,13 @@ namespace ift::row_block {
 /// backward. Measured on P1 (n = 1,000, one thread, Zen 5): 256 KB 0.67 ms per HVP, 512 KB 0.46,
 /// 1 MB 0.36, 2 MB 0.32, 4 MB 0.33 (fewer blocks: fewer reductions across a packet's lanes).
 inline constexpr Index kBlockBytes = 2 * 1024 * 1024;
+/// X of more blocks than this is streamed in (touch_block) before each block's forward: 16 MB,
+/// half this machine's 32 MB L3, whose share a VM actually keeps is smaller. Measured with the
+/// one-pass inner steps on P2's shape (n = 3,500, X 22 MB), one thread: 5 inner steps 13.4 and
+/// 15.7 ms with the earlier threshold of 16 blocks (32 MB), 10.5 and 12.2 ms with 8; P1's
+/// n = 1,000 (4 blocks) is not streamed and stays as it was (bench/README.md, "Streaming X_train
+/// from 16 MB"). Only the reads change, not the results.
+inline constexpr Index kCachedBlocks = 8;
 /// Most groups (independent accumulators) of a pass; fixed, so results do not depend on threads.
 inline constexpr Index kMaxGroups = 8;
 /// Widest column chunk of the microkernels (Z_b tile of 2 packets × 10 columns in registers).
@@ -312,9 +319,9 @@ void fused_pass(const Matrix<S>& X, const S* V, Index m, S* out, Index m_out, In
     if (out && g > 0 && a.size() < F * m_out) a.resize(F * m_out, 1);
   }
   const S* x = X.data();
-  // X beyond any last-level cache (> 16 blocks), or known to be cold (ws.stream): stream each
+  // X beyond the cache (> kCachedBlocks blocks), or known to be cold (ws.stream): stream each
   // block in before its forward.
-  const bool from_memory = (plan.blocks > 16 || ws.stream) && V != nullptr;
+  const bool from_memory = (plan.blocks > kCachedBlocks || ws.stream) && V != nullptr;
   const auto run_group = [&](Index g) {
     double touched = 0;  // kept (volatile store below) so the reads are not optimised away
     Matrix<S>& zg = ws.z[static_cast<std::size_t>(g)];
