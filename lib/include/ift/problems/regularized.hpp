@@ -114,30 +114,16 @@ class RegularizedProblem final
   /// point one read of X instead of two. The same bits (ProblemPoint tests).
   void set_point_with_gradient_and_hvp(const Vector<S>& lambda, const Vector<S>& w,
                                        const Vector<S>& v, Vector<S>& hv) override {
-    if constexpr (ModelWithEvaluateAndHvp<Model>) {
-      require(v.size() == num_params(),
-              "RegularizedProblem::set_point_with_gradient_and_hvp: v has the wrong size");
-      if (!same_point(w)) {
-        require(lambda.size() == num_hyper(),
-                "RegularizedProblem::set_point: λ has the wrong size");
-        require(w.size() == num_params(), "RegularizedProblem::set_point: w has the wrong size");
-        drop_data_terms();
-        w_ = w;
-        data_loss_ = reduced(
-            model_.evaluate_with_hvp(*train_, w_, train_cache_, v, data_gradient_, hv),
-            train_shard_);
-        reduce(data_gradient_, train_shard_);
-        data_gradient_valid_ = true;
-        point_valid_ = true;
-        move_to(lambda, w, true);  // the same point now: the penalty's terms for λ only
-        train_gradient();
-        reduce(hv, train_shard_);
-        add_penalty_hvp(v, hv);
-        return;
-      }
+    require(v.size() == num_params(),
+            "RegularizedProblem::set_point_with_gradient_and_hvp: v has the wrong size");
+    const bool formed = move_to(lambda, w, true, &v, &hv);
+    train_gradient();
+    if (!formed) {  // the same point (or no fused pass): hvp() as a separate call
+      hvp(v, hv);
+      return;
     }
-    set_point_with_gradient(lambda, w);
-    hvp(v, hv);
+    reduce(hv, train_shard_);  // then as hvp() finishes its product
+    add_penalty_hvp(v, hv);
   }
   const Vector<S>& lambda() const override { return lambda_; }
   const Vector<S>& w() const override { return w_; }
@@ -346,11 +332,15 @@ class RegularizedProblem final
             "RegularizedProblem: curvature product of the wrong size (call set_point first)");
     out.array() += penalty_curvature_.array() * v.array();
   }
-  /// set_point's work; `with_gradient`: a new point's forward pass also forms the data gradient.
-  void move_to(const Vector<S>& lambda, const Vector<S>& w, bool with_gradient) {
+  /// set_point's work; `with_gradient`: a new point's forward pass also forms the data gradient;
+  /// with `v` too (and a model with the fused pass, ModelWithEvaluateAndHvp) also the data term's
+  /// H v into *hv, before the sum over ranks and the penalty. Returns whether *hv was formed.
+  bool move_to(const Vector<S>& lambda, const Vector<S>& w, bool with_gradient,
+               const Vector<S>* v = nullptr, Vector<S>* hv = nullptr) {
     require(lambda.size() == num_hyper(), "RegularizedProblem::set_point: λ has the wrong size");
     require(w.size() == num_params(), "RegularizedProblem::set_point: w has the wrong size");
     lambda_ = lambda;
+    bool formed = false;
     if (!same_point(w)) {
       drop_data_terms();
       w_ = w;
@@ -358,9 +348,17 @@ class RegularizedProblem final
       // the weight gradient itself (half of a logistic-regression gradient's flops, 40% of a
       // deep MLP's) only with_gradient or when train_gradient() is called: a hypergradient by
       // cg/neumann/identity/kfac never needs it.
-      data_loss_ = reduced(
-          model_.evaluate(*train_, w_, train_cache_, with_gradient ? &data_gradient_ : nullptr),
-          train_shard_);
+      S loss = S(0);
+      if constexpr (ModelWithEvaluateAndHvp<Model>) {
+        if (with_gradient && v != nullptr) {
+          loss = model_.evaluate_with_hvp(*train_, w_, train_cache_, *v, data_gradient_, *hv);
+          formed = true;
+        }
+      }
+      if (!formed)
+        loss = model_.evaluate(*train_, w_, train_cache_,
+                               with_gradient ? &data_gradient_ : nullptr);
+      data_loss_ = reduced(loss, train_shard_);
       if (with_gradient) {
         reduce(data_gradient_, train_shard_);
         data_gradient_valid_ = true;
@@ -370,6 +368,7 @@ class RegularizedProblem final
     train_loss_ = data_loss_ + decay_.penalty(lambda_, w_);
     decay_.hessian_diagonal(lambda_, penalty_curvature_);  // exp(λ) once, not in every product
     train_gradient_valid_ = false;
+    return formed;
   }
   /// Forgets every term computed from the data at w_ (a new point, or a new distribution).
   void drop_data_terms() {
