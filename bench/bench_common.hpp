@@ -394,6 +394,14 @@ void BM_Hypergradient(benchmark::State& state, Index n, Method method, Index k, 
 /// validation rows, one SGD step on λ (no metrics: the records' losses are not timed). The
 /// reference is the loop's inner phase alone: the same 5 SGD steps (warm-up steps of a loop
 /// with no hyper-step). w and λ carry over from call to call.
+/// Each of the two runs on its own problem (the same model and data, its own forward cache) and
+/// its own (w, λ), so that each call continues its own run in its steady state: a hyper-step's
+/// first inner step starts at the previous hypergradient's point (only λ moved), whose forward
+/// pass and data gradient the problem keeps (RegularizedProblem::set_point), while 5 plain inner
+/// steps pay 5 passes. Sharing one problem and one w, as before 2026-12-01, handed that free
+/// pass to the reference instead: it started where the hyper-step had stopped (1 of its 20
+/// passes free), and the hyper-step where the reference had stopped (a new point), which
+/// overstated x_inner_steps by about 0.13 where a pass is most of the cost (bench/README).
 /// `variant` kWarm: the hypergradient is neumann+warm with one HVP (SOBA, docs/methods.md), and a
 /// call runs kWarmSteps hyper-steps in one loop so that the solver state (the previous v) carries
 /// over as in a real run; the reference is then kWarmSteps × 5 inner steps, so x_inner_steps is
@@ -405,8 +413,9 @@ struct StepSetup {
   static constexpr int kInnerSteps = 5;
   static constexpr int kWarmSteps = 4;
   enum Variant { kCold = 0, kWarm = 1, kSoba = 2 };
-  Vector<S> lambda, w;
-  std::unique_ptr<RegularizedProblem<Model>> problem;
+  Vector<S> lambda, w;          // the hyper-step run's
+  Vector<S> ref_lambda, ref_w;  // the inner-steps run's
+  std::unique_ptr<RegularizedProblem<Model>> problem, ref_problem;
   std::unique_ptr<BilevelLoop<S>> hyper_loop, inner_loop;
   int steps_per_call = 1;
 
@@ -414,8 +423,12 @@ struct StepSetup {
     auto& base = Setup<Tag, S>::get(rows_n);  // same model and rows: reuse its α
     lambda = base.lambda;
     w = base.w;
+    ref_lambda = lambda;
+    ref_w = w;
     problem = std::make_unique<RegularizedProblem<Model>>(base.model, base.decay, base.train,
                                                           base.val);
+    ref_problem = std::make_unique<RegularizedProblem<Model>>(base.model, base.decay, base.train,
+                                                              base.val);
     BilevelParams p;
     p.method.method = Method::Neumann;
     p.method.steps = 5;
@@ -445,7 +458,7 @@ struct StepSetup {
     if (!slot) slot = std::make_unique<StepSetup>(n, variant);
     return *slot;
   }
-  void inner_steps() { w = inner_loop->run(*problem, w, lambda).w; }
+  void inner_steps() { ref_w = inner_loop->run(*ref_problem, ref_w, ref_lambda).w; }
   /// HVPs per hyper-step.
   double hyper_step() {
     auto r = hyper_loop->run(*problem, w, lambda);
