@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <numeric>
 
@@ -201,6 +202,40 @@ TEST(BatchHvp, FullBatchIsTheHvpBitwise) {
   f.problem->hvp(v, full);
   f.problem->batch_hvp(all_rows(f.train->size()), v, batch);
   EXPECT_TRUE(same_bits(full, batch));
+}
+
+// batch_hvp at the current point takes the batch's probabilities from the point's forward pass
+// (SoftmaxRegression::cache_rows) instead of a forward pass over the batch: the cache equals the
+// batch's own evaluate() to rounding, bitwise for every row in order, and so do the products.
+TEST(BatchHvp, TheBatchCacheComesFromThePointsForwardPass) {
+  const auto data = random_classification<double>(301, 9, 4, 31);  // several row tiles, a tail
+  const SoftmaxRegression<double> model(10, 4);
+  const Vector<double> w = random_vector<double>(model.num_params(), 32, 0.4);
+  SoftmaxRegression<double>::Cache full, direct, gathered;
+  model.evaluate(data, w, full, nullptr);
+  const std::vector<Index> rows = {300, 7, 0, 133, 64, 65, 66, 17, 250, 9, 8, 299};
+  const Dataset<double> batch = data.gather(rows);
+  model.evaluate(batch, w, direct, nullptr);
+  model.cache_rows(batch, full, rows, gathered);
+  const auto close = [](const Matrix<double>& a, const Matrix<double>& b) {
+    return a.rows() == b.rows() && a.cols() == b.cols() &&
+           (a - b).cwiseAbs().maxCoeff() <= 8 * std::numeric_limits<double>::epsilon();
+  };
+  EXPECT_TRUE(close(gathered.probs, direct.probs));
+  EXPECT_TRUE(close(gathered.residual, direct.residual));
+  const Vector<double> v = random_vector<double>(model.num_params(), 33);
+  Vector<double> from_direct, from_gathered;
+  model.hvp(batch, w, direct, v, from_direct);
+  model.hvp(batch, w, gathered, v, from_gathered);
+  EXPECT_LT(ift::testing::rel_error(from_gathered, from_direct), 1e-14);
+  // Every row in order: evaluate()'s cache bitwise.
+  SoftmaxRegression<double>::Cache again;
+  model.cache_rows(data, full, all_rows(data.size()), again);
+  EXPECT_TRUE((again.probs.array() == full.probs.array()).all());
+  EXPECT_TRUE((again.residual.array() == full.residual.array()).all());
+  // A row outside the cached data, or a batch that does not hold the rows, is an error.
+  EXPECT_THROW(model.cache_rows(data.gather({0, 1}), full, {0, 301}, again), std::invalid_argument);
+  EXPECT_THROW(model.cache_rows(batch, full, {0, 1}, again), std::invalid_argument);
 }
 
 TEST(BatchHvp, EqualsTheDenseHessianOfTheBatchLoss) {

@@ -137,6 +137,17 @@ concept ModelWithEvaluateAndHvp =
       { m.evaluate_with_hvp(data, w, cache, w, gradient, hv) } -> std::same_as<typename M::Scalar>;
     };
 
+/// A model whose cache after evaluate() on a gathered batch follows from the cache of
+/// evaluate() on the whole data at the same w, row by row, without a pass over the batch
+/// (RegularizedProblem::batch_hvp: a minibatch curvature product at the current point).
+template <class M>
+concept ModelWithCacheRows =
+    Model<M> && requires(const M& m, const Dataset<typename M::Scalar>& batch,
+                         const typename M::Cache& from, const std::vector<Index>& rows,
+                         typename M::Cache& to) {
+      { m.cache_rows(batch, from, rows, to) } -> std::same_as<void>;
+    };
+
 /// Every capability the paper's models have (softmax and binary logistic regression, MLPs).
 template <class M>
 concept FullModel = ModelWithGaussNewton<M> && ModelWithFisher<M> && ModelWithDenseHessian<M> &&

@@ -59,6 +59,13 @@ class SoftmaxRegression {
   /// warm-started solver's H v_prev; RegularizedProblem::set_point_with_gradient_and_hvp).
   S evaluate_with_hvp(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Vector<S>& v,
                       Vector<S>& gradient, Vector<S>& hv) const;
+  /// The cache evaluate(batch, w, to, nullptr) would leave, from `from`, a cache of evaluate()
+  /// on the whole data at the same w, where batch = data.gather(rows): a row's probabilities do
+  /// not depend on the other rows, so they are gathered, not recomputed (no pass over X_batch),
+  /// and the batch's residual (P − Y)/|batch| is formed from them as evaluate() forms it.
+  /// Equal to evaluate()'s cache to rounding (bitwise for the whole data in order).
+  void cache_rows(const Dataset<S>& batch, const Cache& from, const std::vector<Index>& rows,
+                  Cache& to) const;
   /// H V for a D × m block (column j of out = hvp of V.col(j)) in one fused pass over X (row_block.hpp)
   /// instead of m passes. Equal to m hvp calls to rounding.
   void hvp_block(const Dataset<S>& data, const Vector<S>& w, Cache& cache, const Matrix<S>& V,

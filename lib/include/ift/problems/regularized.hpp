@@ -292,7 +292,16 @@ class RegularizedProblem final
       hvp_share_ = local_rows(rows, "batch_hvp", batch_rows_);
       if (hvp_share_.count > 0) {
         train_->gather(batch_rows_, hvp_batch_);
-        model_.evaluate(hvp_batch_, w_, hvp_batch_cache_, nullptr);
+        bool from_point = false;
+        if constexpr (ModelWithCacheRows<Model>) {
+          // The point's forward pass over every training row is in train_cache_ (at w_): the
+          // batch's rows of it, without a forward pass over the batch.
+          if (point_valid_) {
+            model_.cache_rows(hvp_batch_, train_cache_, batch_rows_, hvp_batch_cache_);
+            from_point = true;
+          }
+        }
+        if (!from_point) model_.evaluate(hvp_batch_, w_, hvp_batch_cache_, nullptr);
       }
       hvp_rows_ = rows;
     }
