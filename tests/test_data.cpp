@@ -420,4 +420,32 @@ TEST(MnistDigits, SplitsFromConvertedFiles) {
   EXPECT_THROW(ift::load_mnist_digits<double>(9000, 1000, 1, false, dir), std::runtime_error);
 }
 
+// Dataset::gather copies its columns on every thread beyond 2e5 entries: the rows listed, in
+// order (repeats allowed), with their labels, entry for entry, on both sides of that threshold.
+TEST(DatasetGather, CopiesTheListedRowsInOrder) {
+  for (const ift::Index cols : {7, 1200}) {  // 300 x 7 serial, 300 x 1,200 on every thread
+    ift::Dataset<double> d;
+    d.X.resize(500, cols);
+    for (ift::Index j = 0; j < cols; ++j)
+      for (ift::Index i = 0; i < 500; ++i) d.X(i, j) = double(i) * 10000.0 + double(j);
+    d.labels.resize(500);
+    for (ift::Index i = 0; i < 500; ++i) d.labels(i) = static_cast<int>(i % 10);
+    d.num_classes = 10;
+    std::vector<ift::Index> rows;
+    for (ift::Index k = 0; k < 300; ++k) rows.push_back((k * 37 + 11) % 500);
+    rows.push_back(rows.front());  // a repeat
+    const ift::Dataset<double> g = d.gather(rows);
+    ASSERT_EQ(g.X.rows(), 301);
+    ASSERT_EQ(g.X.cols(), cols);
+    bool same = true;
+    for (ift::Index i = 0; i < 301; ++i) {
+      const ift::Index r = rows[static_cast<std::size_t>(i)];
+      same = same && g.labels(i) == d.labels(r);
+      for (ift::Index j = 0; j < cols; ++j) same = same && g.X(i, j) == d.X(r, j);
+    }
+    EXPECT_TRUE(same) << cols << " columns";
+    EXPECT_EQ(g.num_classes, 10);
+  }
+}
+
 }  // namespace
