@@ -154,18 +154,10 @@ void SoftmaxRegression<S>::cache_rows(const Dataset<S>& batch, const Cache& from
   require(b > 0 && batch.size() == b && batch.labels.size() == b && from.probs.cols() == C,
           "SoftmaxRegression::cache_rows: the batch must hold the listed rows, with labels, and "
           "`from` a cache of evaluate() on the whole data");
-  to.probs.resize(b, C);
-  to.residual.resize(b, C);
+  for (const Index r : rows)
+    require(r >= 0 && r < n, "SoftmaxRegression::cache_rows: row outside the cached data");
+  gather_rows(from.probs, rows, to.probs);
   const S inv_b = S(1) / S(b);
-  for (Index c = 0; c < C; ++c) {
-    const S* p = from.probs.col(c).data();
-    S* q = to.probs.col(c).data();
-    for (Index i = 0; i < b; ++i) {
-      const Index r = rows[static_cast<std::size_t>(i)];
-      require(r >= 0 && r < n, "SoftmaxRegression::cache_rows: row outside the cached data");
-      q[i] = p[r];
-    }
-  }
   // As softmax_block forms the residual: P − Y, then times 1/|batch|, column by column.
   to.residual = to.probs;
   for (Index i = 0; i < b; ++i) to.residual(i, batch.labels(i)) -= S(1);

@@ -288,7 +288,7 @@ class RegularizedProblem final
   /// and weights them by their share of the batch.
   void batch_hvp(const std::vector<Index>& rows, const Vector<S>& v, Vector<S>& out) override {
     require(!rows.empty(), "RegularizedProblem::batch_hvp: empty batch");
-    if (rows != hvp_rows_) {  // a new batch: its forward pass once (fixed sampling reuses it)
+    if (rows != hvp_rows_) {  // a new batch: its cache once (fixed sampling reuses it)
       hvp_share_ = local_rows(rows, "batch_hvp", batch_rows_);
       if (hvp_share_.count > 0) {
         train_->gather(batch_rows_, hvp_batch_);
